@@ -1,0 +1,194 @@
+"""guided-diffusion's networks built from presets, checkpoint I/O, and h-space hooks.
+
+h is the output of ``UNetModel.middle_block`` (shape [B, C_mid, H / 2^L, W / 2^L]). All
+access to it goes through forward hooks and pre-hooks on the unchanged UNet:
+
+- :func:`capture_h` records h;
+- :func:`shift_h` replaces h by ``h + delta(h, emb)``;
+- :func:`asymmetric` makes one call return both the original and the shifted noise
+  prediction from a single encoder pass: the skips and the timestep embedding are doubled
+  along the batch after the encoder has run on B images, so the decoder runs once on 2B.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .files import atomic_save
+from .presets import UNetConfig
+
+with warnings.catch_warnings():  # guided_diffusion.nn warns about torch.cuda.amp at import
+    warnings.simplefilter("ignore", FutureWarning)
+    from guided_diffusion.unet import EncoderUNetModel, UNetModel
+
+Delta = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``delta(h [B, C, H, W], emb [B, E]) -> dh [B, C, H, W]``: a shift of h at one step."""
+
+
+def _attention_ds(cfg: UNetConfig) -> tuple[int, ...]:
+    return tuple(cfg.image_size // r for r in cfg.attention_resolutions)
+
+
+def _common_kwargs(cfg: UNetConfig) -> dict:
+    return dict(
+        image_size=cfg.image_size,
+        in_channels=cfg.in_channels,
+        model_channels=cfg.model_channels,
+        num_res_blocks=cfg.num_res_blocks,
+        attention_resolutions=_attention_ds(cfg),
+        dropout=cfg.dropout,
+        channel_mult=cfg.channel_mult,
+        num_heads=cfg.num_heads,
+        use_scale_shift_norm=cfg.use_scale_shift_norm,
+        resblock_updown=cfg.resblock_updown,
+    )
+
+
+def build_unet(cfg: UNetConfig) -> UNetModel:
+    """guided-diffusion's noise-prediction ``UNetModel`` (fixed variance) for ``cfg``."""
+    return UNetModel(out_channels=cfg.in_channels, **_common_kwargs(cfg))
+
+
+def build_encoder(cfg: UNetConfig, out_channels: int = 1) -> EncoderUNetModel:
+    """The encoder half of the same UNet with adaptive average pooling (the discriminator)."""
+    return EncoderUNetModel(out_channels=out_channels, pool="adaptive", **_common_kwargs(cfg))
+
+
+def save_unet(unet: nn.Module, cfg: UNetConfig, path: str | os.PathLike) -> None:
+    """Write ``{"config": dataclass fields, "state_dict": weights}`` atomically."""
+    atomic_save({"config": dataclasses.asdict(cfg), "state_dict": unet.state_dict()}, path)
+
+
+def config_from_dict(d: dict) -> UNetConfig:
+    """A :class:`UNetConfig` from its ``asdict`` form (lists back to tuples)."""
+    fields = {f.name for f in dataclasses.fields(UNetConfig)}
+    unknown = set(d) - fields
+    if unknown:
+        raise ValueError(f"unknown UNet config keys {sorted(unknown)}; expected {sorted(fields)}")
+    return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a ValueError naming every missing, unexpected or mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                             ("shape mismatches", shapes)):
+            if items:
+                more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
+                parts.append(f"{label} ({len(items)}): {', '.join(items[:8])}{more}")
+        raise ValueError(
+            f"{source} does not match the configured model:\n  " + "\n  ".join(parts)
+            + "\nPass the configuration the checkpoint was trained with (preset or UNetConfig)."
+        )
+
+
+def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None) -> tuple[UNetModel, UNetConfig]:
+    """Load a UNet from an hdisc checkpoint or from a plain guided-diffusion state dict.
+
+    hdisc files carry their configuration; a guided-diffusion ``.pt`` file (a bare state
+    dict, as openai publishes them) needs ``cfg``. If both are given they must agree.
+    Returns the model in eval mode and its configuration.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: pass the path of a .pt file "
+                                "written by hdisc or guided-diffusion")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(blob, dict) and "state_dict" in blob and "config" in blob:
+        file_cfg = config_from_dict(blob["config"])
+        if cfg is not None and cfg != file_cfg:
+            diff = {f.name: (getattr(file_cfg, f.name), getattr(cfg, f.name))
+                    for f in dataclasses.fields(UNetConfig)
+                    if getattr(file_cfg, f.name) != getattr(cfg, f.name)}
+            raise ValueError(f"{path} was trained with another UNet config; "
+                             f"differing fields (file, requested): {diff}")
+        cfg, state = file_cfg, blob["state_dict"]
+    elif cfg is None:
+        raise ValueError(f"{path} holds a bare state dict without its configuration: "
+                         "pass cfg (e.g. get_preset(dataset, scale).unet)")
+    else:
+        state = blob
+    unet = build_unet(cfg)
+    check_state_dict(unet, state, str(path))
+    unet.load_state_dict(state)
+    return unet.eval(), cfg
+
+
+@contextmanager
+def _hooked(handles: list[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def capture_h(unet: UNetModel) -> Iterator[list[torch.Tensor]]:
+    """Within the block, every forward call appends its h [B, C, H, W] to the list."""
+    store: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        store.append(out)
+
+    with _hooked([unet.middle_block.register_forward_hook(hook)]):
+        yield store
+
+
+@contextmanager
+def shift_h(unet: UNetModel, delta: Delta) -> Iterator[None]:
+    """Within the block, every forward call uses ``h + delta(h, emb)`` in place of h."""
+
+    def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return out + delta(out, args[1])
+
+    with _hooked([unet.middle_block.register_forward_hook(hook)]):
+        yield
+
+
+@contextmanager
+def asymmetric(unet: UNetModel, delta: Delta) -> Iterator[None]:
+    """Within the block, ``unet(x [B], t [B])`` returns ``[2B]``: eps(x_t) then eps(x_t | h + dh).
+
+    The encoder and the middle block run once on B images; the timestep embedding and
+    every skip connection are repeated along the batch, and the middle block's output
+    becomes ``cat([h, h + delta(h, emb)])``, so the decoder computes both predictions
+    in one batched pass.
+    """
+
+    def double(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return torch.cat([out, out])
+
+    def halve(module: nn.Module, args: tuple) -> tuple:
+        h, emb = args
+        n = emb.shape[0] // 2
+        return h[:n], emb[:n]
+
+    def shift(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return torch.cat([out, out + delta(out, args[1])])
+
+    handles = [unet.time_embed.register_forward_hook(double)]
+    for block in unet.input_blocks:
+        handles.append(block.register_forward_pre_hook(halve))
+        handles.append(block.register_forward_hook(double))
+    handles.append(unet.middle_block.register_forward_pre_hook(halve))
+    handles.append(unet.middle_block.register_forward_hook(shift))
+    with _hooked(handles):
+        yield

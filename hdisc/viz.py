@@ -1,0 +1,68 @@
+"""Image grids and figures (matplotlib)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from einops import rearrange  # noqa: E402
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Images [N, C, H, W] in [-1, 1] -> uint8 array [N, H, W, C]."""
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(x, "n c h w -> n h w c").numpy()
+
+
+def grid(x: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
+    """Tile images [N, C, H, W] in [-1, 1] into one uint8 array [rows*H, nrow*W, C].
+
+    Missing cells of the last row are left white.
+    """
+    imgs = to_uint8(x)
+    n, h, w, c = imgs.shape
+    rows = -(-n // nrow)
+    out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
+    for k, img in enumerate(imgs):
+        r, q = divmod(k, nrow)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img
+    return out
+
+
+def save_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
+    """Write ``grid(x, nrow)`` as a PNG; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = grid(x, nrow)
+    plt.imsave(path, g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=255)
+    return path
+
+
+def show_grid(x: torch.Tensor, nrow: int = 8, title: str | None = None, scale: float = 0.6) -> plt.Figure:
+    """A matplotlib figure of ``grid(x, nrow)`` (for notebooks)."""
+    g = grid(x, nrow)
+    fig, ax = plt.subplots(figsize=(scale * g.shape[1] / 34, scale * g.shape[0] / 34))
+    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=255)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_curve(points: list[list[float]], xlabel: str, ylabel: str, title: str | None = None) -> plt.Figure:
+    """A line plot of ``[[x, y], ...]``."""
+    xy = np.asarray(points, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(xy[:, 0], xy[:, 1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
