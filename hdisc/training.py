@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
 from .data import random_batch
+from .discovery import DiscoveryModel, StepStats, discovery_step, draw_shifts
 from .files import atomic_save
-from .presets import DMTrainConfig, UNetConfig
-from .schedule import linear_alphas_cumprod
+from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig
+from .schedule import ddim_steps, linear_alphas_cumprod
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
 DM_WEIGHTS = "dm_ema.pt"
@@ -32,6 +33,29 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     mixed = (seed * 1_000_003 + step) % (2**63)
     torch.manual_seed(mixed)
     return torch.Generator().manual_seed(mixed)
+
+
+def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device) -> dict:
+    """Load ``parts`` (modules and optimisers, by name) from the checkpoint at ``path``.
+
+    Returns the saved loop state, or ``fresh`` when there is no checkpoint. A checkpoint
+    whose ``identity`` (configuration, seed) differs raises a ValueError naming the fields.
+    """
+    if not path.exists():
+        return fresh
+    blob = torch.load(path, map_location=device, weights_only=True)
+    diff = {k: (blob.get(k), v) for k, v in identity.items() if blob.get(k) != v}
+    if diff:
+        raise ValueError(f"{path} belongs to another run; differing (checkpoint, requested): {diff}. "
+                         "Choose a new out_dir, or delete the checkpoint to start over.")
+    for name, part in parts.items():
+        part.load_state_dict(blob[name])
+    return {k: blob[k] for k in fresh}
+
+
+def save_checkpoint(path: Path, identity: dict, parts: dict, state: dict) -> None:
+    """Write identity, every part's state dict and the loop state to ``path`` atomically."""
+    atomic_save({**identity, **{n: p.state_dict() for n, p in parts.items()}, **state}, path)
 
 
 def warmup_lr(base: float, warmup: int, step: int) -> float:
@@ -76,22 +100,12 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     unet = build_unet(unet_cfg).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.Adam(unet.parameters(), lr=train_cfg.lr)
-    state = {"step": 0, "losses": [], "wall_s": 0.0}
-    if ckpt_path.exists():
-        blob = torch.load(ckpt_path, map_location=device, weights_only=True)
-        saved_cfg = config_from_dict(blob["config"])
-        if saved_cfg != unet_cfg or blob["seed"] != seed:
-            raise ValueError(
-                f"{ckpt_path} belongs to another run (config {saved_cfg}, seed {blob['seed']}); "
-                "choose a new out_dir or delete the checkpoint to start over")
-        unet.load_state_dict(blob["model"])
-        ema.load_state_dict(blob["ema"])
-        opt.load_state_dict(blob["opt"])
-        state = {k: blob[k] for k in state}
+    identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed}
+    parts = {"model": unet, "ema": ema, "opt": opt}
+    state = resume(ckpt_path, identity, parts, {"step": 0, "losses": [], "wall_s": 0.0}, device)
 
     def checkpoint() -> None:
-        atomic_save({"config": dataclasses.asdict(unet_cfg), "seed": seed, "model": unet.state_dict(),
-                     "ema": ema.state_dict(), "opt": opt.state_dict(), **state}, ckpt_path)
+        save_checkpoint(ckpt_path, identity, parts, state)
         save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS)
 
     abar_all = linear_alphas_cumprod()
@@ -132,3 +146,88 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
         "checkpoint": str(ckpt_path),
         "weights": str(out_dir / DM_WEIGHTS),
     }
+
+
+DISCOVERY_CHECKPOINT = "discovery_checkpoint.pt"
+DISCOVERY_WEIGHTS = "directions.pt"
+
+
+def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryConfig,
+                    out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
+                    method: str = "chain", clip: bool = True, head_init_std: float = 0.0,
+                    device: str | torch.device = "cpu", progress: bool | None = None,
+                    log_every: int = 10) -> dict:
+    """Train shift block, reconstructor and discriminator on a frozen DM (paper eq. 2).
+
+    Resumes from ``out_dir/discovery_checkpoint.pt``; a checkpoint of another configuration
+    (K, S, M, t_stop, DM config, seed, ...) raises. Every ``log_every`` steps the mean of
+    the step statistics (losses, D outputs, running reconstructor accuracy) is logged.
+    Writes the trained model with its configuration to ``out_dir/directions.pt``.
+    """
+    out_dir = Path(out_dir)
+    total = cfg.steps if steps is None else steps
+    unet = unet.to(device).eval().requires_grad_(False)
+    torch.manual_seed(seed)
+    model = DiscoveryModel(unet_cfg, cfg, head_init_std).to(device)
+    opt_g = torch.optim.Adam([*model.shift.parameters(), *model.reconstructor.parameters()], lr=cfg.lr)
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr)
+    identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
+                "seed": seed, "clip": clip, "head_init_std": head_init_std}
+    parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
+    ckpt_path = out_dir / DISCOVERY_CHECKPOINT
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "wall_s": 0.0}, device)
+    ddim = ddim_steps(cfg.M)
+    shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, identity, parts, state)
+        atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
+
+    window: list[StepStats] = []
+    start = time.perf_counter()
+    bar = tqdm(range(state["step"], total), initial=state["step"], total=total, desc="discovery",
+               disable=progress is False)
+    for step in bar:
+        gen = step_generator(seed, step)
+        z = torch.randn((cfg.batch, *shape), generator=gen)
+        k, s = draw_shifts(cfg.batch, cfg, gen)
+        window.append(discovery_step(unet, model, cfg, ddim, z.to(device), k.to(device), s.to(device),
+                                     opt_g, opt_d, method=method, clip=clip))
+        state["step"] = step + 1
+        if state["step"] % log_every == 0 or state["step"] == total:
+            mean = {f: sum(getattr(w, f) for w in window) / len(window) for f in StepStats.__dataclass_fields__}
+            state["log"].append({"step": state["step"], **mean})
+            bar.set_postfix(ce=f"{mean['l_ce']:.3f}", acc=f"{mean['acc']:.3f}", d_fake=f"{mean['d_fake']:.2f}")
+            window = []
+        if state["step"] % 50 == 0 or state["step"] == total:
+            state["wall_s"] += time.perf_counter() - start
+            start = time.perf_counter()
+            checkpoint()
+    if not ckpt_path.exists():
+        checkpoint()
+    return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
+            "method": method, "clip": clip, "head_init_std": head_init_std, "hdisc_version": __version__,
+            "checkpoint": str(ckpt_path), "weights": str(out_dir / DISCOVERY_WEIGHTS)}
+
+
+def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
+                    cfg: DiscoveryConfig | None = None) -> tuple[DiscoveryModel, DiscoveryConfig]:
+    """Load a trained discovery model written by :func:`train_discovery`.
+
+    If ``unet_cfg`` or ``cfg`` are given they must match the file's (e.g. the same K).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no direction model at {path}: run experiments/train.ipynb first "
+                                "(it writes out_dir/directions.pt)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    file_unet = config_from_dict(blob["unet_config"])
+    file_cfg = DiscoveryConfig(**blob["discovery_config"])
+    for name, want, have in (("DM config", unet_cfg, file_unet), ("discovery config", cfg, file_cfg)):
+        if want is not None and want != have:
+            diff = {f.name: (getattr(have, f.name), getattr(want, f.name)) for f in dataclasses.fields(have)
+                    if getattr(have, f.name) != getattr(want, f.name)}
+            raise ValueError(f"{path} was trained with another {name}; differing (file, requested): {diff}")
+    model = DiscoveryModel(file_unet, file_cfg, blob["head_init_std"])
+    model.load_state_dict(blob["model"])
+    return model.eval(), file_cfg

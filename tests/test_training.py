@@ -5,7 +5,14 @@ import torch
 
 from hdisc.backbone import load_unet
 from hdisc.data import TensorImages
-from hdisc.training import DM_CHECKPOINT, train_dm, warmup_lr
+from hdisc.training import (
+    DISCOVERY_WEIGHTS,
+    DM_CHECKPOINT,
+    load_directions,
+    train_discovery,
+    train_dm,
+    warmup_lr,
+)
 
 
 @pytest.fixture
@@ -70,9 +77,36 @@ def test_resuming_with_another_config_or_seed_refuses(tmp_path, smoke, images):
     with pytest.raises(ValueError, match="belongs to another run"):
         train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=1, progress=False)
     wider = dataclasses.replace(smoke.unet, model_channels=64)
-    with pytest.raises(ValueError, match="choose a new out_dir"):
+    with pytest.raises(ValueError, match="Choose a new out_dir"):
         train_dm(wider, smoke.dm, images, tmp_path, seed=0, progress=False)
 
 
 def test_warmup_is_linear_then_flat():
     assert warmup_lr(1.0, 4, 0) == 0.25 and warmup_lr(1.0, 4, 3) == 1.0 and warmup_lr(1.0, 4, 100) == 1.0
+
+
+def _discovery(tmp_path, smoke, unet, **kw):
+    return train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, progress=False, log_every=1, **kw)
+
+
+def test_discovery_resume_continues_the_same_run(tmp_path, smoke, unet):
+    straight = _discovery(tmp_path / "a", smoke, unet, steps=3)
+    _discovery(tmp_path / "b", smoke, unet, steps=2)
+    resumed = _discovery(tmp_path / "b", smoke, unet, steps=3)
+    assert resumed["log"] == straight["log"] and len(resumed["log"]) == 3
+    a = torch.load(tmp_path / "a" / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    model, cfg = load_directions(tmp_path / "a" / DISCOVERY_WEIGHTS, smoke.unet, smoke.discovery)
+    assert cfg == smoke.discovery and model.shift.K == smoke.discovery.K
+
+
+def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
+    _discovery(tmp_path, smoke, unet, steps=1)
+    other = dataclasses.replace(smoke.discovery, K=8)
+    with pytest.raises(ValueError, match="belongs to another run.*'K': 4"):
+        train_discovery(unet, smoke.unet, other, tmp_path, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"another discovery config.*'K': \(4, 8\)"):
+        load_directions(tmp_path / DISCOVERY_WEIGHTS, cfg=other)
+    with pytest.raises(FileNotFoundError, match="run experiments/train.ipynb first"):
+        load_directions(tmp_path / "missing.pt")

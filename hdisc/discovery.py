@@ -1,0 +1,220 @@
+"""The discovery model of the paper (eq. 2, sections 4.1-4.3) and the losses of one step.
+
+- :class:`ShiftBlock` f_phi: Asyrp's small time-dependent block on h with K output heads,
+  each zero-initialised so that x'_0 == x_0 at the start;
+- :class:`Reconstructor` R_omega: (x_0, x'_0) -> K logits and a magnitude;
+- :func:`build_discriminator` D_psi: guided-diffusion's ``EncoderUNetModel`` with the DM's
+  configuration, on clean images (t = 0);
+- :func:`discovery_step`: one training step (generator side, then the discriminator),
+  back-propagating through the sampling chain node by node or with vanilla autograd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import build_encoder
+from .chain import backprop_chain, record_chain, run_chain
+from .presets import DiscoveryConfig, UNetConfig
+from .sampling import Shifted, ddim_step, sample_ddim
+from .schedule import Steps
+
+
+class ShiftBlock(nn.Module):
+    """f_phi(h, emb, k): an input 1x1 conv, the DM's timestep embedding added,
+    GroupNorm + SiLU, then the k-th of K independent 1x1 output convolutions.
+
+    h [B, C, H, W], emb [B, E] (the UNet's ``time_embed`` output), k [B] long
+    -> dh [B, C, H, W]. Heads start at zero (``head_init_std=0``) unless asked otherwise.
+    """
+
+    def __init__(self, channels: int, emb_dim: int, K: int, head_init_std: float = 0.0):
+        super().__init__()
+        self.K = K
+        self.inp = nn.Sequential(nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, channels, 1))
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, channels))
+        self.mid = nn.Sequential(nn.GroupNorm(32, channels), nn.SiLU())
+        self.head_weight = nn.Parameter(torch.randn(K, channels, channels) * head_init_std)
+        self.head_bias = nn.Parameter(torch.zeros(K, channels))
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
+        return torch.einsum("bchw,boc->bohw", a, self.head_weight[k]) + self.head_bias[k][:, :, None, None]
+
+
+class Reconstructor(nn.Module):
+    """R_omega: the two images concatenated on channels -> (K logits, one magnitude).
+
+    ``small`` (32 px): a LeNet-style CNN as in GANLatentDiscovery's MNIST setting;
+    otherwise a ResNet-18-like network (BasicBlocks 2-2-2-2, widths 64-512).
+    x0, x_shift [B, C, H, W] -> logits [B, K], s_hat [B].
+    """
+
+    def __init__(self, channels: int, K: int, small: bool):
+        super().__init__()
+        if small:
+            self.body = nn.Sequential(
+                nn.Conv2d(2 * channels, 64, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(64, 128, 4, stride=2, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
+                nn.Conv2d(128, 256, 4, stride=2, padding=1), nn.BatchNorm2d(256), nn.ReLU(),
+                nn.Conv2d(256, 256, 4, stride=2, padding=1), nn.BatchNorm2d(256), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            )
+            width = 256
+        else:
+            layers: list[nn.Module] = [nn.Conv2d(2 * channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+                                       nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+            cin = 64
+            for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+                layers += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
+                cin = cout
+            self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            width = 512
+        self.logits = nn.Linear(width, K)
+        self.magnitude = nn.Linear(width, 1)
+
+    def forward(self, x0: torch.Tensor, x_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(torch.cat([x0, x_shift], dim=1))
+        return self.logits(f), self.magnitude(f).squeeze(1)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.main(x) + self.skip(x))
+
+
+class Discriminator(nn.Module):
+    """D_psi: guided-diffusion's ``EncoderUNetModel`` on clean images; x [B, C, H, W] -> logits [B]."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.net = build_encoder(cfg, out_channels=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device)).squeeze(1)
+
+
+class DiscoveryModel(nn.Module):
+    """The three trainable parts for one DM: shift block, reconstructor, discriminator."""
+
+    def __init__(self, unet_cfg: UNetConfig, cfg: DiscoveryConfig, head_init_std: float = 0.0):
+        super().__init__()
+        c_mid = unet_cfg.h_shape[0]
+        self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, head_init_std)
+        self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32)
+        self.discriminator = Discriminator(unet_cfg)
+
+
+@dataclass
+class StepStats:
+    """What one training step measured (floats for logging)."""
+
+    l_ce: float
+    l_mag: float
+    l_adv: float
+    l_d: float
+    d_real: float
+    d_fake: float
+    acc: float
+    mag_err: float
+
+
+def draw_shifts(batch: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """k ~ Uniform{0..K-1} [B] and s ~ Uniform[-S, S] [B]."""
+    k = torch.randint(cfg.K, (batch,), generator=generator)
+    s = (torch.rand(batch, generator=generator) * 2 - 1) * cfg.S
+    return k, s
+
+
+def shifted_model(unet: nn.Module, shift: ShiftBlock, k: torch.Tensor, s: torch.Tensor,
+                  t_stop: int, symmetric: bool = False) -> Shifted:
+    """The eps-model of eq. 2 for directions k [B] and magnitudes s [B]."""
+    scale = s.view(-1, 1, 1, 1)
+    return Shifted(unet, lambda h, emb: scale * shift(h, emb, k), t_stop, symmetric)
+
+
+def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
+                   z: torch.Tensor, k: torch.Tensor, s: torch.Tensor,
+                   opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                   method: str = "chain", clip: bool = True) -> StepStats:
+    """One training step of the paper's method on noise z [B, C, H, W].
+
+    Generator side (shift block + reconstructor) minimises
+    ``CE(logits, k) + lambda_mag |s_hat - s| + lambda_adv BCE(D(x'_0), real)``, with the
+    gradient reaching the shift block through the whole DDIM chain, by ``method``
+    ``"chain"`` (node by node, flat memory) or ``"vanilla"`` (autograd through all steps).
+    Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake).
+    """
+    if method not in ("chain", "vanilla"):
+        raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
+    with torch.no_grad():
+        x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
+    eps_model = shifted_model(unet, model.shift, k, s, cfg.t_stop)
+
+    def step(x: torch.Tensor, i: int) -> torch.Tensor:
+        return ddim_step(eps_model, x, steps, i, clip)
+
+    opt_g.zero_grad(set_to_none=True)
+    if method == "chain":
+        nodes = record_chain(step, z, len(steps))
+        x_shift = nodes[-1].detach().requires_grad_(True)
+    else:
+        x_shift = run_chain(step, z, len(steps))
+    logits, s_hat = model.reconstructor(x0, x_shift)
+    l_ce = F.cross_entropy(logits, k)
+    l_mag = (s_hat - s).abs().mean()
+    d_fake_logits = model.discriminator(x_shift)
+    l_adv = F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits))
+    (l_ce + cfg.lambda_mag * l_mag + cfg.lambda_adv * l_adv).backward()
+    if method == "chain":
+        backprop_chain(step, nodes, x_shift.grad)
+    opt_g.step()
+
+    opt_d.zero_grad(set_to_none=True)
+    real, fake = model.discriminator(x0), model.discriminator(x_shift.detach())
+    l_d = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+           + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    l_d.backward()
+    opt_d.step()
+    return StepStats(l_ce=l_ce.item(), l_mag=l_mag.item(), l_adv=l_adv.item(), l_d=l_d.item(),
+                     d_real=torch.sigmoid(real).mean().item(), d_fake=torch.sigmoid(fake).mean().item(),
+                     acc=(logits.argmax(1) == k).float().mean().item(),
+                     mag_err=(s_hat - s).abs().mean().item())
+
+
+@torch.no_grad()
+def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
+                           n: int, batch: int, generator: torch.Generator, clip: bool = True,
+                           device: str | torch.device = "cpu") -> dict[str, float]:
+    """RCA (paper 5.5): accuracy of R on ``n`` fresh pairs with random k and s.
+
+    Also returns the mean magnitude error |s_hat - s|. R is evaluated in eval mode.
+    """
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    was_training = model.training
+    model.eval()
+    correct, mag_err = 0.0, 0.0
+    for start in range(0, n, batch):
+        b = min(batch, n - start)
+        z = torch.randn((b, *shape), generator=generator).to(device)
+        k, s = draw_shifts(b, cfg, generator)
+        k, s = k.to(device), s.to(device)
+        x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
+        xs = sample_ddim(shifted_model(unet, model.shift, k, s, cfg.t_stop), z, steps, clip=clip, disable=True)
+        logits, s_hat = model.reconstructor(x0, xs)
+        correct += (logits.argmax(1) == k).sum().item()
+        mag_err += (s_hat - s).abs().sum().item()
+    model.train(was_training)
+    return {"rca": correct / n, "mag_err": mag_err / n, "n": n}

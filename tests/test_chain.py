@@ -1,0 +1,149 @@
+import pytest
+import torch
+from conftest import perturbed
+
+from hdisc.chain import backprop_chain, record_chain, run_chain
+from hdisc.discovery import DiscoveryModel, discovery_step, shifted_model
+from hdisc.presets import DATASETS, get_preset
+from hdisc.sampling import ddim_step, sample_ddim
+from hdisc.schedule import ddim_steps
+
+
+def _grads(module):
+    return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def test_chain_backprop_matches_finite_differences_in_float64():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 6, dtype=torch.float64)
+    frozen = torch.nn.Linear(6, 6, dtype=torch.float64).requires_grad_(False)
+
+    def step(x, i):  # trainable only in the first two steps, like the shifting interval
+        y = x + 0.3 * torch.tanh(frozen(x))
+        return y + 0.5 * torch.tanh(lin(y)) * (i + 1) if i < 2 else y
+
+    def loss_of(x):
+        return (x ** 3).sum()
+
+    z = torch.randn(3, 6, dtype=torch.float64)
+    nodes = record_chain(step, z, 5)
+    x_n = nodes[-1].requires_grad_(True)
+    loss_of(x_n).backward()
+    backprop_chain(step, nodes, x_n.grad)
+    analytic = lin.weight.grad.clone()
+
+    numeric = torch.zeros_like(analytic)
+    eps = 1e-6
+    with torch.no_grad():
+        for idx in range(analytic.numel()):
+            w = lin.weight.view(-1)
+            w[idx] += eps
+            up = loss_of(run_chain(step, z, 5))
+            w[idx] -= 2 * eps
+            down = loss_of(run_chain(step, z, 5))
+            w[idx] += eps
+            numeric.view(-1)[idx] = (up - down) / (2 * eps)
+    assert torch.allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_chain_input_gradient_matches_autograd():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4, dtype=torch.float64)
+
+    def step(x, i):
+        return torch.sin(lin(x)) + x
+
+    z = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 4, dtype=torch.float64)
+    run_chain(step, z, 4).backward(g)
+    gz = backprop_chain(step, record_chain(step, z.detach(), 4), g, input_grad=True)
+    assert torch.allclose(gz, z.grad, atol=1e-12)
+
+
+@pytest.fixture
+def discovery(smoke, unet):
+    torch.manual_seed(1)
+    model = DiscoveryModel(smoke.unet, smoke.discovery)
+    perturbed(model.shift, seed=2, std=0.05)  # non-zero heads so shifts matter
+    return model
+
+
+def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, discovery):
+    unet.requires_grad_(False)
+    cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
+    z = torch.randn(2, 1, 32, 32)
+    k, s = torch.tensor([0, 3]), torch.tensor([2.0, -4.0])
+    eps_model = shifted_model(unet, discovery.shift, k, s, cfg.t_stop)
+
+    def step(x, i):
+        return ddim_step(eps_model, x, steps, i, clip=False)
+
+    target = torch.randn(2, 1, 32, 32)
+    x_v = run_chain(step, z, len(steps))
+    (x_v - target).square().sum().backward()
+    vanilla = _grads(discovery.shift)
+    discovery.shift.zero_grad(set_to_none=True)
+
+    nodes = record_chain(step, z, len(steps))
+    x_c = nodes[-1].requires_grad_(True)
+    (x_c - target).square().sum().backward()
+    backprop_chain(step, nodes, x_c.grad)
+    chain = _grads(discovery.shift)
+    assert torch.equal(nodes[-1], x_v.detach())
+    assert vanilla.keys() == chain.keys() and len(chain) == len(list(discovery.shift.parameters()))
+    for name in vanilla:
+        rel = (vanilla[name] - chain[name]).abs().max() / vanilla[name].abs().max().clamp_min(1e-30)
+        assert rel < 1e-4, name
+
+
+def test_zero_initialised_heads_leave_the_sample_unchanged(smoke, unet):
+    """dh is exactly 0, so both predictions of every asymmetric step are bit-identical and
+    x'_0 equals x_0 (up to the batch-size dependence of the convolutions' rounding)."""
+    model = DiscoveryModel(smoke.unet, smoke.discovery)
+    steps = ddim_steps(smoke.discovery.M)
+    z = torch.randn(3, 1, 32, 32)
+    eps_model = shifted_model(unet, model.shift, torch.tensor([0, 1, 3]), torch.tensor([5.0, -5.0, 1.0]),
+                              smoke.discovery.t_stop)
+    with torch.no_grad():
+        h, emb = torch.randn(3, *smoke.unet.h_shape), torch.randn(3, 4 * smoke.unet.model_channels)
+        assert not model.shift(h, emb, torch.tensor([0, 1, 3])).any()
+        shifted_eps, orig_eps = eps_model(z, steps.t[0].expand(3))
+        assert torch.equal(shifted_eps, orig_eps)
+        x0 = sample_ddim(unet, z, steps, disable=True)
+        shifted = sample_ddim(eps_model, z, steps, disable=True)
+    assert (x0 - shifted).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("method", ["chain", "vanilla"])
+def test_discovery_step_trains_every_part(smoke, unet, discovery, method):
+    unet.requires_grad_(False)
+    cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
+    params_g = list(discovery.shift.parameters()) + list(discovery.reconstructor.parameters())
+    opt_g = torch.optim.Adam(params_g, lr=1e-3)
+    opt_d = torch.optim.Adam(discovery.discriminator.parameters(), lr=1e-3)
+    before = {n: p.clone() for n, p in discovery.named_parameters()}
+    stats = discovery_step(unet, discovery, cfg, steps, torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3]),
+                           torch.tensor([1.0, -2.0, 3.0, -4.0]), opt_g, opt_d, method=method)
+    changed = {n.split(".")[0] for n, p in discovery.named_parameters() if not torch.equal(before[n], p)}
+    assert changed == {"shift", "reconstructor", "discriminator"}
+    assert 0 < stats.d_real < 1 and stats.l_ce > 0
+
+
+def test_discovery_step_rejects_unknown_method(smoke, unet, discovery):
+    with pytest.raises(ValueError, match="'chain' or 'vanilla'"):
+        discovery_step(unet, discovery, smoke.discovery, ddim_steps(2), torch.randn(1, 1, 32, 32),
+                       torch.tensor([0]), torch.tensor([1.0]), None, None, method="checkpoint")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_discovery_parts_accept_every_paper_preset(dataset):
+    p = get_preset(dataset, "paper")
+    model = DiscoveryModel(p.unet, p.discovery).eval()
+    c, size, K = p.unet.in_channels, p.unet.image_size, p.discovery.K
+    h = torch.randn(1, *p.unet.h_shape)
+    with torch.no_grad():
+        assert model.shift(h, torch.randn(1, 4 * p.unet.model_channels), torch.tensor([K - 1])).shape == h.shape
+        x = torch.randn(2, c, size, size)
+        logits, s_hat = model.reconstructor(x, x)
+        assert logits.shape == (2, K) and s_hat.shape == (2,)
+        assert model.discriminator(x[:1]).shape == (1,)
