@@ -46,7 +46,7 @@ from hdisc.runs import environment, project_path, resolve_device, run_dir
 from hdisc.sampling import generate
 from hdisc.schedule import ddim_steps
 from hdisc.training import train_dm
-from hdisc.viz import plot_curve, save_grid, show_grid
+from hdisc.viz import plot_curves, save_grid, show_grid
 
 cfg = get_preset(dataset, preset)
 out = run_dir(out_dir, cfg)
@@ -61,7 +61,8 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {out}")
 # %%
 summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
                    steps=None if steps < 0 else steps, device=dev)
-plot_curve(summary["loss_curve"], "step", "noise MSE", f"{cfg.name} pretraining loss")
+plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", {"noise MSE": "loss"},
+            f"{cfg.name} pretraining loss");
 
 # %% [markdown]
 # ## Samples

@@ -131,6 +131,20 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None) -> tuple[U
     return unet.eval(), cfg
 
 
+def perturb_zero_params(module: nn.Module, std: float = 0.02, seed: int = 0) -> nn.Module:
+    """Give every all-zero parameter small Gaussian values (deterministic in ``seed``).
+
+    A fresh ``UNetModel`` outputs exactly zero (its last convolutions are zero-initialised),
+    so no gradient reaches h: tests and benchmarks without trained weights use this.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return module
+
+
 @contextmanager
 def _hooked(handles: list[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
     try:

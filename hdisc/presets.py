@@ -144,8 +144,8 @@ def _scaled(dataset: str, scale: str) -> Preset:
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)
     # smoke: a model that runs in milliseconds, for tests only.
     unet = UNetConfig(size, chans, 32, (1, 2), 1)
-    dm = DMTrainConfig(lr=1e-3, batch=4, steps=4, ema=0.9, warmup=2, checkpoint_every=2)
-    disc = dataclasses.replace(paper_disc, K=4, M=4, batch=4, steps=4)
+    dm = DMTrainConfig(lr=1e-3, batch=2, steps=4, ema=0.9, warmup=2, checkpoint_every=2)
+    disc = dataclasses.replace(paper_disc, K=4, M=4, batch=2, steps=4)
     return Preset(dataset, scale, data, unet, dm, disc, sample_steps=4)
 
 
@@ -156,3 +156,11 @@ def get_preset(dataset: str, scale: str = "cpu") -> Preset:
     if scale not in SCALES:
         raise ValueError(f"unknown preset scale {scale!r}: choose one of {', '.join(SCALES)}")
     return _scaled(dataset, scale)
+
+
+def departures(preset: Preset) -> dict[str, dict]:
+    """Every discovery setting where ``preset`` differs from the paper's: {field: {ours, paper}}."""
+    paper = _PAPER_DISCOVERY[preset.dataset]
+    return {f.name: {"ours": getattr(preset.discovery, f.name), "paper": getattr(paper, f.name)}
+            for f in dataclasses.fields(DiscoveryConfig)
+            if getattr(preset.discovery, f.name) != getattr(paper, f.name)}

@@ -45,3 +45,20 @@ def environment() -> dict:
     return {"hdisc": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "threads": torch.get_num_threads(), "machine": platform.machine()}
+
+
+def find_dm(dm_checkpoint: str | os.PathLike, preset: Preset) -> Path | None:
+    """The DM checkpoint to use: ``dm_checkpoint`` if given (it must exist), else the
+    committed ``models/<dataset>-<scale>/dm_ema.pt``, else ``runs/<dataset>-<scale>/dm_ema.pt``,
+    else None."""
+    if str(dm_checkpoint):
+        path = project_path(dm_checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"dm_checkpoint {path} does not exist: pass the .pt file of a trained DM, "
+                                    "or leave it empty to use the committed one or pretrain from data_dir")
+        return path
+    for root in ("models", "runs"):
+        path = project_path(Path(root) / preset.name / "dm_ema.pt")
+        if path.is_file():
+            return path
+    return None

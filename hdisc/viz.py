@@ -55,13 +55,14 @@ def show_grid(x: torch.Tensor, nrow: int = 8, title: str | None = None, scale: f
     return fig
 
 
-def plot_curve(points: list[list[float]], xlabel: str, ylabel: str, title: str | None = None) -> plt.Figure:
-    """A line plot of ``[[x, y], ...]``."""
-    xy = np.asarray(points, dtype=float)
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(xy[:, 0], xy[:, 1])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+def plot_curves(rows: list[dict], x: str, series: dict[str, str], title: str | None = None) -> plt.Figure:
+    """Line plots of ``rows`` (dicts): ``series`` maps a legend label to a key of the rows."""
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    xs = [r[x] for r in rows]
+    for label, key in series.items():
+        ax.plot(xs, [r[key] for r in rows], label=label)
+    ax.set_xlabel(x)
+    ax.legend()
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import perturbed
 
+from hdisc.backbone import perturb_zero_params
 from hdisc.chain import backprop_chain, record_chain, run_chain
 from hdisc.discovery import DiscoveryModel, discovery_step, shifted_model
 from hdisc.presets import DATASETS, get_preset
@@ -64,7 +64,7 @@ def test_chain_input_gradient_matches_autograd():
 def discovery(smoke, unet):
     torch.manual_seed(1)
     model = DiscoveryModel(smoke.unet, smoke.discovery)
-    perturbed(model.shift, seed=2, std=0.05)  # non-zero heads so shifts matter
+    perturb_zero_params(model.shift, std=0.05, seed=2)  # non-zero heads so shifts matter
     return model
 
 

@@ -10,6 +10,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def run(name: str, tmp_path: Path, **params) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "run"
     papermill.execute_notebook(EXPERIMENTS / f"{name}.ipynb", tmp_path / f"{name}.ipynb",
                                parameters={"preset": "smoke", "out_dir": str(out), **params},
@@ -37,3 +38,35 @@ def test_train_dm_image_folder(tmp_path):
 def test_missing_data_dir_fails_with_its_message(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="pass data_dir"):
         run("train_dm", tmp_path, dataset="afhq128")
+
+
+def test_train_mnist_from_a_given_dm(tmp_path):
+    dm = run("train_dm", tmp_path / "dm", n_samples=2, n_eval=0) / "dm_ema.pt"
+    out = run("train", tmp_path, dm_checkpoint=str(dm), n_rca=4)
+    record = json.loads((out / "train.json").read_text())
+    for key in ("dataset", "preset", "K", "S", "M", "t_stop", "steps", "rca", "d_real", "d_fake", "wall_s"):
+        assert key in record
+    assert record["K"] == 4 and record["steps"] == 4 and record["rca_curve"][-1][0] == 4
+    assert 0 <= record["rca"] <= 1 and record["departures_from_paper"]["K"] == {"ours": 4, "paper": 32}
+
+
+def test_train_afhq_pretrains_from_an_image_folder(tmp_path):
+    from test_data import _write_images
+
+    _write_images(tmp_path / "dogs", 3, size=(140, 128))
+    out = run("train", tmp_path, dataset="afhq128", data_dir=str(tmp_path / "dogs"), n_rca=2, steps=1)
+    record = json.loads((out / "train.json").read_text())
+    assert record["dataset"] == "afhq128" and record["dm_checkpoint"].startswith(str(out))
+
+
+def test_train_with_a_missing_dm_checkpoint_says_so(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="dm_checkpoint .* does not exist"):
+        run("train", tmp_path, dm_checkpoint=str(tmp_path / "none.pt"))
+
+
+def test_benchmark_writes_its_json(tmp_path):
+    out = run("benchmark", tmp_path, Ms=[2, 3], batch=2, repeats=1)
+    record = json.loads((out / "benchmark.json").read_text())
+    assert {(r["method"], r["M"]) for r in record["rows"]} == {(m, M) for m in ("chain", "vanilla") for M in (2, 3)}
+    assert all(r["peak_mb"] > 0 and r["img_per_s"] > 0 for r in record["rows"])
+    assert record["grad_max_rel_diff"] < 1e-4 and record["step_time_ratio"] > 0

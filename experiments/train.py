@@ -1,0 +1,111 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Training the discovery model
+#
+# The paper's eq. 2: from the same noise $z$, a plain DDIM chain gives $x_0$ and an
+# asymmetric chain, whose h is shifted by $s \cdot f_\phi^k(h_t, t)$ for $t > t_{stop}$,
+# gives $x'_0$. A reconstructor must tell $k$ and $s$ from the pair, a discriminator keeps
+# $x'_0$ realistic, and the gradient reaches the shift block through the whole sampling
+# chain, back-propagated node by node so that memory does not grow with the number of
+# steps $M$ (section 4.4; `hdisc.chain`).
+#
+# A model is named like the paper's: dataset-$t_{stop}$-$M$-$K$-$S$.
+
+# %% tags=["parameters"]
+dataset = "mnist32"  # mnist32 | anime64 | celebahq128 | afhq128
+preset = "cpu"  # paper | cpu | smoke
+data_dir = ""  # images to pretrain a DM on, when no dm_checkpoint exists yet
+dm_checkpoint = ""  # default: models/<dataset>-<preset>/dm_ema.pt, else runs/<dataset>-<preset>/dm_ema.pt
+out_dir = ""  # default: runs/<dataset>-<preset>
+seed = 0
+steps = -1  # -1: the preset's
+method = "chain"  # chain (node-by-node backprop) | vanilla (autograd through the chain)
+clip = True  # clip the predicted x_0 to [-1, 1] in every DDIM step
+head_init_std = 0.0  # 0: the paper's zero-initialised heads
+n_rca = 256  # fresh pairs for the final reconstructor accuracy
+device = "auto"
+
+# %%
+import torch
+
+from hdisc.backbone import load_unet
+from hdisc.data import open_dataset
+from hdisc.discovery import reconstructor_accuracy
+from hdisc.files import write_json
+from hdisc.presets import departures, get_preset
+from hdisc.runs import environment, find_dm, resolve_device, run_dir
+from hdisc.schedule import ddim_steps
+from hdisc.training import load_directions, train_discovery, train_dm
+from hdisc.viz import plot_curves
+
+cfg = get_preset(dataset, preset)
+d = cfg.discovery
+out = run_dir(out_dir, cfg)
+dev = resolve_device(device)
+name = f"{dataset.upper()}-{d.t_stop}-{d.M}-{d.K}-{d.S:g}"
+print(f"{name} ({cfg.name}), {d}\nwriting to {out}")
+print("departures from the paper:", departures(cfg) or "none")
+
+# %% [markdown]
+# ## The pretrained DM
+# The committed cpu MNIST DM by default; any guided-diffusion checkpoint through
+# `dm_checkpoint`. With neither, a DM is pretrained here from `data_dir` first
+# (`experiments/train_dm.ipynb` does the same with more to show).
+
+# %%
+dm_path = find_dm(dm_checkpoint, cfg)
+if dm_path is None:
+    print("no DM checkpoint found: pretraining one first")
+    train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed, device=dev)
+    dm_path = out / "dm_ema.pt"
+unet, _ = load_unet(dm_path, cfg.unet)
+print(f"DM: {dm_path}")
+
+# %% [markdown]
+# ## Training
+# Per step: cross-entropy of the direction index, the magnitude error, the adversarial
+# loss, and the discriminator's mean outputs on $x_0$ (real) and $x'_0$ (shifted). The
+# paper reports $D(x'_0)$ staying near 0.5 (its figure 10).
+
+# %%
+summary = train_discovery(unet, cfg.unet, d, out, seed=seed, steps=None if steps < 0 else steps,
+                          method=method, clip=clip, head_init_std=head_init_std, device=dev)
+log = summary["log"]
+plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
+plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accuracy": "acc"},
+            f"{name}: discriminator and reconstructor");
+
+# %% [markdown]
+# ## Reconstructor accuracy on fresh pairs
+# RCA (section 5.5): new noise, random $k$ and $s$, the reconstructor in eval mode.
+# Chance is $1/K$.
+
+# %%
+model, _ = load_directions(out / "directions.pt", cfg.unet, d)
+rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M), n_rca, d.batch,
+                             torch.Generator().manual_seed(seed + 1), clip=clip, device=dev)
+print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "
+      f"{ {'mnist32': 0.77, 'anime64': 0.85, 'celebahq128': 0.93, 'afhq128': 0.87}[dataset]})")
+
+# %%
+last = log[-1]
+record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
+          "batch": d.batch, "steps": summary["steps"], "lr": d.lr, "rca": rca["rca"], "rca_n": rca["n"],
+          "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
+          "wall_s": summary["wall_s"], "method": method, "clip": clip, "head_init_std": head_init_std,
+          "seed": seed, "dm_checkpoint": str(dm_path), "departures_from_paper": departures(cfg),
+          "rca_curve": [[r["step"], r["acc"]] for r in log], "log": log, "environment": environment()}
+write_json(out / "train.json", record)
+print(f"wrote {out / 'train.json'}")
