@@ -178,25 +178,28 @@ def shift_h(unet: UNetModel, delta: Delta) -> Iterator[None]:
 
 
 @contextmanager
-def asymmetric(unet: UNetModel, delta: Delta) -> Iterator[None]:
-    """Within the block, ``unet(x [B], t [B])`` returns ``[2B]``: eps(x_t) then eps(x_t | h + dh).
+def asymmetric(unet: UNetModel, delta: Delta, first: int = 0) -> Iterator[None]:
+    """Within the block, ``unet(x [N], t [N])`` returns ``[2N - first]``: eps(x_t) for all N
+    rows, then eps(x_t | h + dh) for rows ``first..N-1``.
 
-    The encoder and the middle block run once on B images; the timestep embedding and
-    every skip connection are repeated along the batch, and the middle block's output
-    becomes ``cat([h, h + delta(h, emb)])``, so the decoder computes both predictions
-    in one batched pass.
+    The encoder and the middle block run once on N images; the timestep embedding and
+    every skip connection are repeated (rows ``first:``) along the batch, and the middle
+    block's output becomes ``cat([h, h[first:] + delta(h[first:], emb[first:])])``, so
+    the decoder computes both predictions in one batched pass. Rows before ``first`` are
+    plain references that get no shifted copy (``first=0``: every row is shifted).
     """
+    n = {}
 
     def double(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-        return torch.cat([out, out])
+        n.setdefault("rows", out.shape[0])
+        return torch.cat([out, out[first:]])
 
     def halve(module: nn.Module, args: tuple) -> tuple:
         h, emb = args
-        n = emb.shape[0] // 2
-        return h[:n], emb[:n]
+        return h[:n["rows"]], emb[:n["rows"]]
 
     def shift(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-        return torch.cat([out, out + delta(out, args[1])])
+        return torch.cat([out, out[first:] + delta(out[first:], args[1][first:])])
 
     handles = [unet.time_embed.register_forward_hook(double)]
     for block in unet.input_blocks:

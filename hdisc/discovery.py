@@ -139,16 +139,19 @@ def draw_shifts(batch: int, cfg: DiscoveryConfig, generator: torch.Generator) ->
 
 
 def shifted_model(unet: nn.Module, shift: ShiftBlock, k: torch.Tensor, s: torch.Tensor,
-                  t_stop: int, symmetric: bool = False) -> Shifted:
-    """The eps-model of eq. 2 for directions k [B] and magnitudes s [B]."""
+                  t_stop: int, symmetric: bool = False, references: int = 0) -> Shifted:
+    """The eps-model of eq. 2 for directions k [B] and magnitudes s [B].
+
+    ``references``: leading rows of each batch that run the plain chain alongside.
+    """
     scale = s.view(-1, 1, 1, 1)
-    return Shifted(unet, lambda h, emb: scale * shift(h, emb, k), t_stop, symmetric)
+    return Shifted(unet, lambda h, emb: scale * shift(h, emb, k), t_stop, symmetric, references)
 
 
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
                    z: torch.Tensor, k: torch.Tensor, s: torch.Tensor,
                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                   method: str = "chain", clip: bool = True) -> StepStats:
+                   method: str = "chain", clip: bool = True, fuse: bool = True) -> StepStats:
     """One training step of the paper's method on noise z [B, C, H, W].
 
     Generator side (shift block + reconstructor) minimises
@@ -156,19 +159,28 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     gradient reaching the shift block through the whole DDIM chain, by ``method``
     ``"chain"`` (node by node, flat memory) or ``"vanilla"`` (autograd through all steps).
     Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake).
+
+    With ``fuse`` (chain only), the plain chain for x_0 and the no-grad recording pass
+    run as one batch [z; z]: the encoder sees 2B images, the decoder 3B.
     """
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
-    with torch.no_grad():
-        x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
     eps_model = shifted_model(unet, model.shift, k, s, cfg.t_stop)
 
     def step(x: torch.Tensor, i: int) -> torch.Tensor:
         return ddim_step(eps_model, x, steps, i, clip)
 
     opt_g.zero_grad(set_to_none=True)
+    if method == "chain" and fuse:
+        both = shifted_model(unet, model.shift, k, s, cfg.t_stop, references=len(z))
+        joint = record_chain(lambda x, i: ddim_step(both, x, steps, i, clip), torch.cat([z, z]), len(steps))
+        x0, nodes = joint[-1][:len(z)], [n[len(z):] for n in joint]
+    else:
+        with torch.no_grad():
+            x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
     if method == "chain":
-        nodes = record_chain(step, z, len(steps))
+        if not fuse:
+            nodes = record_chain(step, z, len(steps))
         x_shift = nodes[-1].detach().requires_grad_(True)
     else:
         x_shift = run_chain(step, z, len(steps))

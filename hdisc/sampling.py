@@ -104,21 +104,27 @@ class Shifted:
     ``delta(h, emb)`` gives dh (already scaled by the magnitude). Above ``t_stop`` a call
     returns ``(eps(x_t | h + dh), eps(x_t))`` from one encoder pass; at or below it,
     plain ``eps(x_t)``. With ``symmetric=True`` it shifts both terms instead (plain
-    h-editing, used for comparisons).
+    h-editing, used for comparisons). With ``references=R`` the first R rows of every
+    batch are an unshifted chain run alongside (``delta`` sees only the other rows).
     """
 
-    def __init__(self, unet: torch.nn.Module, delta: Delta, t_stop: int, symmetric: bool = False):
+    def __init__(self, unet: torch.nn.Module, delta: Delta, t_stop: int, symmetric: bool = False,
+                 references: int = 0):
         self.unet, self.delta, self.t_stop, self.symmetric = unet, delta, t_stop, symmetric
+        self.references = references
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> EpsPrediction:
         if int(t[0]) <= self.t_stop:
             return self.unet(x, t)
         if self.symmetric:
+            if self.references:
+                raise ValueError("symmetric shifting does not support reference rows")
             with shift_h(self.unet, self.delta):
                 return self.unet(x, t)
-        with asymmetric(self.unet, self.delta):
-            orig, shifted = self.unet(x, t).chunk(2)
-        return shifted, orig
+        with asymmetric(self.unet, self.delta, first=self.references):
+            eps = self.unet(x, t)
+        orig, shifted = eps[:len(x)], eps[len(x):]
+        return torch.cat([orig[:self.references], shifted]), orig
 
 
 @torch.no_grad()

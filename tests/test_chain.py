@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -147,3 +149,20 @@ def test_discovery_parts_accept_every_paper_preset(dataset):
         logits, s_hat = model.reconstructor(x, x)
         assert logits.shape == (2, K) and s_hat.shape == (2,)
         assert model.discriminator(x[:1]).shape == (1,)
+
+
+def test_fused_recording_gives_the_same_step_as_separate_chains(smoke, unet, discovery):
+    unet.requires_grad_(False)
+    cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
+    z, k, s = torch.randn(2, 1, 32, 32), torch.tensor([1, 2]), torch.tensor([3.0, -1.0])
+    stats = {}
+    for fuse in (True, False):
+        torch.manual_seed(0)
+        model = copy.deepcopy(discovery)
+        opt_g = torch.optim.SGD([*model.shift.parameters(), *model.reconstructor.parameters()], lr=0.1)
+        opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=0.1)
+        stats[fuse] = (discovery_step(unet, model, cfg, steps, z, k, s, opt_g, opt_d, fuse=fuse),
+                       model.shift.head_weight.detach())
+    (a, wa), (b, wb) = stats[True], stats[False]
+    assert a.l_ce == pytest.approx(b.l_ce, rel=1e-4) and a.d_fake == pytest.approx(b.d_fake, rel=1e-4)
+    assert torch.allclose(wa, wb, atol=1e-5)
