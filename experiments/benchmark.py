@@ -23,7 +23,8 @@
 # measured VRAM and throughput on RTX 3090s; this notebook measures whatever machine
 # runs it: peak RSS of a fresh process per setting on a CPU, or
 # `torch.cuda.max_memory_allocated` on a GPU. Each measured step is a full discovery
-# training step (plain chain for $x_0$, shifted chain, reconstructor, discriminator).
+# training step (plain chain for $x_0$, shifted chain, reconstructor, discriminator); the
+# chain method runs the plain chain and its no-grad recording pass as one batch.
 
 # %% tags=["parameters"]
 dataset = "mnist32"
