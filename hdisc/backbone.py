@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .files import atomic_save
-from .presets import UNetConfig
+from .presets import UNetConfig, config_diff
 
 with warnings.catch_warnings():  # guided_diffusion.nn warns about torch.cuda.amp at import
     warnings.simplefilter("ignore", FutureWarning)
@@ -114,11 +114,8 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None) -> tuple[U
     if isinstance(blob, dict) and "state_dict" in blob and "config" in blob:
         file_cfg = config_from_dict(blob["config"])
         if cfg is not None and cfg != file_cfg:
-            diff = {f.name: (getattr(file_cfg, f.name), getattr(cfg, f.name))
-                    for f in dataclasses.fields(UNetConfig)
-                    if getattr(file_cfg, f.name) != getattr(cfg, f.name)}
             raise ValueError(f"{path} was trained with another UNet config; "
-                             f"differing fields (file, requested): {diff}")
+                             f"differing fields (file, requested): {config_diff(file_cfg, cfg)}")
         cfg, state = file_cfg, blob["state_dict"]
     elif cfg is None:
         raise ValueError(f"{path} holds a bare state dict without its configuration: "

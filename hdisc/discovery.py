@@ -171,19 +171,20 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
         return ddim_step(eps_model, x, steps, i, clip)
 
     opt_g.zero_grad(set_to_none=True)
-    if method == "chain" and fuse:
-        both = shifted_model(unet, model.shift, k, s, cfg.t_stop, references=len(z))
-        joint = record_chain(lambda x, i: ddim_step(both, x, steps, i, clip), torch.cat([z, z]), len(steps))
-        x0, nodes = joint[-1][:len(z)], [n[len(z):] for n in joint]
-    else:
+    if method == "vanilla":
         with torch.no_grad():
             x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
-    if method == "chain":
-        if not fuse:
+        x_shift = run_chain(step, z, len(steps))
+    else:
+        if fuse:  # rows [:B] run the plain chain, rows [B:] the shifted one
+            both = shifted_model(unet, model.shift, k, s, cfg.t_stop, references=len(z))
+            joint = record_chain(lambda x, i: ddim_step(both, x, steps, i, clip), torch.cat([z, z]), len(steps))
+            x0, nodes = joint[-1][:len(z)], [n[len(z):] for n in joint]
+        else:
+            with torch.no_grad():
+                x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
             nodes = record_chain(step, z, len(steps))
         x_shift = nodes[-1].detach().requires_grad_(True)
-    else:
-        x_shift = run_chain(step, z, len(steps))
     logits, s_hat = model.reconstructor(x0, x_shift)
     l_ce = F.cross_entropy(logits, k)
     l_mag = (s_hat - s).abs().mean()

@@ -164,3 +164,9 @@ def departures(preset: Preset) -> dict[str, dict]:
     return {f.name: {"ours": getattr(preset.discovery, f.name), "paper": getattr(paper, f.name)}
             for f in dataclasses.fields(DiscoveryConfig)
             if getattr(preset.discovery, f.name) != getattr(paper, f.name)}
+
+
+def config_diff(have: object, want: object) -> dict[str, tuple]:
+    """Fields where two dataclasses of one type differ: {field: (have, want)}."""
+    return {f.name: (getattr(have, f.name), getattr(want, f.name)) for f in dataclasses.fields(have)
+            if getattr(have, f.name) != getattr(want, f.name)}

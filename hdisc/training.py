@@ -21,7 +21,7 @@ from .backbone import build_unet, config_from_dict, save_unet
 from .data import random_batch
 from .discovery import DiscoveryModel, StepStats, discovery_step, draw_shifts
 from .files import atomic_save
-from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig
+from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
 from .schedule import ddim_steps, linear_alphas_cumprod
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
@@ -225,9 +225,8 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
     file_cfg = DiscoveryConfig(**blob["discovery_config"])
     for name, want, have in (("DM config", unet_cfg, file_unet), ("discovery config", cfg, file_cfg)):
         if want is not None and want != have:
-            diff = {f.name: (getattr(have, f.name), getattr(want, f.name)) for f in dataclasses.fields(have)
-                    if getattr(have, f.name) != getattr(want, f.name)}
-            raise ValueError(f"{path} was trained with another {name}; differing (file, requested): {diff}")
+            raise ValueError(f"{path} was trained with another {name}; "
+                             f"differing (file, requested): {config_diff(have, want)}")
     model = DiscoveryModel(file_unet, file_cfg, blob["head_init_std"])
     model.load_state_dict(blob["model"])
     return model.eval(), file_cfg
