@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .backbone import build_unet, load_unet, perturb_zero_params
 from .chain import backprop_chain, record_chain, run_chain
-from .discovery import DiscoveryModel, discovery_step, draw_shifts, shifted_model
+from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers, shifted_model
 from .presets import get_preset
 from .sampling import ddim_step
 from .schedule import ddim_steps
@@ -49,8 +49,7 @@ def measure(dataset: str, scale: str, method: str, M: int, batch: int, repeats: 
     """
     preset, cfg, unet, model = _setup(dataset, scale, M, dm)
     unet, model = unet.to(device), model.to(device)
-    opt_g = torch.optim.Adam([*model.shift.parameters(), *model.reconstructor.parameters()], lr=cfg.lr)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr)
+    opt_g, opt_d = make_optimizers(model, cfg)
     steps = ddim_steps(M)
     gen = torch.Generator().manual_seed(0)
     shape = (batch, preset.unet.in_channels, preset.unet.image_size, preset.unet.image_size)

@@ -179,3 +179,13 @@ def random_batch(dataset: torch.utils.data.Dataset, batch: int, generator: torch
         return dataset.images[idx]
     return torch.stack([dataset[int(i)] for i in idx])
 
+
+
+def held_out_images(data: DataConfig, data_dir: str | os.PathLike | None, n: int) -> torch.Tensor:
+    """``n`` real images [n, C, H, W] in [-1, 1] that the DM never trained on, for editing:
+    MNIST's test split, or the first ``n`` images of ``data_dir`` (e.g. FFHQ photos for a
+    face model) for folder datasets."""
+    dataset = open_dataset(data, data_dir, split="test") if data.source == "mnist" else open_dataset(data, data_dir)
+    if len(dataset) < n:
+        raise ValueError(f"asked for {n} real images but {data_dir or 'the test split'} has {len(dataset)}")
+    return torch.stack([dataset[i] for i in range(n)])

@@ -117,6 +117,14 @@ class DiscoveryModel(nn.Module):
         self.discriminator = Discriminator(unet_cfg)
 
 
+def make_optimizers(model: DiscoveryModel, cfg: DiscoveryConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for the generator side (shift block at ``lr_shift``, reconstructor at ``lr``)
+    and Adam for the discriminator (at ``lr``)."""
+    opt_g = torch.optim.Adam([{"params": model.shift.parameters(), "lr": cfg.lr_shift},
+                              {"params": model.reconstructor.parameters(), "lr": cfg.lr}])
+    return opt_g, torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr)
+
+
 @dataclass
 class StepStats:
     """What one training step measured (floats for logging)."""

@@ -1,14 +1,17 @@
-"""Sample-quality numbers that work offline.
+"""Numbers that judge samples and directions, offline.
 
 Inception weights cannot be downloaded here, so hdisc trains a small MNIST digit
 classifier (``MnistNet``) and uses it twice: its confidence on samples (are they
 recognisable digits?) and its penultimate features for a Fréchet distance, reported as
-``FD-MnistNet`` and never called FID.
+``FD-MnistNet`` and never called FID. True FID runs with :func:`inception_features` when
+a user supplies the Inception weights file. :func:`mos` aggregates human marks (paper 5.5).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +75,7 @@ def mnist_net(path: str | os.PathLike, progress: bool | None = None) -> MnistNet
 
 
 @torch.no_grad()
-def _batched(fn: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 500) -> torch.Tensor:
     return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
@@ -104,10 +107,69 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
 
 
+Features = Callable[[torch.Tensor], torch.Tensor]
+"""A feature network: images [B, C, H, W] in [-1, 1] -> features [B, D]."""
+
+
+def fd(features: Features, x: torch.Tensor, ref: torch.Tensor, batch: int = 500) -> float:
+    """Fréchet distance between images ``x`` and ``ref`` [N, C, H, W] in ``features``' space."""
+    return frechet_distance(*feature_stats(_batched(features, x, batch)),
+                            *feature_stats(_batched(features, ref, batch)))
+
+
 def fd_mnistnet(net: MnistNet, x: torch.Tensor, ref: torch.Tensor) -> float:
     """Fréchet distance between images ``x`` and ``ref`` in MnistNet's 128-d features."""
-    return frechet_distance(*feature_stats(_batched(net.features, x)),
-                            *feature_stats(_batched(net.features, ref)))
+    return fd(net.features, x, ref)
+
+
+def inception_features(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> Features:
+    """FID's Inception-v3 pool features (2048-d) from a TorchScript file the user supplies.
+
+    The file is the one StyleGAN2-ADA/3 and clean-fid use, ``inception-2015-12-05.pt``
+    (``net(images, return_features=True)`` on uint8-valued images [B, 3, H, W], resized to
+    299 inside). Grey images are repeated to three channels. Nothing is downloaded: without
+    the file this raises and says what to pass.
+    """
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(
+            f"no Inception weights at {path!r}: true FID needs the TorchScript file "
+            "inception-2015-12-05.pt (from NVIDIA's StyleGAN2-ADA / clean-fid releases), which cannot "
+            "be downloaded here; pass its path (the fid notebook's `inception` parameter), or use "
+            "the offline FD-MnistNet")
+    net = torch.jit.load(str(path), map_location=device).eval()
+
+    @torch.no_grad()
+    def features(x: torch.Tensor) -> torch.Tensor:
+        x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(device)
+        return net(x.expand(-1, 3, -1, -1), return_features=True).float().cpu()
+
+    return features
+
+
+def mos(paths: list[str | os.PathLike]) -> dict | None:
+    """Mean Opinion Score (paper 5.5) from annotation files, one per assessor.
+
+    Each file is ``{"assessor": str, "marks": {k: 0 or 1}}`` as the MOS widget writes it.
+    Returns the mean over every mark, the mean per direction and the counts, or None when
+    there are no files (no MOS was collected).
+    """
+    per_direction: dict[str, list[int]] = {}
+    assessors = []
+    for p in paths:
+        blob = json.loads(Path(p).read_text())
+        if not isinstance(blob.get("marks"), dict) or "assessor" not in blob:
+            raise ValueError(f"{p} is not a MOS annotation file: it needs 'assessor' and 'marks' {{k: 0|1}}")
+        bad = {k: v for k, v in blob["marks"].items() if v not in (0, 1)}
+        if bad:
+            raise ValueError(f"{p}: marks must be 0 or 1, got {bad}")
+        assessors.append(blob["assessor"])
+        for k, v in blob["marks"].items():
+            per_direction.setdefault(k, []).append(v)
+    marks = [v for vs in per_direction.values() for v in vs]
+    if not marks:
+        return None
+    return {"mos": sum(marks) / len(marks), "n_marks": len(marks), "assessors": sorted(assessors),
+            "per_direction": {k: sum(v) / len(v) for k, v in sorted(per_direction.items(), key=lambda kv: int(kv[0]))}}
 
 
 def digit_quality(net: MnistNet, samples: torch.Tensor, real: torch.Tensor) -> dict:

@@ -64,6 +64,8 @@ class DiscoveryConfig:
     """The discovery model of the paper's eq. 2 and its training (paper table 4).
 
     ``t_stop``: steps with t > t_stop are shifted. ``M``: DDIM steps of the chain.
+    ``lr`` is Adam's for the reconstructor and discriminator, ``lr_shift`` for the shift
+    block (the paper uses one rate, 1e-3, for all three).
     """
 
     K: int
@@ -73,6 +75,7 @@ class DiscoveryConfig:
     batch: int
     steps: int
     lr: float = 1e-3
+    lr_shift: float = 1e-3
     lambda_mag: float = 0.1
     lambda_adv: float = 0.1
 

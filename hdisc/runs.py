@@ -7,9 +7,13 @@ import platform
 from pathlib import Path
 
 import torch
+from guided_diffusion.unet import UNetModel
 
 from . import __version__
-from .presets import Preset
+from .backbone import load_unet
+from .discovery import DiscoveryModel
+from .presets import DiscoveryConfig, Preset, get_preset
+from .training import load_directions
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -47,18 +51,49 @@ def environment() -> dict:
             "threads": torch.get_num_threads(), "machine": platform.machine()}
 
 
+def _find(given: str | os.PathLike, preset: Preset, filename: str, what: str) -> Path | None:
+    """``given`` if set (it must exist), else ``models/<preset>/filename``, else
+    ``runs/<preset>/filename``, else None."""
+    if str(given):
+        path = project_path(given)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: pass the .pt file of {what}, "
+                                    "or leave the parameter empty to use the committed one")
+        return path
+    for root in ("models", "runs"):
+        path = project_path(Path(root) / preset.name / filename)
+        if path.is_file():
+            return path
+    return None
+
+
 def find_dm(dm_checkpoint: str | os.PathLike, preset: Preset) -> Path | None:
     """The DM checkpoint to use: ``dm_checkpoint`` if given (it must exist), else the
     committed ``models/<dataset>-<scale>/dm_ema.pt``, else ``runs/<dataset>-<scale>/dm_ema.pt``,
     else None."""
-    if str(dm_checkpoint):
-        path = project_path(dm_checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"dm_checkpoint {path} does not exist: pass the .pt file of a trained DM, "
-                                    "or leave it empty to use the committed one or pretrain from data_dir")
-        return path
-    for root in ("models", "runs"):
-        path = project_path(Path(root) / preset.name / "dm_ema.pt")
-        if path.is_file():
-            return path
-    return None
+    return _find(dm_checkpoint, preset, "dm_ema.pt", "a trained DM")
+
+
+def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
+                 dm_checkpoint: str | os.PathLike = "",
+                 device: str | torch.device = "cpu") -> tuple[Preset, UNetModel, DiscoveryModel, DiscoveryConfig]:
+    """What every chapter after training needs: the preset, the DM and the direction model.
+
+    Paths default as in :func:`find_dm` (``directions.pt`` for the directions). A missing
+    model raises and names the notebook that makes it.
+    """
+    cfg = get_preset(dataset, preset)
+    dm_path = find_dm(dm_checkpoint, cfg)
+    if dm_path is None:
+        raise FileNotFoundError(f"no DM for {cfg.name}: run experiments/train_dm.ipynb first "
+                                f"(papermill experiments/train_dm.ipynb out.ipynb -p dataset {dataset} "
+                                f"-p preset {preset}), or pass dm_checkpoint")
+    dir_path = _find(directions, cfg, "directions.pt", "a trained direction model")
+    if dir_path is None:
+        raise FileNotFoundError(f"no direction model for {cfg.name}: run experiments/train.ipynb first "
+                                f"(papermill experiments/train.ipynb out.ipynb -p dataset {dataset} "
+                                f"-p preset {preset}), or pass directions")
+    unet, _ = load_unet(dm_path, cfg.unet)
+    model, dcfg = load_directions(dir_path, cfg.unet)
+    print(f"DM: {dm_path}\ndirections: {dir_path} ({dcfg})")
+    return cfg, unet.to(device), model.to(device), dcfg

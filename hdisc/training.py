@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
 from .data import random_batch
-from .discovery import DiscoveryModel, StepStats, discovery_step, draw_shifts
+from .discovery import DiscoveryModel, StepStats, discovery_step, draw_shifts, make_optimizers
 from .files import atomic_save
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
 from .schedule import ddim_steps, linear_alphas_cumprod
@@ -169,8 +169,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     unet = unet.to(device).eval().requires_grad_(False)
     torch.manual_seed(seed)
     model = DiscoveryModel(unet_cfg, cfg, head_init_std).to(device)
-    opt_g = torch.optim.Adam([*model.shift.parameters(), *model.reconstructor.parameters()], lr=cfg.lr)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr)
+    opt_g, opt_d = make_optimizers(model, cfg)
     identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
                 "seed": seed, "clip": clip, "head_init_std": head_init_std}
     parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}

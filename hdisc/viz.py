@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -33,6 +34,15 @@ def grid(x: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
         r, q = divmod(k, nrow)
         out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img
     return out
+
+
+def png_bytes(g: np.ndarray, scale: int = 1) -> bytes:
+    """PNG encoding of a uint8 grid [H, W, C] (from :func:`grid`), enlarged ``scale`` times
+    by pixel repetition (small digits stay sharp in a browser)."""
+    g = g.repeat(scale, 0).repeat(scale, 1)
+    buf = io.BytesIO()
+    plt.imsave(buf, g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=255, format="png")
+    return buf.getvalue()
 
 
 def save_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:

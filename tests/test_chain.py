@@ -3,9 +3,8 @@ import copy
 import pytest
 import torch
 
-from hdisc.backbone import perturb_zero_params
 from hdisc.chain import backprop_chain, record_chain, run_chain
-from hdisc.discovery import DiscoveryModel, discovery_step, shifted_model
+from hdisc.discovery import DiscoveryModel, discovery_step, make_optimizers, shifted_model
 from hdisc.presets import DATASETS, get_preset
 from hdisc.sampling import ddim_step, sample_ddim
 from hdisc.schedule import ddim_steps
@@ -62,14 +61,6 @@ def test_chain_input_gradient_matches_autograd():
     assert torch.allclose(gz, z.grad, atol=1e-12)
 
 
-@pytest.fixture
-def discovery(smoke, unet):
-    torch.manual_seed(1)
-    model = DiscoveryModel(smoke.unet, smoke.discovery)
-    perturb_zero_params(model.shift, std=0.05, seed=2)  # non-zero heads so shifts matter
-    return model
-
-
 def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, discovery):
     unet.requires_grad_(False)
     cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
@@ -120,9 +111,7 @@ def test_zero_initialised_heads_leave_the_sample_unchanged(smoke, unet):
 def test_discovery_step_trains_every_part(smoke, unet, discovery, method):
     unet.requires_grad_(False)
     cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
-    params_g = list(discovery.shift.parameters()) + list(discovery.reconstructor.parameters())
-    opt_g = torch.optim.Adam(params_g, lr=1e-3)
-    opt_d = torch.optim.Adam(discovery.discriminator.parameters(), lr=1e-3)
+    opt_g, opt_d = make_optimizers(discovery, cfg)
     before = {n: p.clone() for n, p in discovery.named_parameters()}
     stats = discovery_step(unet, discovery, cfg, steps, torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3]),
                            torch.tensor([1.0, -2.0, 3.0, -4.0]), opt_g, opt_d, method=method)

@@ -1,0 +1,86 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Interpretable directions (paper section 5.2)
+#
+# For each direction $k$, five images from the same noise $z$ with the strength $s$
+# uniform in $[-S, S]$: the middle column is the original sample. Directions are ordered
+# by how much they change an image (mean $|x'_0 - x_0|$ at $s = \pm S$ over a few seeds),
+# so the first rows show what the model found and the last ones the directions it left
+# nearly unused.
+
+# %% tags=["parameters"]
+dataset = "mnist32"
+preset = "cpu"
+directions = ""  # default: models/<dataset>-<preset>/directions.pt, else runs/...
+dm_checkpoint = ""  # default: the DM beside it, as in train.ipynb
+out_dir = ""  # default: runs/<dataset>-<preset>
+seed = 0
+n_rank = 16  # seeds used to rank the directions
+n_examples = 4  # examples per direction in the figures
+n_show = 8  # directions shown large
+device = "auto"
+
+# %%
+import torch
+
+from hdisc.directions import rank_directions, strengths, sweep
+from hdisc.files import write_json
+from hdisc.runs import open_trained, resolve_device, run_dir
+from hdisc.schedule import ddim_steps
+from hdisc.viz import show_grid
+
+dev = resolve_device(device)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+out = run_dir(out_dir, cfg)
+steps = ddim_steps(d.M)
+gen = torch.Generator().manual_seed(seed)
+shape = (unet.in_channels, unet.image_size, unet.image_size)
+
+# %% [markdown]
+# ## Ranking
+# How far each direction moves the image at full strength, averaged over seeds.
+
+# %%
+scores = rank_directions(unet, model, d, torch.randn((n_rank, *shape), generator=gen).to(dev), steps)
+order = scores.argsort(descending=True).tolist()
+print("directions by change:", order)
+print("mean |x' - x_0| at s = +-S:", [round(scores[k].item(), 3) for k in order])
+
+# %% [markdown]
+# ## The strongest directions
+# Each panel: one direction, one row per example, columns $s = -S, -S/2, 0, S/2, S$.
+
+# %%
+svals = strengths(d.S, 5)
+z = torch.randn((n_examples, *shape), generator=gen).to(dev)
+for k in order[:n_show]:
+    imgs = sweep(unet, model.shift, z, k, svals, steps, d.t_stop)
+    show_grid(imgs.flatten(0, 1), nrow=len(svals), title=f"direction {k} (change {scores[k]:.3f})", scale=1.0);
+
+# %% [markdown]
+# ## Every direction at a glance
+# One example each, all $K$ directions in rank order (rows), the same five strengths.
+
+# %%
+sweep_all = torch.cat([sweep(unet, model.shift, z[:1], k, svals, steps, d.t_stop)[0] for k in order])
+show_grid(sweep_all, nrow=len(svals), title="all directions, ranked", scale=0.8);
+
+# %%
+write_json(out / "directions.json", {
+    "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
+    "order": order, "change": [scores[k].item() for k in order], "n_rank": n_rank, "seed": seed})
+print(f"wrote {out / 'directions.json'}")

@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %%
+
+# %% [markdown]
+# # Homogeneity and consistency across timesteps (paper section 5.4)
+#
+# Asyrp found h-space homogeneous (one shift works for every sample) and consistent
+# across timesteps. The paper checks both for its directions: for a direction $k$, the
+# per-sample shift $f^k(h_t, t)$ is averaged over $N$ samples at each timestep (the mean
+# direction $\overline{\Delta h}^k_t$), and then also over the shifting interval (one
+# global direction $\overline{\Delta h}^k$). Editing the same real image with the
+# per-sample, the mean and the global shift should give nearly the same picture.
+#
+# The number: for each pair (mean vs per-sample, global vs per-sample), the mean absolute
+# difference of the two edited images divided by the mean absolute change the per-sample
+# edit makes. 0 means identical edits; 1 means the difference is as large as the edit.
+
+# %% tags=["parameters"]
+dataset = "mnist32"
+preset = "cpu"
+directions = ""
+dm_checkpoint = ""
+data_dir = ""  # folder datasets: real images to edit
+out_dir = ""
+seed = 0
+n_mean = 64  # samples N averaged into the mean direction
+n_real = 6
+invert_steps = 100
+ks = []  # empty: the n_dirs that change images most
+n_dirs = 3
+n_rank = 16
+device = "auto"
+
+# %%
+import torch
+
+from hdisc.data import held_out_images
+from hdisc.directions import edit, edit_fixed, invert, mean_directions, rank_directions
+from hdisc.files import write_json
+from hdisc.runs import open_trained, resolve_device, run_dir
+from hdisc.schedule import ddim_steps
+from hdisc.viz import show_grid
+
+dev = resolve_device(device)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+out = run_dir(out_dir, cfg)
+shape = (unet.in_channels, unet.image_size, unet.image_size)
+gen = torch.Generator().manual_seed(seed)
+if not ks:
+    z = torch.randn((n_rank, *shape), generator=gen).to(dev)
+    ks = rank_directions(unet, model, d, z, ddim_steps(d.M)).argsort(descending=True)[:n_dirs].tolist()
+real = held_out_images(cfg.data, data_dir, n_real).to(dev)
+inv = ddim_steps(invert_steps)
+x_T, recon = invert(unet, real, inv)
+
+# %% [markdown]
+# ## Per-sample, mean and global shifts on real images
+# Rows: reconstruction, per-sample shift, mean shift, global shift, at strength $S$.
+# The mean and global directions are measured on the 100-step chain used for editing.
+
+# %%
+rows = []
+for k in ks:
+    table, global_dir = mean_directions(unet, model.shift, torch.randn((n_mean, *shape), generator=gen).to(dev),
+                                        k, inv, d.t_stop)
+    per_sample = edit(unet, model.shift, x_T, k, d.S, inv, d.t_stop)
+    mean = edit_fixed(unet, table, x_T, d.S, inv, d.t_stop)
+    glob = edit_fixed(unet, global_dir, x_T, d.S, inv, d.t_stop)
+    change = (per_sample - recon).abs().mean().item()
+    rows.append({"k": k, "edit_change": change,
+                 "mean_vs_sample": (mean - per_sample).abs().mean().item() / change,
+                 "global_vs_sample": (glob - per_sample).abs().mean().item() / change})
+    show_grid(torch.cat([recon, per_sample, mean, glob]), nrow=n_real,
+              title=f"direction {k}: reconstruction / per-sample / mean / global", scale=1.0);
+for r in rows:
+    print(f"k={r['k']}: edit changes {r['edit_change']:.3f}; relative difference mean {r['mean_vs_sample']:.3f}, "
+          f"global {r['global_vs_sample']:.3f}")
+
+# %%
+write_json(out / "properties.json", {"dataset": dataset, "preset": preset, "n_mean": n_mean, "n_real": n_real,
+                                     "invert_steps": invert_steps, "strength": d.S, "rows": rows, "seed": seed})
+print(f"wrote {out / 'properties.json'}")

@@ -1,0 +1,101 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %%
+
+# %% [markdown]
+# # Reconstructor accuracy and mean opinion score (paper section 5.5)
+#
+# **RCA**: the trained reconstructor's accuracy at telling the direction $k$ from a pair
+# $(x_0, x'_0)$ made from fresh noise with random $k$ and $s$. High RCA means the
+# directions change different things. Chance is $1/K$.
+#
+# **MOS**: a user study. For every direction an assessor sees several examples, each
+# across strengths from $-S$ to $S$, and marks it 1 only if every example changes
+# smoothly, the change is the same in every example, and it is easy to name; else 0. The
+# MOS is the mean of all marks. The widget below saves each assessor's marks as one JSON
+# file in `mos_dir`; this chapter reports a MOS only from such files.
+
+# %% tags=["parameters"]
+dataset = "mnist32"
+preset = "cpu"
+directions = ""
+dm_checkpoint = ""
+out_dir = ""
+mos_dir = ""  # default: results/<dataset>-<preset>/mos (committed annotation files)
+assessor = ""  # your name: shows the annotation widget (run this notebook in JupyterLab)
+seed = 0
+n_rca = 1000  # fresh pairs
+n_examples = 4  # examples per direction in the MOS panels
+device = "auto"
+
+# %%
+import torch
+from IPython.display import display
+
+from hdisc.directions import strengths, sweep
+from hdisc.discovery import reconstructor_accuracy
+from hdisc.files import write_json
+from hdisc.metrics import mos
+from hdisc.runs import open_trained, project_path, resolve_device, run_dir
+from hdisc.schedule import ddim_steps
+from hdisc.viz import grid
+from hdisc.widgets import MosAnnotator
+
+dev = resolve_device(device)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+out = run_dir(out_dir, cfg)
+steps = ddim_steps(d.M)
+paper = {"mnist32": (0.77, 0.52), "anime64": (0.85, 0.36), "celebahq128": (0.93, 0.28), "afhq128": (0.87, 0.31)}
+
+# %% [markdown]
+# ## RCA
+
+# %%
+rca = reconstructor_accuracy(unet, model, d, steps, n_rca, d.batch, torch.Generator().manual_seed(seed), device=dev)
+print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
+      f"paper {paper[dataset][0]} at its own preset; mean |s_hat - s| {rca['mag_err']:.3f}")
+
+# %% [markdown]
+# ## MOS
+# The panels an assessor marks: one per direction, a row per example, strengths $-S$
+# to $S$ left to right. Set `assessor` to your name to mark them here.
+
+# %%
+shape = (unet.in_channels, unet.image_size, unet.image_size)
+z = torch.randn((n_examples, *shape), generator=torch.Generator().manual_seed(seed + 1)).to(dev)
+svals = strengths(d.S, 5)
+panels = {k: grid(sweep(unet, model.shift, z, k, svals, steps, d.t_stop).flatten(0, 1), nrow=len(svals))
+          for k in range(d.K)}
+mos_path = project_path(mos_dir or f"results/{cfg.name}/mos")
+model_id = f"{cfg.name}:{d.K}-{d.S:g}-{d.M}-{d.t_stop}"
+if assessor:
+    display(MosAnnotator(panels, mos_path, assessor, model_id))
+
+# %%
+files = sorted(mos_path.glob("*.json")) if mos_path.is_dir() else []
+score = mos(files)
+if score is None:
+    print(f"No MOS: no annotation files in {mos_path}. None were collected for this run, so the book "
+          "reports none.")
+else:
+    print(f"MOS {score['mos']:.3f} from {len(score['assessors'])} assessors, {score['n_marks']} marks "
+          f"(paper {paper[dataset][1]})")
+
+# %%
+write_json(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K, "rca": rca["rca"], "rca_n": n_rca,
+                                  "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[dataset][0],
+                                  "mos": score, "paper_mos": paper[dataset][1], "seed": seed})
+print(f"wrote {out / 'rca_mos.json'}")

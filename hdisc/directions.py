@@ -1,0 +1,129 @@
+"""Using trained directions: sweeps over strength, ranking, real-image editing, and the
+h-space properties of the paper's section 5.4 (homogeneity, consistency across timesteps).
+
+Everything runs on the DDIM chain the directions were trained with (``cfg.M`` steps), so
+the number of shifted steps, and with it the size of an edit, matches training.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .discovery import DiscoveryModel, ShiftBlock, draw_shifts, shifted_model
+from .presets import DiscoveryConfig
+from .sampling import EpsPrediction, Shifted, invert_ddim, sample_ddim
+from .schedule import Steps
+
+
+@torch.no_grad()
+def edit(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int | torch.Tensor, s: float | torch.Tensor,
+         steps: Steps, t_stop: int, clip: bool = True) -> torch.Tensor:
+    """x'_0 [B, C, H, W] of eq. 2 from x_T [B, C, H, W] along direction ``k`` at strength ``s``
+    (each a number or one value per row)."""
+    b = len(x_T)
+    k = torch.as_tensor(k, device=x_T.device).long().expand(b)
+    s = torch.as_tensor(s, device=x_T.device, dtype=x_T.dtype).expand(b)
+    return sample_ddim(shifted_model(unet, shift, k, s, t_stop), x_T, steps, clip=clip, disable=True)
+
+
+def strengths(S: float, n: int = 5) -> torch.Tensor:
+    """``n`` strengths uniform in [-S, S] (the middle one is 0 when n is odd)."""
+    return torch.linspace(-S, S, n)
+
+
+@torch.no_grad()
+def sweep(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, svals: torch.Tensor, steps: Steps,
+          t_stop: int, clip: bool = True) -> torch.Tensor:
+    """Edits of every row of x_T [B, C, H, W] at every strength of ``svals`` [n]:
+    images [B, n, C, H, W] (one batch of B * n through the chain)."""
+    b, n = len(x_T), len(svals)
+    x = x_T.repeat_interleave(n, 0)
+    out = edit(unet, shift, x, k, svals.to(x_T).repeat(b), steps, t_stop, clip)
+    return out.view(b, n, *x_T.shape[1:])
+
+
+@torch.no_grad()
+def rank_directions(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
+                    steps: Steps, clip: bool = True) -> torch.Tensor:
+    """How much each direction changes an image: mean |x'_0(k, s) - x_0| over the rows of
+    x_T [B, C, H, W] and s = +-S. Returns scores [K] (largest change first when sorted)."""
+    x0 = sample_ddim(unet, x_T, steps, clip=clip, disable=True)
+    ends = torch.tensor([-cfg.S, cfg.S])
+    scores = [(sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip) - x0[:, None]).abs().mean()
+              for k in range(cfg.K)]
+    return torch.stack(scores)
+
+
+@torch.no_grad()
+def invert(unet: nn.Module, x0: torch.Tensor, steps: Steps) -> tuple[torch.Tensor, torch.Tensor]:
+    """DDIM inversion of real images x0 [B, C, H, W] over ``steps`` (the paper uses 100):
+    returns (x_T, reconstruction) [B, C, H, W] each."""
+    x_T = invert_ddim(unet, x0, steps, disable=True)
+    return x_T, sample_ddim(unet, x_T, steps, disable=True, clip=True)
+
+
+class FixedShift:
+    """Eps-model of eq. 2 with a shift that ignores h: dh_t = s * table[t] for t > t_stop.
+
+    ``table`` maps a timestep to dh [C, H, W] (per-timestep mean direction), or is one
+    tensor [C, H, W] used at every shifted step (the global direction). s [B].
+    """
+
+    def __init__(self, unet: nn.Module, table: dict[int, torch.Tensor] | torch.Tensor, s: torch.Tensor,
+                 t_stop: int):
+        self.unet, self.table, self.t_stop = unet, table, t_stop
+        self.scale = s.view(-1, 1, 1, 1)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> EpsPrediction:
+        def delta(h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # only called for t > t_stop
+            return self.scale * (self.table[int(t[0])] if isinstance(self.table, dict) else self.table)
+
+        return Shifted(self.unet, delta, self.t_stop)(x, t)
+
+
+@torch.no_grad()
+def mean_directions(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, steps: Steps,
+                    t_stop: int, clip: bool = True) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """Homogeneity and consistency (paper 5.4) for direction ``k``.
+
+    Along the plain chains of x_T [N, C, H, W], f^k(h_t, t) is averaged over the N samples
+    at each shifted timestep (the mean direction, {t: [C, H, W]}) and then also over the
+    shifting interval (the global direction, [C, H, W]).
+    """
+    kk = torch.full((len(x_T),), k, dtype=torch.long, device=x_T.device)
+    records: list[torch.Tensor] = []
+
+    def delta(h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        records.append(shift(h, emb, kk).mean(0))
+        return torch.zeros_like(h)
+
+    sample_ddim(Shifted(unet, delta, t_stop), x_T, steps, clip=clip, disable=True)
+    table = dict(zip([int(t) for t in steps.t if t > t_stop], records, strict=True))
+    return table, torch.stack(records).mean(0)
+
+
+@torch.no_grad()
+def edit_fixed(unet: nn.Module, table: dict[int, torch.Tensor] | torch.Tensor, x_T: torch.Tensor,
+               s: float, steps: Steps, t_stop: int, clip: bool = True) -> torch.Tensor:
+    """Like :func:`edit`, with a mean or global direction from :func:`mean_directions`."""
+    scale = torch.full((len(x_T),), float(s), device=x_T.device)
+    return sample_ddim(FixedShift(unet, table, scale, t_stop), x_T, steps, clip=clip, disable=True)
+
+
+@torch.no_grad()
+def raw_and_shifted(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, n: int, steps: Steps, *,
+                    seed: int = 0, batch: int = 100, device: str | torch.device = "cpu",
+                    progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` raw samples and their shifted versions from the same noise, each with a random
+    direction and strength (paper 5.6): two tensors [n, C, H, W] on the CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn((n, unet.in_channels, unet.image_size, unet.image_size), generator=gen)
+    k, s = draw_shifts(n, cfg, gen)
+    raw, shifted = [], []
+    for i in tqdm(range(0, n, batch), desc="samples", disable=progress is False):
+        zi = z[i:i + batch].to(device)
+        raw.append(sample_ddim(unet, zi, steps, disable=True).cpu())
+        shifted.append(edit(unet, model.shift, zi, k[i:i + batch], s[i:i + batch], steps, cfg.t_stop).cpu())
+    return torch.cat(raw), torch.cat(shifted)

@@ -1,0 +1,180 @@
+"""Jupyter widgets: the slider explorer of directions and the MOS annotation widget.
+
+Both are plain ipywidgets; their state changes run the same functions the notebooks
+call, so a test can drive them without a browser (set ``.value``, read the image).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+from pathlib import Path
+
+import ipywidgets as W
+import numpy as np
+import torch
+from torch import nn
+
+from .backbone import load_unet
+from .directions import edit, invert
+from .discovery import DiscoveryModel
+from .files import write_json
+from .presets import DiscoveryConfig
+from .schedule import ddim_steps
+from .training import load_directions
+from .viz import grid, png_bytes
+
+
+class Explorer:
+    """Pick a direction, a strength in [-S, S] and a seed (or a real image): the original
+    and the edited image update live. ``widget`` is the ipywidgets box.
+
+    ``order``: directions in the order the menu lists them (e.g. by how much they change
+    the image). ``real``: images [N, C, H, W] in [-1, 1], inverted with ``invert_steps``
+    DDIM steps when first shown.
+    """
+
+    def __init__(self, unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, *,
+                 order: list[int] | None = None, real: torch.Tensor | None = None,
+                 invert_steps: int = 100, clip: bool = True, scale: int = 6):
+        self.unet, self.model, self.cfg, self.clip, self.scale = unet, model, cfg, clip, scale
+        self.steps, self.invert_steps = ddim_steps(cfg.M), ddim_steps(invert_steps)
+        self.real, self._inverted = real, {}
+        order = list(range(cfg.K)) if order is None else order
+        self.direction = W.Dropdown(options=[(f"k = {k}", k) for k in order], value=order[0], description="direction")
+        self.strength = W.FloatSlider(value=0.0, min=-cfg.S, max=cfg.S, step=cfg.S / 20, description="strength",
+                                      continuous_update=False, readout_format=".2f")
+        sources = ["seed"] + (["real image"] if real is not None else [])
+        self.source = W.ToggleButtons(options=sources, value="seed", description="start from")
+        self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
+        self.index = W.IntSlider(value=0, min=0, max=max(len(real) - 1, 0) if real is not None else 0,
+                                 description="real image", disabled=real is None)
+        self.image = W.Image(format="png")
+        self.caption = W.HTML()
+        for control in (self.direction, self.strength, self.source, self.seed, self.index):
+            control.observe(lambda _: self.update(), names="value")
+        self.widget = W.VBox([W.HBox([self.direction, self.source]), self.strength,
+                              W.HBox([self.seed, self.index]), self.image, self.caption])
+        self.update()
+
+    def start(self) -> torch.Tensor:
+        """x_T [1, C, H, W] for the current seed or (inverted) real image."""
+        if self.source.value == "real image":
+            i = self.index.value
+            if i not in self._inverted:
+                self._inverted[i] = invert(self.unet, self.real[i:i + 1], self.invert_steps)[0]
+            return self._inverted[i]
+        size = self.unet.image_size
+        gen = torch.Generator().manual_seed(self.seed.value)
+        return torch.randn((1, self.unet.in_channels, size, size), generator=gen)
+
+    def render(self) -> torch.Tensor:
+        """[original, edited] images [2, C, H, W] for the current controls."""
+        x_T = self.start()
+        steps = self.invert_steps if self.source.value == "real image" else self.steps
+        return edit(self.unet, self.model.shift, torch.cat([x_T, x_T]), self.direction.value,
+                    torch.tensor([0.0, self.strength.value]), steps, self.cfg.t_stop, self.clip)
+
+    def update(self) -> None:
+        """Recompute the edit and show it."""
+        self.image.value = png_bytes(grid(self.render(), nrow=2), self.scale)
+        self.caption.value = (f"left: original; right: direction {self.direction.value} "
+                              f"at strength {self.strength.value:+.2f}")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget)
+
+
+def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, **kwargs) -> Explorer:
+    """One call for any notebook: the explorer for a direction model file (``directions.pt``).
+
+    ``dm``: the diffusion model it was trained on; by default ``dm_ema.pt`` beside the
+    direction file. Other keyword arguments go to :class:`Explorer`.
+    """
+    directions = Path(directions)
+    dm = directions.parent / "dm_ema.pt" if dm is None else Path(dm)
+    if not dm.is_file():
+        raise FileNotFoundError(f"no diffusion model at {dm}: pass dm=PATH, the DM the directions in "
+                                f"{directions} were trained on")
+    model, cfg = load_directions(directions)
+    unet, _ = load_unet(dm)
+    return Explorer(unet, model, cfg, **kwargs)
+
+
+_ASSESSOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class MosAnnotator:
+    """The MOS study of paper 5.5 as a widget: for each direction an assessor sees a panel
+    (several examples, each across strengths in [-S, S]) and marks it 1 (every example moves
+    smoothly, the change is the same across examples and easy to name) or 0.
+
+    Every mark is written at once to ``out_dir/<assessor>.json`` (atomic write), so a closed
+    notebook loses nothing; reopening continues where the assessor stopped.
+    ``panels``: {k: uint8 grid [H, W, C]} in the order to show.
+    """
+
+    QUESTION = ("Mark 1 only if every row changes smoothly from left to right, the change is the "
+                "same in every row, and you could name it; otherwise 0.")
+
+    def __init__(self, panels: dict[int, np.ndarray], out_dir: str | os.PathLike, assessor: str | None = None,
+                 model_id: str = "", scale: int = 4):
+        assessor = assessor or getpass.getuser()
+        if not _ASSESSOR.match(assessor):
+            raise ValueError(f"assessor name {assessor!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                             "(it names the file the marks are saved in)")
+        self.panels, self.keys, self.scale = panels, list(panels), scale
+        self.path = Path(out_dir) / f"{assessor}.json"
+        self.record = {"assessor": assessor, "model": model_id, "marks": {}}
+        if self.path.exists():
+            self.record["marks"] = load_marks(self.path, model_id)
+        self.image = W.Image(format="png")
+        self.label = W.HTML()
+        self.yes = W.Button(description="1: interpretable", button_style="success")
+        self.no = W.Button(description="0: not", button_style="danger")
+        self.back = W.Button(description="back")
+        self.yes.on_click(lambda _: self.mark(1))
+        self.no.on_click(lambda _: self.mark(0))
+        self.back.on_click(lambda _: self.show(max(self.position - 1, 0)))
+        self.widget = W.VBox([W.HTML(f"<b>{self.QUESTION}</b>"), self.label, self.image,
+                              W.HBox([self.yes, self.no, self.back])])
+        unmarked = [i for i, k in enumerate(self.keys) if str(k) not in self.record["marks"]]
+        self.show(unmarked[0] if unmarked else len(self.keys))
+
+    def show(self, position: int) -> None:
+        """Show the panel at ``position`` (past the end: the study is finished)."""
+        self.position = position
+        done = len(self.record["marks"])
+        if position >= len(self.keys):
+            self.label.value = f"All {len(self.keys)} directions marked; saved to {self.path}."
+            self.image.value = b""
+            return
+        k = self.keys[position]
+        prev = self.record["marks"].get(str(k))
+        self.label.value = (f"direction {k} ({position + 1} of {len(self.keys)}; {done} marked"
+                            + (f"; your mark: {prev}" if prev is not None else "") + ")")
+        self.image.value = png_bytes(self.panels[k], self.scale)
+
+    def mark(self, value: int) -> None:
+        """Record ``value`` for the shown direction, save, and move on."""
+        if self.position >= len(self.keys):
+            return
+        self.record["marks"][str(self.keys[self.position])] = value
+        write_json(self.path, self.record)
+        self.show(self.position + 1)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget)
+
+
+def load_marks(path: Path, model_id: str) -> dict[str, int]:
+    """The marks of an existing annotation file; one made for another model raises."""
+    blob = json.loads(path.read_text())
+    if blob.get("model", "") != model_id:
+        raise ValueError(f"{path} holds marks for model {blob.get('model')!r}, not {model_id!r}: "
+                         "choose another out_dir or assessor name")
+    return dict(blob.get("marks", {}))

@@ -1,0 +1,70 @@
+"""The book's chapter notebooks run end to end under papermill at the smoke preset."""
+
+import json
+
+import papermill
+import pytest
+import torch
+from test_notebooks import run
+
+from hdisc.backbone import build_unet, perturb_zero_params, save_unet
+from hdisc.presets import get_preset
+from hdisc.training import train_discovery
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke DM (perturbed so it is not all zeros) and a direction model trained 2 steps."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = get_preset("mnist32", "smoke")
+    torch.manual_seed(0)
+    unet = perturb_zero_params(build_unet(cfg.unet), std=0.05).eval()
+    save_unet(unet, cfg.unet, root / "dm_ema.pt")
+    train_discovery(unet, cfg.unet, cfg.discovery, root, steps=2, head_init_std=0.05, progress=False)
+    return {"directions": str(root / "directions.pt"), "dm_checkpoint": str(root / "dm_ema.pt")}
+
+
+def test_directions_chapter(tmp_path, trained):
+    out = run("directions", tmp_path, n_rank=2, n_examples=2, n_show=2, **trained)
+    record = json.loads((out / "directions.json").read_text())
+    assert sorted(record["order"]) == [0, 1, 2, 3] and record["change"] == sorted(record["change"], reverse=True)
+
+
+def test_real_editing_chapter(tmp_path, trained):
+    out = run("real_editing", tmp_path, n_real=2, invert_steps=4, n_dirs=2, n_rank=2, **trained)
+    record = json.loads((out / "real_editing.json").read_text())
+    assert len(record["directions"]) == 2 and record["recon_mean_abs_err"] >= 0
+
+
+def test_properties_chapter(tmp_path, trained):
+    out = run("properties", tmp_path, n_mean=3, n_real=2, invert_steps=4, ks=[1], **trained)
+    rows = json.loads((out / "properties.json").read_text())["rows"]
+    assert [r["k"] for r in rows] == [1] and rows[0]["mean_vs_sample"] >= 0
+
+
+def test_rca_mos_chapter_reports_no_mos_without_files(tmp_path, trained):
+    out = run("rca_mos", tmp_path, n_rca=4, n_examples=1, mos_dir=str(tmp_path / "mos"), **trained)
+    record = json.loads((out / "rca_mos.json").read_text())
+    assert record["mos"] is None and 0 <= record["rca"] <= 1 and record["paper_rca"] == 0.77
+
+
+def test_rca_mos_chapter_aggregates_annotation_files(tmp_path, trained):
+    (tmp_path / "mos").mkdir()
+    (tmp_path / "mos" / "ann.json").write_text(json.dumps({"assessor": "ann", "marks": {"0": 1, "1": 0}}))
+    out = run("rca_mos", tmp_path, n_rca=2, n_examples=1, mos_dir=str(tmp_path / "mos"), **trained)
+    assert json.loads((out / "rca_mos.json").read_text())["mos"]["mos"] == 0.5
+
+
+def test_fid_chapter(tmp_path, trained):
+    out = run("fid", tmp_path, n=20, **trained)
+    rows = json.loads((out / "fid.json").read_text())["rows"]
+    assert rows[0]["features"] == "FD-MnistNet" and rows[0]["raw"] > 0 and rows[0]["shifted"] > 0
+
+
+def test_explore_chapter(tmp_path, trained):
+    run("explore", tmp_path, n_real=2, n_rank=2, **trained)
+
+
+def test_a_chapter_without_a_direction_model_names_the_notebook_to_run(tmp_path, trained):
+    with pytest.raises(papermill.PapermillExecutionError, match="run experiments/train.ipynb first"):
+        run("directions", tmp_path, dataset="celebahq128", dm_checkpoint=trained["dm_checkpoint"])

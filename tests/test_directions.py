@@ -1,0 +1,72 @@
+"""Using trained directions: edits, sweeps, ranking, inversion and the section 5.4 shifts."""
+
+import torch
+
+from hdisc.directions import (
+    FixedShift,
+    edit,
+    edit_fixed,
+    mean_directions,
+    rank_directions,
+    raw_and_shifted,
+    strengths,
+    sweep,
+)
+from hdisc.discovery import DiscoveryModel
+from hdisc.sampling import sample_ddim
+from hdisc.schedule import ddim_steps
+
+
+def test_zero_strength_is_the_plain_sample(smoke, unet, discovery):
+    steps, z = ddim_steps(4), torch.randn(3, 1, 32, 32)
+    plain = sample_ddim(unet, z, steps, disable=True)
+    assert torch.allclose(edit(unet, discovery.shift, z, 1, 0.0, steps, 400), plain, atol=1e-4)
+
+
+def test_sweep_is_one_edit_per_strength(smoke, unet, discovery):
+    steps, z, svals = ddim_steps(4), torch.randn(2, 1, 32, 32), strengths(5.0, 5)
+    assert svals.tolist() == [-5.0, -2.5, 0.0, 2.5, 5.0]
+    out = sweep(unet, discovery.shift, z, 3, svals, steps, 400)
+    assert out.shape == (2, 5, 1, 32, 32)
+    one = edit(unet, discovery.shift, z[1:], 3, 2.5, steps, 400)
+    assert torch.allclose(out[1, 3], one[0], atol=1e-4)
+    assert not torch.allclose(out[:, 0], out[:, 4])
+
+
+def test_rank_scores_every_direction_and_zero_heads_score_zero(smoke, unet, discovery):
+    steps, z = ddim_steps(4), torch.randn(2, 1, 32, 32)
+    scores = rank_directions(unet, discovery, smoke.discovery, z, steps)
+    assert scores.shape == (smoke.discovery.K,) and (scores > 0).all()
+    fresh = DiscoveryModel(smoke.unet, smoke.discovery)
+    assert rank_directions(unet, fresh, smoke.discovery, z, steps).max() < 1e-5  # float rounding only
+
+
+def test_mean_and_global_directions(smoke, unet, discovery):
+    steps, z = ddim_steps(4), torch.randn(5, 1, 32, 32)  # t = 999, 666 shifted (t_stop 400)
+    table, global_dir = mean_directions(unet, discovery.shift, z, 2, steps, 400)
+    assert sorted(table) == [666, 999] and global_dir.shape == smoke.unet.h_shape
+    assert torch.allclose(global_dir, (table[666] + table[999]) / 2)
+    # with one shifted step (t_stop 700) and identical samples, the mean is the per-sample shift
+    same = z[:1].expand(3, -1, -1, -1)
+    table1, _ = mean_directions(unet, discovery.shift, same, 2, steps, 700)
+    assert list(table1) == [999]
+    assert torch.allclose(edit_fixed(unet, table1, same, 1.5, steps, 700),
+                          edit(unet, discovery.shift, same, 2, 1.5, steps, 700), atol=1e-4)
+
+
+def test_fixed_zero_shift_is_plain_ddim(smoke, unet):
+    steps, z = ddim_steps(4), torch.randn(2, 1, 32, 32)
+    model = FixedShift(unet, torch.zeros(smoke.unet.h_shape), torch.ones(2), 400)
+    assert torch.allclose(sample_ddim(model, z, steps, disable=True), sample_ddim(unet, z, steps, disable=True),
+                          atol=1e-4)
+
+
+def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
+    steps = ddim_steps(3)
+    raw, shifted = raw_and_shifted(unet, discovery, smoke.discovery, 5, steps, seed=3, batch=2, progress=False)
+    again = raw_and_shifted(unet, discovery, smoke.discovery, 5, steps, seed=3, batch=2, progress=False)
+    assert raw.shape == shifted.shape == (5, 1, 32, 32)
+    assert torch.equal(raw, again[0]) and torch.equal(shifted, again[1])
+    z = torch.randn((5, 1, 32, 32), generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(raw[:2], sample_ddim(unet, z[:2], steps, disable=True), atol=1e-4)
+    assert not torch.allclose(raw, shifted)

@@ -1,0 +1,53 @@
+"""The explorer and the MOS widget, driven through their ipywidgets state (no browser)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hdisc.widgets import Explorer, MosAnnotator
+
+
+def test_explorer_updates_the_image_when_a_control_moves(smoke, unet, discovery):
+    real = torch.rand(2, 1, 32, 32) * 2 - 1
+    ex = Explorer(unet, discovery, smoke.discovery, order=[2, 0, 1, 3], real=real, invert_steps=4)
+    assert ex.direction.value == 2 and ex.strength.min == -smoke.discovery.S
+    first = bytes(ex.image.value)
+    assert first.startswith(b"\x89PNG")
+    ex.strength.value = smoke.discovery.S
+    assert bytes(ex.image.value) != first
+    left, right = ex.render()
+    assert not torch.allclose(left, right)
+    ex.source.value = "real image"
+    ex.index.value = 1
+    assert 1 in ex._inverted and ex.image.value != first
+
+
+def test_explorer_at_zero_strength_shows_the_original_twice(smoke, unet, discovery):
+    left, right = Explorer(unet, discovery, smoke.discovery).render()
+    assert torch.equal(left, right)
+
+
+def _panels():
+    return {k: np.full((8, 8, 1), 40 * k, np.uint8) for k in range(3)}
+
+
+def test_mos_widget_saves_every_mark_and_resumes(tmp_path):
+    w = MosAnnotator(_panels(), tmp_path, "alice", model_id="m")
+    w.yes.click()
+    w.no.click()
+    assert json.loads((tmp_path / "alice.json").read_text())["marks"] == {"0": 1, "1": 0}
+    again = MosAnnotator(_panels(), tmp_path, "alice", model_id="m")
+    assert again.position == 2
+    again.yes.click()
+    assert json.loads((tmp_path / "alice.json").read_text())["marks"] == {"0": 1, "1": 0, "2": 1}
+    assert "All 3" in again.label.value
+
+
+def test_mos_widget_rejects_bad_names_and_other_models(tmp_path):
+    with pytest.raises(ValueError, match="assessor name"):
+        MosAnnotator(_panels(), tmp_path, "../evil")
+    MosAnnotator(_panels(), tmp_path, "bob", model_id="m").yes.click()
+    with pytest.raises(ValueError, match="marks for model 'm'"):
+        MosAnnotator(_panels(), tmp_path, "bob", model_id="other")
