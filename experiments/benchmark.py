@@ -35,16 +35,19 @@ repeats = 2  # timed steps per setting, after one warm-up step
 memory_budget_mb = 16000  # vanilla settings predicted above this are skipped
 dm_checkpoint = ""  # default: the committed DM of the preset if any, else untrained weights
 out_dir = ""  # default: runs/<dataset>-<preset>
+from_record = ""  # a benchmark.json to draw instead of measuring again (the book's render-only mode)
 seed = 0
 device = "auto"
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 
 from hdisc.bench import gradient_agreement, run_grid
 from hdisc.files import write_json
 from hdisc.presets import get_preset
-from hdisc.runs import environment, find_dm, resolve_device, run_dir
+from hdisc.runs import environment, find_dm, project_path, resolve_device, run_dir
 
 cfg = get_preset(dataset, preset)
 Ms = list(Ms) or ([2, 4, 8] if preset == "smoke" else [5, 10, 20, 40, 80])
@@ -58,7 +61,12 @@ print(f"{cfg.name} on {dev}, batch {batch}, DM weights: {dm or 'untrained (timin
 # ## Memory and throughput as M grows
 
 # %%
-rows, skipped = run_grid(dataset, preset, Ms, batch, memory_budget_mb, repeats=repeats, dm=dm, device=dev)
+if from_record:
+    old = json.loads(project_path(from_record).read_text())
+    print(f"drawn from {from_record} (measured on {old['environment']}), not measured again")
+    rows, skipped, batch, Ms, dev = old["rows"], old["skipped"], old["batch"], old["Ms"], old["device"]
+else:
+    rows, skipped = run_grid(dataset, preset, Ms, batch, memory_budget_mb, repeats=repeats, dm=dm, device=dev)
 for r in rows:
     print(f"{r['method']:8s} M={r['M']:3d}  peak {r['peak_mb']:8.0f} MB  {r['img_per_s']:7.2f} img/s")
 for s in skipped:
@@ -84,7 +92,10 @@ fig.tight_layout()
 # both ran.
 
 # %%
-grad_diff = gradient_agreement(dataset, preset, min(Ms), min(batch, 4), dm=dm)
+if from_record:
+    grad_diff = old["grad_max_rel_diff"]
+else:
+    grad_diff = gradient_agreement(dataset, preset, min(Ms), min(batch, 4), dm=dm)
 both = [M for M in Ms if {r["method"] for r in rows if r["M"] == M} == {"chain", "vanilla"}]
 M_ratio = max(both)
 t = {r["method"]: r["step_s"] for r in rows if r["M"] == M_ratio}
@@ -94,6 +105,6 @@ print(f"max relative gradient difference {grad_diff:.2e}; step time chain / vani
 # %%
 record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "device": dev, "dm_checkpoint": dm,
           "rows": rows, "skipped": skipped, "grad_max_rel_diff": grad_diff, "step_time_ratio": ratio,
-          "step_time_ratio_M": M_ratio, "environment": environment()}
+          "step_time_ratio_M": M_ratio, "environment": old["environment"] if from_record else environment()}
 write_json(out / "benchmark.json", record)
 print(f"wrote {out / 'benchmark.json'}")

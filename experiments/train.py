@@ -32,6 +32,7 @@ data_dir = ""  # images to pretrain a DM on, when no dm_checkpoint exists yet
 dm_checkpoint = ""  # default: models/<dataset>-<preset>/dm_ema.pt, else runs/<dataset>-<preset>/dm_ema.pt
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
+train = True  # False: render the checkpoint in out_dir as it is, without training further
 steps = -1  # -1: the preset's
 method = "chain"  # chain (node-by-node backprop) | vanilla (autograd through the chain)
 clip = True  # clip the predicted x_0 to [-1, 1] in every DDIM step
@@ -49,7 +50,7 @@ from hdisc.files import write_json
 from hdisc.presets import departures, get_preset
 from hdisc.runs import environment, find_dm, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
-from hdisc.training import load_directions, train_discovery, train_dm
+from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
 from hdisc.viz import plot_curves
 
 cfg = get_preset(dataset, preset)
@@ -82,6 +83,8 @@ print(f"DM: {dm_path}")
 # paper reports $D(x'_0)$ staying near 0.5 (its figure 10).
 
 # %%
+if not train:
+    steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
 summary = train_discovery(unet, cfg.unet, d, out, seed=seed, steps=None if steps < 0 else steps,
                           method=method, clip=clip, head_init_std=head_init_std, device=dev)
 log = summary["log"]

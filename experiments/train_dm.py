@@ -32,6 +32,7 @@ preset = "cpu"  # paper | cpu | smoke
 data_dir = ""  # folder of images (every dataset but mnist32)
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
+train = True  # False: render the checkpoint in out_dir as it is, without training further
 steps = -1  # -1: the preset's number of steps
 n_samples = 64  # samples in the grid
 n_eval = 1000  # MNIST: samples scored by the digit classifier (0: skip)
@@ -47,7 +48,7 @@ from hdisc.presets import get_preset
 from hdisc.runs import environment, project_path, resolve_device, run_dir
 from hdisc.sampling import generate
 from hdisc.schedule import ddim_steps
-from hdisc.training import train_dm
+from hdisc.training import DM_CHECKPOINT, checkpoint_step, train_dm
 from hdisc.viz import plot_curves, save_grid, show_grid
 
 cfg = get_preset(dataset, preset)
@@ -61,6 +62,8 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {out}")
 # stopped there.
 
 # %%
+if not train:
+    steps = checkpoint_step(out / DM_CHECKPOINT)
 summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
                    steps=None if steps < 0 else steps, device=dev)
 plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", {"noise MSE": "loss"},

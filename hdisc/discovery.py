@@ -51,14 +51,17 @@ class Reconstructor(nn.Module):
 
     ``small`` (32 px): a LeNet-style CNN as in GANLatentDiscovery's MNIST setting;
     otherwise a ResNet-18-like network (BasicBlocks 2-2-2-2, widths 64-512).
+    ``with_difference`` adds x_shift - x0 as a third group of channels (not in the paper).
     x0, x_shift [B, C, H, W] -> logits [B, K], s_hat [B].
     """
 
-    def __init__(self, channels: int, K: int, small: bool):
+    def __init__(self, channels: int, K: int, small: bool, with_difference: bool = False):
         super().__init__()
+        self.with_difference = with_difference
+        n_in = (3 if with_difference else 2) * channels
         if small:
             self.body = nn.Sequential(
-                nn.Conv2d(2 * channels, 64, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(n_in, 64, 3, padding=1), nn.ReLU(),
                 nn.Conv2d(64, 128, 4, stride=2, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
                 nn.Conv2d(128, 256, 4, stride=2, padding=1), nn.BatchNorm2d(256), nn.ReLU(),
                 nn.Conv2d(256, 256, 4, stride=2, padding=1), nn.BatchNorm2d(256), nn.ReLU(),
@@ -66,7 +69,7 @@ class Reconstructor(nn.Module):
             )
             width = 256
         else:
-            layers: list[nn.Module] = [nn.Conv2d(2 * channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+            layers: list[nn.Module] = [nn.Conv2d(n_in, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
                                        nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
             cin = 64
             for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
@@ -78,7 +81,8 @@ class Reconstructor(nn.Module):
         self.magnitude = nn.Linear(width, 1)
 
     def forward(self, x0: torch.Tensor, x_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.body(torch.cat([x0, x_shift], dim=1))
+        parts = [x0, x_shift, x_shift - x0] if self.with_difference else [x0, x_shift]
+        f = self.body(torch.cat(parts, dim=1))
         return self.logits(f), self.magnitude(f).squeeze(1)
 
 
@@ -113,7 +117,8 @@ class DiscoveryModel(nn.Module):
         super().__init__()
         c_mid = unet_cfg.h_shape[0]
         self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, head_init_std)
-        self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32)
+        self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32,
+                                           with_difference=cfg.reconstructor_input == "pair+difference")
         self.discriminator = Discriminator(unet_cfg)
 
 

@@ -7,10 +7,9 @@ import platform
 from pathlib import Path
 
 import torch
-from guided_diffusion.unet import UNetModel
 
 from . import __version__
-from .backbone import load_unet
+from .backbone import UNetModel, load_unet
 from .discovery import DiscoveryModel
 from .presets import DiscoveryConfig, Preset, get_preset
 from .training import load_directions

@@ -53,6 +53,15 @@ def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | t
     return {k: blob[k] for k in fresh}
 
 
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step a training checkpoint holds (to render a run without training further)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} to render: train first (parameter train=True), "
+                                "or point out_dir at a folder that holds one")
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
 def save_checkpoint(path: Path, identity: dict, parts: dict, state: dict) -> None:
     """Write identity, every part's state dict and the loop state to ``path`` atomically."""
     atomic_save({**identity, **{n: p.state_dict() for n, p in parts.items()}, **state}, path)

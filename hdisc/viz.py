@@ -6,13 +6,10 @@ import io
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from einops import rearrange  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from einops import rearrange
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -1,15 +1,8 @@
 #!/usr/bin/env bash
-# The main job: set up .venv/, then pretrain the cpu MNIST diffusion model and render
-# its samples (executed notebook and outputs under runs/mnist32-cpu/).
-# PRESET=smoke bash scripts/main.sh runs the same pipeline in about a minute.
+# The main job: the whole book at the cpu preset on the embedded MNIST, from nothing:
+# pretrain the DM, train the directions, run every chapter, build the site (_build/html).
+#   RENDER=committed bash scripts/main.sh   re-render from the committed models, no training
+#   PRESET=smoke bash scripts/main.sh       the same pipeline in minutes (what CI builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-PRESET=${PRESET:-cpu}
-out=runs/mnist32-$PRESET
-mkdir -p "$out"
-extra=()
-[ "$PRESET" = smoke ] && extra=(-p n_eval 64)
-.venv/bin/papermill experiments/train_dm.ipynb "$out/train_dm.ipynb" \
-  -p dataset mnist32 -p preset "$PRESET" -p out_dir "$out" "${extra[@]}"
-echo "done: $out/train_dm.json, $out/samples.png, executed notebook $out/train_dm.ipynb"
+exec bash scripts/book.sh

@@ -7,9 +7,10 @@ which would make every hook and gradient test pass vacuously.
 import pytest
 import torch
 
-from hdisc.backbone import build_unet, perturb_zero_params
+from hdisc.backbone import build_unet, perturb_zero_params, save_unet
 from hdisc.discovery import DiscoveryModel
 from hdisc.presets import get_preset
+from hdisc.training import train_discovery
 
 
 @pytest.fixture
@@ -29,3 +30,16 @@ def discovery(smoke, unet):
     model = DiscoveryModel(smoke.unet, smoke.discovery)
     perturb_zero_params(model.shift, std=0.05, seed=2)  # non-zero heads so shifts matter
     return model
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Paths of a smoke DM (perturbed so it is not all zeros) and of a direction model
+    trained two steps on it, as notebook parameters."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = get_preset("mnist32", "smoke")
+    torch.manual_seed(0)
+    unet = perturb_zero_params(build_unet(cfg.unet), std=0.05).eval()
+    save_unet(unet, cfg.unet, root / "dm_ema.pt")
+    train_discovery(unet, cfg.unet, cfg.discovery, root, steps=2, head_init_std=0.05, progress=False)
+    return {"directions": str(root / "directions.pt"), "dm_checkpoint": str(root / "dm_ema.pt")}

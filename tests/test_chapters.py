@@ -4,24 +4,7 @@ import json
 
 import papermill
 import pytest
-import torch
 from test_notebooks import run
-
-from hdisc.backbone import build_unet, perturb_zero_params, save_unet
-from hdisc.presets import get_preset
-from hdisc.training import train_discovery
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A smoke DM (perturbed so it is not all zeros) and a direction model trained 2 steps."""
-    root = tmp_path_factory.mktemp("trained")
-    cfg = get_preset("mnist32", "smoke")
-    torch.manual_seed(0)
-    unet = perturb_zero_params(build_unet(cfg.unet), std=0.05).eval()
-    save_unet(unet, cfg.unet, root / "dm_ema.pt")
-    train_discovery(unet, cfg.unet, cfg.discovery, root, steps=2, head_init_std=0.05, progress=False)
-    return {"directions": str(root / "directions.pt"), "dm_checkpoint": str(root / "dm_ema.pt")}
 
 
 def test_directions_chapter(tmp_path, trained):

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Run every chapter with papermill, then build the Jupyter Book into _build/html.
+#   PRESET=cpu|smoke        the scale the chapters run at (default cpu)
+#   RENDER=full|committed   full: train the DM and the directions in runs/mnist32-$PRESET
+#                           (resuming if stopped); committed: use models/mnist32-$PRESET
+#                           as committed, without training
+# Chapter records (JSON) go to results/mnist32-$PRESET/, executed notebooks to book/_executed/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PRESET=${PRESET:-cpu}
+RENDER=${RENDER:-full}
+case "$RENDER" in
+  full) models=runs/mnist32-$PRESET; train=True ;;
+  committed) models=models/mnist32-$PRESET; train=False ;;
+  *) echo "RENDER must be full or committed, got '$RENDER'" >&2; exit 2 ;;
+esac
+if [ "$RENDER" = committed ] && [ ! -f "$models/directions.pt" ]; then
+  echo "RENDER=committed needs $models/directions.pt and dm_ema.pt; use RENDER=full to train them" >&2
+  exit 2
+fi
+results=results/mnist32-$PRESET
+executed=book/_executed
+mkdir -p "$models" "$results" "$executed"
+bash scripts/vendor_js.sh book/_vendor
+
+pm() {  # pm NOTEBOOK [papermill args...]: execute experiments/NOTEBOOK.ipynb into the book
+  local name=$1; shift
+  echo "== $name ($PRESET, $RENDER)"
+  .venv/bin/papermill --no-progress-bar "experiments/$name.ipynb" "$executed/$name.ipynb" \
+    -p dataset mnist32 -p preset "$PRESET" "$@"
+}
+small=()  # smoke: fewer samples, so the whole book builds in minutes
+if [ "$PRESET" = smoke ]; then
+  small=(-p n_real 4 -p invert_steps 20)
+fi
+trained=(-p directions "$models/directions.pt" -p dm_checkpoint "$models/dm_ema.pt")
+
+pm train_dm -p out_dir "$models" -p train "$train" $([ "$PRESET" = smoke ] && echo "-p n_eval 64")
+pm train -p out_dir "$models" -p dm_checkpoint "$models/dm_ema.pt" -p train "$train" \
+  $([ "$PRESET" = smoke ] && echo "-p n_rca 32")
+if [ "$RENDER" = committed ] && [ -f "$results/benchmark.json" ]; then
+  pm benchmark -p out_dir "$results" -p from_record "$results/benchmark.json"
+else
+  pm benchmark -p out_dir "$results" -p dm_checkpoint "$models/dm_ema.pt"
+fi
+pm directions -p out_dir "$results" "${trained[@]}"
+pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
+pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
+pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
+pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
+pm explore "${trained[@]}"
+echo "== reproduction tables"
+.venv/bin/papermill --no-progress-bar book/reproduction.ipynb "$executed/reproduction.ipynb" \
+  -p dataset mnist32 -p preset "$PRESET" -p results "$results" -p models "$models"
+.venv/bin/jupyter-book build . -W --path-output . >/dev/null
+echo "built: _build/html/index.html (records in $results, models in $models)"

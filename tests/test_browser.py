@@ -1,0 +1,177 @@
+"""Browser tests in headless Debian Chromium driven by Playwright.
+
+1. JupyterLab runs the explore notebook; moving the strength slider changes the image.
+2. A page of the built book renders its figures and its math, and makes no request that
+   leaves the machine.
+
+Without Chromium they skip with the reason; under ``CI=true`` a missing browser (or a
+missing built book) is a failure instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+BOOK = ROOT / "_build" / "html"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: browser tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not CHROMIUM.exists():
+        _missing("Chromium not installed: apt-get install chromium chromium-driver")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=str(CHROMIUM),
+                                                       headless=True, args=ARGS)
+        yield context
+        context.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path, trained):
+    """JupyterLab on 127.0.0.1 serving a folder with the explore notebook, parameterised
+    for the smoke models; yields (base url, token)."""
+    work = tmp_path / "lab"
+    work.mkdir()
+    nb = load_notebook_node(str(ROOT / "experiments" / "explore.ipynb"))
+    nb = parameterize_notebook(nb, {"preset": "smoke", "n_real": 2, "n_rank": 2, **trained})
+    nbformat.write(nb, work / "explore.ipynb")
+    port, token = _free_port(), "hdisc-test"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.disable_check_xsrf=True",
+         "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start within 60 s")
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_explorer_slider_changes_the_image_in_jupyterlab(browser, jupyterlab):
+    url, token = jupyterlab
+    page = browser.new_page()
+    page.goto(f"{url}/lab/tree/explore.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    page.get_by_role("menuitem", name="Run").click()
+    page.locator('li[data-command="runmenu:run-all"]').click()
+    image = page.locator(".widget-image").first
+    try:
+        image.wait_for(timeout=120_000)
+    except Exception:
+        page.screenshot(path="/tmp/lab.png", full_page=True)
+        raise
+    page.wait_for_function("(i => i.complete && i.naturalWidth > 0)(document.querySelector('.widget-image'))",
+                           timeout=60_000)
+    before = image.get_attribute("src")
+    handle = page.locator(".widget-slider .noUi-handle").first
+    handle.focus()
+    for _ in range(10):
+        handle.press("ArrowRight")
+    page.wait_for_function("src => document.querySelector('.widget-image').src !== src", arg=before,
+                           timeout=60_000)
+    assert image.get_attribute("src") != before
+
+
+@pytest.fixture
+def book_server():
+    if not (BOOK / "index.html").exists():
+        _missing(f"no built book at {BOOK}: build it with PRESET=smoke bash scripts/book.sh")
+    handler = functools.partial(_QuietHandler, directory=str(BOOK))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _open_offline(browser, url: str) -> tuple[object, list[str]]:
+    """Open ``url``; requests that would leave 127.0.0.1 are recorded and aborted."""
+    outside: list[str] = []
+    page = browser.new_page()
+
+    def route(r):
+        if r.request.url.startswith(("http://127.0.0.1", "data:", "blob:")):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(url, wait_until="networkidle")
+    return page, outside
+
+
+def test_book_pages_render_math_figures_and_stay_offline(browser, book_server):
+    page, outside = _open_offline(browser, f"{book_server}/book/method.html")
+    page.wait_for_selector("mjx-container", timeout=30_000)
+    assert page.locator("mjx-container").count() >= 4
+    page, more = _open_offline(browser, f"{book_server}/book/_executed/directions.html")
+    images = page.locator(".cell_output img")
+    assert images.count() >= 2
+    widths = images.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert all(w > 0 for w in widths)
+    assert outside + more == []
+
+
+def test_book_explore_page_shows_the_saved_widget_offline(browser, book_server):
+    page, outside = _open_offline(browser, f"{book_server}/book/_executed/explore.html")
+    page.wait_for_selector(".widget-image, .widget-slider", timeout=30_000)
+    assert outside == []
+
+
+def test_reproduction_page_names_presets(book_server):
+    html = urllib.request.urlopen(f"{book_server}/book/_executed/reproduction.html").read().decode()
+    assert "0.77" in html and "preset" in html
+
