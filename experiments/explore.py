@@ -27,6 +27,10 @@
 # import hdisc
 # hdisc.explore("models/mnist32-cpu/directions.pt")
 # ```
+#
+# In the published book the explorer below shows the state it was saved in: moving its
+# controls recomputes the image only with a running kernel (open this notebook in
+# JupyterLab).
 
 # %% tags=["parameters"]
 dataset = "mnist32"

@@ -41,6 +41,13 @@ class ShiftBlock(nn.Module):
         self.head_weight = nn.Parameter(torch.randn(K, channels, channels) * head_init_std)
         self.head_bias = nn.Parameter(torch.zeros(K, channels))
 
+    def head_overlap(self) -> torch.Tensor:
+        """Mean squared cosine similarity between the K heads (weights and bias flattened),
+        over pairs k != j: 0 when the heads are orthogonal, 1 when all are parallel."""
+        flat = F.normalize(torch.cat([self.head_weight.flatten(1), self.head_bias], 1), dim=1, eps=1e-12)
+        gram = flat @ flat.T
+        return (gram.square().sum() - gram.diagonal().square().sum()) / (self.K * (self.K - 1))
+
     def forward(self, h: torch.Tensor, emb: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
         return torch.einsum("bchw,boc->bohw", a, self.head_weight[k]) + self.head_bias[k][:, :, None, None]
@@ -168,7 +175,8 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     """One training step of the paper's method on noise z [B, C, H, W].
 
     Generator side (shift block + reconstructor) minimises
-    ``CE(logits, k) + lambda_mag |s_hat - s| + lambda_adv BCE(D(x'_0), real)``, with the
+    ``CE(logits, k) + lambda_mag |s_hat - s| + lambda_adv BCE(D(x'_0), real)`` (plus
+    ``lambda_orth`` times the heads' mean squared cosine similarity, not in the paper), with the
     gradient reaching the shift block through the whole DDIM chain, by ``method``
     ``"chain"`` (node by node, flat memory) or ``"vanilla"`` (autograd through all steps).
     Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake).
@@ -203,7 +211,10 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     l_mag = (s_hat - s).abs().mean()
     d_fake_logits = model.discriminator(x_shift)
     l_adv = F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits))
-    (l_ce + cfg.lambda_mag * l_mag + cfg.lambda_adv * l_adv).backward()
+    loss = l_ce + cfg.lambda_mag * l_mag + cfg.lambda_adv * l_adv
+    if cfg.lambda_orth:
+        loss = loss + cfg.lambda_orth * model.shift.head_overlap()
+    loss.backward()
     if method == "chain":
         backprop_chain(step, nodes, x_shift.grad)
     opt_g.step()

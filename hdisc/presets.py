@@ -67,6 +67,7 @@ class DiscoveryConfig:
     ``lr`` is Adam's for the reconstructor and discriminator, ``lr_shift`` for the shift
     block (the paper uses one rate, 1e-3, for all three). ``reconstructor_input``: ``pair``
     (the paper: both images on channels) or ``pair+difference`` (their difference too).
+    ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper).
     """
 
     K: int
@@ -80,6 +81,7 @@ class DiscoveryConfig:
     reconstructor_input: str = "pair"
     lambda_mag: float = 0.1
     lambda_adv: float = 0.1
+    lambda_orth: float = 0.0
 
     def __post_init__(self) -> None:
         if self.reconstructor_input not in ("pair", "pair+difference"):

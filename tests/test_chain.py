@@ -1,11 +1,12 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 from hdisc.chain import backprop_chain, record_chain, run_chain
 from hdisc.discovery import DiscoveryModel, discovery_step, make_optimizers, shifted_model
-from hdisc.presets import DATASETS, get_preset
+from hdisc.presets import DATASETS, departures, get_preset
 from hdisc.sampling import ddim_step, sample_ddim
 from hdisc.schedule import ddim_steps
 
@@ -138,6 +139,37 @@ def test_discovery_parts_accept_every_paper_preset(dataset):
         logits, s_hat = model.reconstructor(x, x)
         assert logits.shape == (2, K) and s_hat.shape == (2,)
         assert model.discriminator(x[:1]).shape == (1,)
+
+
+@pytest.mark.parametrize("dataset", ["mnist32", "afhq128"])
+def test_reconstructor_with_the_difference_image(dataset):
+    p = get_preset(dataset, "smoke")
+    cfg = dataclasses.replace(p.discovery, reconstructor_input="pair+difference")
+    r = DiscoveryModel(p.unet, cfg).reconstructor.eval()
+    x = torch.randn(2, p.unet.in_channels, p.unet.image_size, p.unet.image_size)
+    logits, s_hat = r(x, x + 0.1)
+    assert logits.shape == (2, cfg.K) and s_hat.shape == (2,)
+    with pytest.raises(ValueError, match="'pair' or 'pair\\+difference'"):
+        dataclasses.replace(p.discovery, reconstructor_input="diff")
+
+
+def test_head_overlap_is_zero_for_orthogonal_heads_and_one_for_parallel(smoke):
+    shift = DiscoveryModel(smoke.unet, smoke.discovery).shift
+    K, C = shift.head_weight.shape[:2]
+    with torch.no_grad():
+        shift.head_weight.zero_()
+        for k in range(K):
+            shift.head_weight[k, k, 0] = 1.0  # one distinct entry per head
+        assert shift.head_overlap().item() == 0.0
+        scales = torch.tensor([1.0, -2.0, 3.0, 0.5])[:, None, None]
+        shift.head_weight.copy_(torch.randn(1, C, C).expand(K, C, C) * scales)
+        assert abs(shift.head_overlap().item() - 1.0) < 1e-6
+
+
+def test_cpu_preset_names_its_departures():
+    d = departures(get_preset("mnist32", "cpu"))
+    assert set(d) == {"M", "batch", "lr_shift", "reconstructor_input"}
+    assert d["lr_shift"] == {"ours": 1e-2, "paper": 1e-3}
 
 
 def test_fused_recording_gives_the_same_step_as_separate_chains(smoke, unet, discovery):

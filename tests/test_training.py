@@ -8,6 +8,7 @@ from hdisc.data import TensorImages
 from hdisc.training import (
     DISCOVERY_WEIGHTS,
     DM_CHECKPOINT,
+    checkpoint_step,
     load_directions,
     train_discovery,
     train_dm,
@@ -70,6 +71,15 @@ def test_asking_for_more_steps_extends_a_finished_run(tmp_path, smoke, images):
     train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=0, progress=False)
     more = train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=0, steps=smoke.dm.steps + 2, progress=False)
     assert more["steps"] == smoke.dm.steps + 2
+
+
+def test_rendering_a_checkpoint_trains_no_further(tmp_path, smoke, images):
+    with pytest.raises(FileNotFoundError, match="train=True"):
+        checkpoint_step(tmp_path / DM_CHECKPOINT)
+    train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=0, steps=2, progress=False)
+    assert checkpoint_step(tmp_path / DM_CHECKPOINT) == 2
+    again = train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=0, steps=2, progress=False)
+    assert again["steps"] == 2
 
 
 def test_resuming_with_another_config_or_seed_refuses(tmp_path, smoke, images):
