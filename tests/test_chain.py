@@ -168,8 +168,8 @@ def test_head_overlap_is_zero_for_orthogonal_heads_and_one_for_parallel(smoke):
 
 def test_cpu_preset_names_its_departures():
     d = departures(get_preset("mnist32", "cpu"))
-    assert set(d) == {"M", "batch", "lr_shift", "reconstructor_input"}
-    assert d["lr_shift"] == {"ours": 1e-2, "paper": 1e-3}
+    assert set(d) == {"M", "batch", "lr_shift", "reconstructor_input", "lambda_orth"}
+    assert d["lr_shift"] == {"ours": 3e-3, "paper": 1e-3}
 
 
 def test_fused_recording_gives_the_same_step_as_separate_chains(smoke, unet, discovery):
