@@ -46,13 +46,13 @@ def sweep(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, svals: 
 
 @torch.no_grad()
 def rank_directions(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
-                    steps: Steps, clip: bool = True) -> torch.Tensor:
+                    steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
     """How much each direction changes an image: mean |x'_0(k, s) - x_0| over the rows of
     x_T [B, C, H, W] and s = +-S. Returns scores [K] (largest change first when sorted)."""
     x0 = sample_ddim(unet, x_T, steps, clip=clip, disable=True)
     ends = torch.tensor([-cfg.S, cfg.S])
     scores = [(sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip) - x0[:, None]).abs().mean()
-              for k in range(cfg.K)]
+              for k in tqdm(range(cfg.K), desc="ranking directions", disable=progress is False)]
     return torch.stack(scores)
 
 

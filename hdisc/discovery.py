@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .backbone import build_encoder
 from .chain import backprop_chain, record_chain, run_chain
@@ -234,7 +235,7 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
 @torch.no_grad()
 def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
                            n: int, batch: int, generator: torch.Generator, clip: bool = True,
-                           device: str | torch.device = "cpu") -> dict[str, float]:
+                           device: str | torch.device = "cpu", progress: bool | None = None) -> dict[str, float]:
     """RCA (paper 5.5): accuracy of R on ``n`` fresh pairs with random k and s.
 
     Also returns the mean magnitude error |s_hat - s|. R is evaluated in eval mode.
@@ -243,7 +244,7 @@ def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: Discover
     was_training = model.training
     model.eval()
     correct, mag_err = 0.0, 0.0
-    for start in range(0, n, batch):
+    for start in tqdm(range(0, n, batch), desc="RCA", disable=progress is False):
         b = min(batch, n - start)
         z = torch.randn((b, *shape), generator=generator).to(device)
         k, s = draw_shifts(b, cfg, generator)
