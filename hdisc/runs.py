@@ -50,13 +50,13 @@ def environment() -> dict:
             "threads": torch.get_num_threads(), "machine": platform.machine()}
 
 
-def _find(given: str | os.PathLike, preset: Preset, filename: str, what: str) -> Path | None:
+def _find(given: str | os.PathLike, preset: Preset, filename: str, param: str, what: str) -> Path | None:
     """``given`` if set (it must exist), else ``models/<preset>/filename``, else
     ``runs/<preset>/filename``, else None."""
     if str(given):
         path = project_path(given)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: pass the .pt file of {what}, "
+            raise FileNotFoundError(f"{param} {path} does not exist: pass the .pt file of {what}, "
                                     "or leave the parameter empty to use the committed one")
         return path
     for root in ("models", "runs"):
@@ -70,7 +70,7 @@ def find_dm(dm_checkpoint: str | os.PathLike, preset: Preset) -> Path | None:
     """The DM checkpoint to use: ``dm_checkpoint`` if given (it must exist), else the
     committed ``models/<dataset>-<scale>/dm_ema.pt``, else ``runs/<dataset>-<scale>/dm_ema.pt``,
     else None."""
-    return _find(dm_checkpoint, preset, "dm_ema.pt", "a trained DM")
+    return _find(dm_checkpoint, preset, "dm_ema.pt", "dm_checkpoint", "a trained DM")
 
 
 def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
@@ -87,7 +87,7 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
         raise FileNotFoundError(f"no DM for {cfg.name}: run experiments/train_dm.ipynb first "
                                 f"(papermill experiments/train_dm.ipynb out.ipynb -p dataset {dataset} "
                                 f"-p preset {preset}), or pass dm_checkpoint")
-    dir_path = _find(directions, cfg, "directions.pt", "a trained direction model")
+    dir_path = _find(directions, cfg, "directions.pt", "directions", "a trained direction model")
     if dir_path is None:
         raise FileNotFoundError(f"no direction model for {cfg.name}: run experiments/train.ipynb first "
                                 f"(papermill experiments/train.ipynb out.ipynb -p dataset {dataset} "
