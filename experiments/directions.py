@@ -37,7 +37,7 @@ device = "auto"
 # %%
 import torch
 
-from hdisc.directions import rank_directions, strengths, sweep
+from hdisc.directions import ranked, strengths, sweep
 from hdisc.files import write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
@@ -55,8 +55,7 @@ shape = (unet.in_channels, unet.image_size, unet.image_size)
 # How far each direction moves the image at full strength, averaged over seeds.
 
 # %%
-scores = rank_directions(unet, model, d, torch.randn((n_rank, *shape), generator=gen).to(dev), steps)
-order = scores.argsort(descending=True).tolist()
+order, scores = ranked(unet, model, d, n_rank, seed=seed, device=dev)
 print("directions by change:", order)
 print("mean |x' - x_0| at s = +-S:", [round(scores[k].item(), 3) for k in order])
 

@@ -44,19 +44,15 @@ n_rank = 16
 device = "auto"
 
 # %%
-import torch
 from IPython.display import display
 
 from hdisc.data import held_out_images
-from hdisc.directions import rank_directions
+from hdisc.directions import ranked
 from hdisc.runs import open_trained, resolve_device
-from hdisc.schedule import ddim_steps
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
-shape = (unet.in_channels, unet.image_size, unet.image_size)
-z = torch.randn((n_rank, *shape), generator=torch.Generator().manual_seed(seed)).to(dev)
-order = rank_directions(unet, model, d, z, ddim_steps(d.M)).argsort(descending=True).tolist()
+order, _ = ranked(unet, model, d, n_rank, seed=seed, device=dev)
 explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev))
 display(explorer)

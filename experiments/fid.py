@@ -43,10 +43,11 @@ device = "auto"
 # %%
 import torch
 
-from hdisc.data import held_out_images, load_mnist
+from hdisc.data import held_out_images
 from hdisc.directions import raw_and_shifted
 from hdisc.files import write_json
 from hdisc.metrics import fd, inception_features, mnist_net
+from hdisc.report import PAPER
 from hdisc.runs import open_trained, project_path, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
@@ -56,7 +57,7 @@ cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, d
 out = run_dir(out_dir, cfg)
 steps = ddim_steps(d.M if sample_steps < 0 else sample_steps)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
-paper = {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)}
+paper = PAPER["fid"]
 
 # %% [markdown]
 # ## Samples
@@ -70,7 +71,7 @@ show_grid(torch.cat([raw[:16], shifted[:16]]), nrow=16, title="raw (top) and shi
 # ## Fréchet distances to real images
 
 # %%
-real = (load_mnist("test")[0][:n] if cfg.data.source == "mnist" else held_out_images(cfg.data, data_dir, n))
+real = held_out_images(cfg.data, data_dir, n)
 rows = []
 if cfg.data.source == "mnist":
     net = mnist_net(project_path("models/mnist_net.pt"))

@@ -49,7 +49,7 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
-from hdisc.directions import edit, edit_fixed, invert, mean_directions, rank_directions
+from hdisc.directions import compare_shifts, invert, ranked
 from hdisc.files import write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
@@ -60,9 +60,7 @@ cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, d
 out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)
-if not ks:
-    z = torch.randn((n_rank, *shape), generator=gen).to(dev)
-    ks = rank_directions(unet, model, d, z, ddim_steps(d.M)).argsort(descending=True)[:n_dirs].tolist()
+ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev)[0][:n_dirs]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
 inv = ddim_steps(invert_steps)
 x_T, recon = invert(unet, real, inv)
@@ -75,17 +73,10 @@ x_T, recon = invert(unet, real, inv)
 # %%
 rows = []
 for k in ks:
-    table, global_dir = mean_directions(unet, model.shift, torch.randn((n_mean, *shape), generator=gen).to(dev),
-                                        k, inv, d.t_stop)
-    per_sample = edit(unet, model.shift, x_T, k, d.S, inv, d.t_stop)
-    mean = edit_fixed(unet, table, x_T, d.S, inv, d.t_stop)
-    glob = edit_fixed(unet, global_dir, x_T, d.S, inv, d.t_stop)
-    change = (per_sample - recon).abs().mean().item()
-    rows.append({"k": k, "edit_change": change,
-                 "mean_vs_sample": (mean - per_sample).abs().mean().item() / change,
-                 "global_vs_sample": (glob - per_sample).abs().mean().item() / change})
-    show_grid(torch.cat([recon, per_sample, mean, glob]), nrow=n_real,
-              title=f"direction {k}: reconstruction / per-sample / mean / global", scale=1.0);
+    noise = torch.randn((n_mean, *shape), generator=gen).to(dev)
+    row, images = compare_shifts(unet, model.shift, x_T, recon, k, d.S, noise, inv, d.t_stop)
+    rows.append(row)
+    show_grid(images, nrow=n_real, title=f"direction {k}: reconstruction / per-sample / mean / global", scale=1.0);
 for r in rows:
     print(f"k={r['k']}: edit changes {r['edit_change']:.3f}; relative difference mean {r['mean_vs_sample']:.3f}, "
           f"global {r['global_vs_sample']:.3f}")

@@ -49,6 +49,7 @@ from hdisc.directions import strengths, sweep
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import write_json
 from hdisc.metrics import mos
+from hdisc.report import PAPER
 from hdisc.runs import open_trained, project_path, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.viz import grid
@@ -58,7 +59,7 @@ dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
 steps = ddim_steps(d.M)
-paper = {"mnist32": (0.77, 0.52), "anime64": (0.85, 0.36), "celebahq128": (0.93, 0.28), "afhq128": (0.87, 0.31)}
+paper = (PAPER["rca"][dataset], PAPER["mos"][dataset])
 
 # %% [markdown]
 # ## RCA
@@ -66,7 +67,7 @@ paper = {"mnist32": (0.77, 0.52), "anime64": (0.85, 0.36), "celebahq128": (0.93,
 # %%
 rca = reconstructor_accuracy(unet, model, d, steps, n_rca, d.batch, torch.Generator().manual_seed(seed), device=dev)
 print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
-      f"paper {paper[dataset][0]} at its own preset; mean |s_hat - s| {rca['mag_err']:.3f}")
+      f"paper {paper[0]} at its own preset; mean |s_hat - s| {rca['mag_err']:.3f}")
 
 # %% [markdown]
 # ## MOS
@@ -92,10 +93,10 @@ if score is None:
           "reports none.")
 else:
     print(f"MOS {score['mos']:.3f} from {len(score['assessors'])} assessors, {score['n_marks']} marks "
-          f"(paper {paper[dataset][1]})")
+          f"(paper {paper[1]})")
 
 # %%
 write_json(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K, "rca": rca["rca"], "rca_n": n_rca,
-                                  "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[dataset][0],
-                                  "mos": score, "paper_mos": paper[dataset][1], "seed": seed})
+                                  "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[0],
+                                  "mos": score, "paper_mos": paper[1], "seed": seed})
 print(f"wrote {out / 'rca_mos.json'}")

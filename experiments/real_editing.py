@@ -42,7 +42,7 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
-from hdisc.directions import invert, rank_directions, strengths, sweep
+from hdisc.directions import invert, ranked, strengths, sweep
 from hdisc.files import write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
@@ -51,10 +51,7 @@ from hdisc.viz import show_grid
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
-shape = (unet.in_channels, unet.image_size, unet.image_size)
-if not ks:
-    z = torch.randn((n_rank, *shape), generator=torch.Generator().manual_seed(seed)).to(dev)
-    ks = rank_directions(unet, model, d, z, ddim_steps(d.M)).argsort(descending=True)[:n_dirs].tolist()
+ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev)[0][:n_dirs]
 print("directions:", ks)
 
 # %% [markdown]

@@ -48,6 +48,7 @@ from hdisc.data import open_dataset
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import write_json
 from hdisc.presets import departures, get_preset
+from hdisc.report import PAPER
 from hdisc.runs import environment, find_dm, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
@@ -102,7 +103,7 @@ model, _ = load_directions(out / "directions.pt", cfg.unet, d)
 rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M), n_rca, d.batch,
                              torch.Generator().manual_seed(seed + 1), clip=clip, device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "
-      f"{ {'mnist32': 0.77, 'anime64': 0.85, 'celebahq128': 0.93, 'afhq128': 0.87}[dataset]})")
+      f"{PAPER['rca'][dataset]})")
 
 # %%
 last = log[-1]

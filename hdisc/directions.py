@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .discovery import DiscoveryModel, ShiftBlock, draw_shifts, shifted_model
 from .presets import DiscoveryConfig
 from .sampling import EpsPrediction, Shifted, invert_ddim, sample_ddim
-from .schedule import Steps
+from .schedule import Steps, ddim_steps
 
 
 @torch.no_grad()
@@ -54,6 +54,16 @@ def rank_directions(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig
     scores = [(sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip) - x0[:, None]).abs().mean()
               for k in tqdm(range(cfg.K), desc="ranking directions", disable=progress is False)]
     return torch.stack(scores)
+
+
+def ranked(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, n: int, *, seed: int = 0,
+           device: str | torch.device = "cpu", clip: bool = True) -> tuple[list[int], torch.Tensor]:
+    """:func:`rank_directions` on ``n`` noises drawn from ``seed``, on the training chain
+    (``cfg.M`` steps): (directions by decreasing change, scores [K])."""
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    scores = rank_directions(unet, model, cfg, z, ddim_steps(cfg.M), clip)
+    return scores.argsort(descending=True).tolist(), scores
 
 
 @torch.no_grad()
@@ -127,3 +137,24 @@ def raw_and_shifted(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig
         raw.append(sample_ddim(unet, zi, steps, disable=True).cpu())
         shifted.append(edit(unet, model.shift, zi, k[i:i + batch], s[i:i + batch], steps, cfg.t_stop).cpu())
     return torch.cat(raw), torch.cat(shifted)
+
+
+@torch.no_grad()
+def compare_shifts(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, recon: torch.Tensor, k: int, s: float,
+                   noise: torch.Tensor, steps: Steps, t_stop: int) -> tuple[dict, torch.Tensor]:
+    """Section 5.4 on real images: edit x_T [B, C, H, W] (whose reconstruction is ``recon``)
+    along ``k`` at strength ``s`` with the per-sample shift, the mean shift and the global
+    shift (both measured on ``noise`` [N, C, H, W] by :func:`mean_directions`).
+
+    Returns the numbers ``{"k", "edit_change": mean |per-sample - recon|, "mean_vs_sample",
+    "global_vs_sample"}`` (mean abs difference to the per-sample edit over edit_change; 0
+    means identical) and the images [4B, C, H, W]: recon, per-sample, mean, global.
+    """
+    table, global_dir = mean_directions(unet, shift, noise, k, steps, t_stop)
+    per_sample = edit(unet, shift, x_T, k, s, steps, t_stop)
+    mean = edit_fixed(unet, table, x_T, s, steps, t_stop)
+    glob = edit_fixed(unet, global_dir, x_T, s, steps, t_stop)
+    change = (per_sample - recon).abs().mean().item()
+    row = {"k": k, "edit_change": change, "mean_vs_sample": (mean - per_sample).abs().mean().item() / change,
+           "global_vs_sample": (glob - per_sample).abs().mean().item() / change}
+    return row, torch.cat([recon, per_sample, mean, glob])

@@ -4,7 +4,7 @@ A preset is addressed by dataset (``mnist32``, ``anime64``, ``celebahq128``, ``a
 and scale:
 
 - ``paper``: the paper's settings (arXiv 2310.09912, appendix tables 3 and 4), for a GPU;
-- ``cpu``: scaled down so that DM pretraining takes about an hour on a 2-core CPU;
+- ``cpu``: scaled down for a 2-core CPU (DM pretraining measured 3.7 h on one core here);
 - ``smoke``: tiny, for tests and CI; its results mean nothing.
 
 Settings the paper does not give (DM learning rate, batch, steps, EMA, normalisation
@@ -152,11 +152,11 @@ def _scaled(dataset: str, scale: str) -> Preset:
         levels = (1, 2, 2) if size == 32 else (1, 2, 2, 2)
         unet = UNetConfig(size, chans, 32, levels, 1)
         dm = DMTrainConfig(lr=1e-3, batch=32, steps=12_000, ema=0.9995)
-        # Fewer DDIM steps and a smaller batch so a step takes ~5 s on one core. Short probes
-        # (scripts/probe_discovery.py, recorded in the closing notes and the README): with the
-        # paper's recipe the cross-entropy stayed at chance for 100+ steps; a faster shift block,
+        # Fewer DDIM steps and a smaller batch so a step takes 5-6 s on one core. Short probes
+        # (scripts/probe_discovery.py, results/mnist32-cpu/probes.json): the paper's recipe sat
+        # at chance for ~275 steps (shared/NOTES.md's probe); a faster shift block,
         # the difference image for R, and a penalty on parallel heads (collapse onto one axis)
-        # made it fall within ~100 steps without destructive, collapsed directions.
+        # brought it to 3.24 (chance 3.47) by step 200 without collapsed, destructive directions.
         disc = dataclasses.replace(paper_disc, M=5, batch=16, steps=3000, lr_shift=3e-3,
                                    reconstructor_input="pair+difference", lambda_orth=1.0)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)

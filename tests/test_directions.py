@@ -4,10 +4,12 @@ import torch
 
 from hdisc.directions import (
     FixedShift,
+    compare_shifts,
     edit,
     edit_fixed,
     mean_directions,
     rank_directions,
+    ranked,
     raw_and_shifted,
     strengths,
     sweep,
@@ -70,3 +72,18 @@ def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
     z = torch.randn((5, 1, 32, 32), generator=torch.Generator().manual_seed(3))
     assert torch.allclose(raw[:2], sample_ddim(unet, z[:2], steps, disable=True), atol=1e-4)
     assert not torch.allclose(raw, shifted)
+
+
+def test_ranked_orders_directions_by_their_scores(smoke, unet, discovery):
+    order, scores = ranked(unet, discovery, smoke.discovery, 2, seed=1)
+    assert sorted(order) == list(range(smoke.discovery.K))
+    assert [scores[k].item() for k in order] == sorted(scores.tolist(), reverse=True)
+
+
+def test_compare_shifts_is_zero_when_the_mean_is_the_per_sample_shift(smoke, unet, discovery):
+    steps, z = ddim_steps(4), torch.randn(1, 1, 32, 32)
+    same = z.expand(3, -1, -1, -1)
+    recon = sample_ddim(unet, same, steps, disable=True)
+    row, images = compare_shifts(unet, discovery.shift, same, recon, 2, 1.5, same, steps, 700)
+    assert images.shape == (12, 1, 32, 32) and row["k"] == 2 and row["edit_change"] > 0
+    assert row["mean_vs_sample"] < 1e-3 and row["global_vs_sample"] < 1e-3
