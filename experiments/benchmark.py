@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 from hdisc.bench import gradient_agreement, run_grid
 from hdisc.files import write_json
 from hdisc.presets import get_preset
-from hdisc.runs import environment, find_dm, project_path, resolve_device, run_dir
+from hdisc.runs import environment, find_dm, project_path, resolve_device, run_dir, shown_path
 
 cfg = get_preset(dataset, preset)
 Ms = list(Ms) or ([2, 4, 8] if preset == "smoke" else [5, 10, 20, 40, 80])
@@ -55,7 +55,8 @@ out = run_dir(out_dir, cfg)
 dev = str(resolve_device(device))
 dm = find_dm(dm_checkpoint, cfg)
 dm = str(dm) if dm else None
-print(f"{cfg.name} on {dev}, batch {batch}, DM weights: {dm or 'untrained (timing and memory only)'}")
+dm_shown = shown_path(dm) if dm else None
+print(f"{cfg.name} on {dev}, batch {batch}, DM weights: {dm_shown or 'untrained (timing and memory only)'}")
 
 # %% [markdown]
 # ## Memory and throughput as M grows
@@ -103,7 +104,7 @@ ratio = t["chain"] / t["vanilla"]
 print(f"max relative gradient difference {grad_diff:.2e}; step time chain / vanilla at M={M_ratio}: {ratio:.2f}")
 
 # %%
-record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "device": dev, "dm_checkpoint": dm,
+record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "device": dev, "dm_checkpoint": dm_shown,
           "rows": rows, "skipped": skipped, "grad_max_rel_diff": grad_diff, "step_time_ratio": ratio,
           "step_time_ratio_M": M_ratio, "environment": old["environment"] if from_record else environment()}
 write_json(out / "benchmark.json", record)

@@ -37,11 +37,11 @@ device = "auto"
 # %%
 import torch
 
-from hdisc.directions import ranked, strengths, sweep
+from hdisc.directions import mean_abs_offdiag, ranked, strengths, sweep
 from hdisc.files import write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
-from hdisc.viz import show_grid
+from hdisc.viz import show_grid, show_similarity
 
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
@@ -55,9 +55,23 @@ shape = (unet.in_channels, unet.image_size, unet.image_size)
 # How far each direction moves the image at full strength, averaged over seeds.
 
 # %%
-order, scores = ranked(unet, model, d, n_rank, seed=seed, device=dev)
+order, scores, sim = ranked(unet, model, d, n_rank, seed=seed, device=dev)
 print("directions by change:", order)
 print("mean |x' - x_0| at s = +-S:", [round(scores[k].item(), 3) for k in order])
+
+# %% [markdown]
+# ## Are the directions distinct?
+# The cosine similarity of what two directions do to the same image at the same sign of
+# $s$, averaged over the seeds (rows and columns in rank order). Directions that collapsed
+# onto one effect show as blocks near $\pm 1$; distinct ones stay near 0. This diagnostic
+# is not in the paper; a low RCA with large blocks here means the directions collapsed.
+
+# %%
+top = order[:16]
+distinct = {"mean_abs_similarity_all": mean_abs_offdiag(sim),
+            "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top])}
+print({k: round(v, 3) for k, v in distinct.items()})
+show_similarity(sim[top][:, top].cpu(), top, "similarity of the 16 strongest directions' changes");
 
 # %% [markdown]
 # ## The strongest directions
@@ -81,5 +95,5 @@ show_grid(sweep_all, nrow=len(svals), title="all directions, ranked", scale=0.8)
 # %%
 write_json(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
-    "order": order, "change": [scores[k].item() for k in order], "n_rank": n_rank, "seed": seed})
+    "order": order, "change": [scores[k].item() for k in order], **distinct, "n_rank": n_rank, "seed": seed})
 print(f"wrote {out / 'directions.json'}")

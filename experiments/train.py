@@ -49,7 +49,7 @@ from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import write_json
 from hdisc.presets import departures, get_preset
 from hdisc.report import PAPER
-from hdisc.runs import environment, find_dm, resolve_device, run_dir
+from hdisc.runs import environment, find_dm, resolve_device, run_dir, shown_path
 from hdisc.schedule import ddim_steps
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
 from hdisc.viz import plot_curves
@@ -75,7 +75,7 @@ if dm_path is None:
     train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed, device=dev)
     dm_path = out / "dm_ema.pt"
 unet, _ = load_unet(dm_path, cfg.unet)
-print(f"DM: {dm_path}")
+print(f"DM: {shown_path(dm_path)}")
 
 # %% [markdown]
 # ## Training
@@ -111,7 +111,7 @@ record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S
           "batch": d.batch, "steps": summary["steps"], "lr": d.lr, "rca": rca["rca"], "rca_n": rca["n"],
           "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
           "wall_s": summary["wall_s"], "method": method, "clip": clip, "head_init_std": head_init_std,
-          "seed": seed, "dm_checkpoint": str(dm_path), "departures_from_paper": departures(cfg),
+          "seed": seed, "dm_checkpoint": shown_path(dm_path), "departures_from_paper": departures(cfg),
           "rca_curve": [[r["step"], r["acc"]] for r in log], "log": log, "environment": environment()}
 write_json(out / "train.json", record)
 print(f"wrote {out / 'train.json'}")

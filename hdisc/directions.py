@@ -45,25 +45,53 @@ def sweep(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, svals: 
 
 
 @torch.no_grad()
-def rank_directions(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
-                    steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
-    """How much each direction changes an image: mean |x'_0(k, s) - x_0| over the rows of
-    x_T [B, C, H, W] and s = +-S. Returns scores [K] (largest change first when sorted)."""
+def direction_changes(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
+                      steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
+    """What each direction does to each image: x'_0(k, s) - x_0 for the rows of
+    x_T [B, C, H, W] at s = -S and +S. Returns changes [K, B, 2, C, H, W]."""
     x0 = sample_ddim(unet, x_T, steps, clip=clip, disable=True)
     ends = torch.tensor([-cfg.S, cfg.S])
-    scores = [(sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip) - x0[:, None]).abs().mean()
-              for k in tqdm(range(cfg.K), desc="ranking directions", disable=progress is False)]
-    return torch.stack(scores)
+    return torch.stack([sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip) - x0[:, None]
+                        for k in tqdm(range(cfg.K), desc="directions' changes", disable=progress is False)])
+
+
+def change_scores(changes: torch.Tensor) -> torch.Tensor:
+    """How much each direction changes an image: mean |x'_0 - x_0| of changes [K, ...] -> [K]."""
+    return changes.abs().flatten(1).mean(1)
+
+
+def change_similarity(changes: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of what two directions do to the same image at the same sign,
+    averaged over images and signs: changes [K, B, 2, ...] -> [K, K] (1 on the diagonal
+    unless a direction changes nothing). Directions that collapsed onto one effect score
+    near +-1; distinct effects near 0."""
+    unit = torch.nn.functional.normalize(changes.flatten(3), dim=3, eps=1e-12)
+    return torch.einsum("kbsp,jbsp->kj", unit, unit) / (changes.shape[1] * changes.shape[2])
+
+
+def mean_abs_offdiag(m: torch.Tensor) -> float:
+    """Mean |m_kj| over k != j of a square matrix [K, K]."""
+    K = len(m)
+    return ((m.abs().sum() - m.diagonal().abs().sum()) / (K * (K - 1))).item()
+
+
+def rank_directions(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
+                    steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
+    """:func:`change_scores` of :func:`direction_changes`: scores [K] (largest change first
+    when sorted)."""
+    return change_scores(direction_changes(unet, model, cfg, x_T, steps, clip, progress))
 
 
 def ranked(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, n: int, *, seed: int = 0,
-           device: str | torch.device = "cpu", clip: bool = True) -> tuple[list[int], torch.Tensor]:
-    """:func:`rank_directions` on ``n`` noises drawn from ``seed``, on the training chain
-    (``cfg.M`` steps): (directions by decreasing change, scores [K])."""
+           device: str | torch.device = "cpu", clip: bool = True) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The directions' changes on ``n`` noises drawn from ``seed``, on the training chain
+    (``cfg.M`` steps): (directions by decreasing change, scores [K], similarity [K, K] of
+    :func:`change_similarity`)."""
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    scores = rank_directions(unet, model, cfg, z, ddim_steps(cfg.M), clip)
-    return scores.argsort(descending=True).tolist(), scores
+    changes = direction_changes(unet, model, cfg, z, ddim_steps(cfg.M), clip)
+    scores = change_scores(changes)
+    return scores.argsort(descending=True).tolist(), scores, change_similarity(changes)
 
 
 @torch.no_grad()

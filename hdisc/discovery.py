@@ -31,11 +31,21 @@ class ShiftBlock(nn.Module):
 
     h [B, C, H, W], emb [B, E] (the UNet's ``time_embed`` output), k [B] long
     -> dh [B, C, H, W]. Heads start at zero (``head_init_std=0``) unless asked otherwise.
+
+    ``norm`` sets each sample's output size relative to h's root mean square (rms):
+    ``free`` (the paper) leaves it as the heads make it; ``cap`` rescales outputs larger than
+    ``rms`` x rms(h) down to it, keeping their direction; ``fixed`` rescales every output to
+    exactly ``rms`` x rms(h) (unit directions, as GANLatentDiscovery's), so the heads start
+    random (std ``head_init_std`` or 1/sqrt(C)) and x'_0 != x_0 from the first step.
     """
 
-    def __init__(self, channels: int, emb_dim: int, K: int, head_init_std: float = 0.0):
+    def __init__(self, channels: int, emb_dim: int, K: int, head_init_std: float = 0.0,
+                 norm: str = "free", rms: float = 0.0):
         super().__init__()
         self.K = K
+        self.norm, self.rms = norm, rms
+        if norm == "fixed" and not head_init_std:
+            head_init_std = channels ** -0.5
         self.inp = nn.Sequential(nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, channels, 1))
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, channels))
         self.mid = nn.Sequential(nn.GroupNorm(32, channels), nn.SiLU())
@@ -51,7 +61,14 @@ class ShiftBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
-        return torch.einsum("bchw,boc->bohw", a, self.head_weight[k]) + self.head_bias[k][:, :, None, None]
+        out = torch.einsum("bchw,boc->bohw", a, self.head_weight[k]) + self.head_bias[k][:, :, None, None]
+        if self.norm == "free":
+            return out
+        # the squared ratio, so that a zero output (zero heads) gets a finite gradient
+        ratio2 = self.rms ** 2 * h.pow(2).mean((1, 2, 3)) / (out.pow(2).mean((1, 2, 3)) + 1e-12)
+        if self.norm == "cap":
+            ratio2 = ratio2.clamp(max=1.0)
+        return out * ratio2.sqrt()[:, None, None, None]
 
 
 class Reconstructor(nn.Module):
@@ -124,7 +141,8 @@ class DiscoveryModel(nn.Module):
     def __init__(self, unet_cfg: UNetConfig, cfg: DiscoveryConfig, head_init_std: float = 0.0):
         super().__init__()
         c_mid = unet_cfg.h_shape[0]
-        self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, head_init_std)
+        self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, head_init_std,
+                                cfg.shift_norm, cfg.shift_rms)
         self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32,
                                            with_difference=cfg.reconstructor_input == "pair+difference")
         self.discriminator = Discriminator(unet_cfg)

@@ -68,6 +68,9 @@ class DiscoveryConfig:
     block (the paper uses one rate, 1e-3, for all three). ``reconstructor_input``: ``pair``
     (the paper: both images on channels) or ``pair+difference`` (their difference too).
     ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper).
+    ``shift_norm`` ``free`` (the paper), ``cap`` or ``fixed`` with ``shift_rms``: the shift
+    block's output is left free, capped at, or set to ``shift_rms`` times h's root mean
+    square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
     """
 
     K: int
@@ -82,8 +85,15 @@ class DiscoveryConfig:
     lambda_mag: float = 0.1
     lambda_adv: float = 0.1
     lambda_orth: float = 0.0
+    shift_norm: str = "free"
+    shift_rms: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.shift_norm not in ("free", "cap", "fixed"):
+            raise ValueError(f"shift_norm must be 'free', 'cap' or 'fixed', got {self.shift_norm!r}")
+        if (self.shift_norm != "free") != (self.shift_rms > 0):
+            raise ValueError(f"shift_norm {self.shift_norm!r} needs shift_rms > 0 ('free' takes 0), "
+                             f"got {self.shift_rms}")
         if self.reconstructor_input not in ("pair", "pair+difference"):
             raise ValueError(f"reconstructor_input must be 'pair' or 'pair+difference', "
                              f"got {self.reconstructor_input!r}")

@@ -32,8 +32,22 @@ def project_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_absolute():
         return path
+    return _root() / path
+
+
+def _root() -> Path:
     here = Path(__file__).resolve().parents[1]
-    return (here if (here / "experiments").is_dir() else Path.cwd()) / path
+    return here if (here / "experiments").is_dir() else Path.cwd()
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the project root when it lies inside it (so that committed
+    records name no machine's folders), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def run_dir(out_dir: str | os.PathLike, preset: Preset) -> Path:
@@ -94,5 +108,5 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
                                 f"-p preset {preset}), or pass directions")
     unet, _ = load_unet(dm_path, cfg.unet)
     model, dcfg = load_directions(dir_path, cfg.unet)
-    print(f"DM: {dm_path}\ndirections: {dir_path} ({dcfg})")
+    print(f"DM: {shown_path(dm_path)}\ndirections: {shown_path(dir_path)} ({dcfg})")
     return cfg, unet.to(device), model.to(device), dcfg

@@ -74,3 +74,16 @@ def plot_curves(rows: list[dict], x: str, series: dict[str, str], title: str | N
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def show_similarity(sim: torch.Tensor, labels: list[int], title: str | None = None) -> plt.Figure:
+    """A heat map of a similarity matrix sim [n, n] in [-1, 1], rows and columns named by ``labels``."""
+    fig, ax = plt.subplots(figsize=(4.8, 4))
+    im = ax.imshow(sim.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

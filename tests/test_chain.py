@@ -166,6 +166,53 @@ def test_head_overlap_is_zero_for_orthogonal_heads_and_one_for_parallel(smoke):
         assert abs(shift.head_overlap().item() - 1.0) < 1e-6
 
 
+def _shift_inputs(smoke, C):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(3, C, 4, 4, generator=g) * 2
+    return h, torch.randn(3, 4 * smoke.unet.model_channels, generator=g), torch.tensor([0, 1, 2])
+
+
+def _rms(t):
+    return t.pow(2).mean((1, 2, 3)).sqrt()
+
+
+def test_capped_shift_keeps_zero_heads_exact_and_caps_large_outputs(smoke):
+    cfg = dataclasses.replace(smoke.discovery, shift_norm="cap", shift_rms=0.2)
+    shift = DiscoveryModel(smoke.unet, cfg).shift
+    h, emb, k = _shift_inputs(smoke, shift.head_weight.shape[1])
+    h.requires_grad_(True)
+    out = shift(h, emb, k)
+    assert torch.equal(out, torch.zeros_like(out))  # zero heads: x'_0 == x_0 as without the cap
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in shift.parameters() if p.grad is not None)
+    assert torch.isfinite(h.grad).all()
+    with torch.no_grad():
+        shift.head_weight.normal_(0, 10.0)
+        big = shift(h, emb, k)
+        free = DiscoveryModel(smoke.unet, smoke.discovery).shift
+        free.load_state_dict(shift.state_dict())
+        raw = free(h, emb, k)
+    assert (_rms(raw) > 0.2 * _rms(h)).all()
+    assert torch.allclose(_rms(big), 0.2 * _rms(h), rtol=1e-5)  # capped ...
+    cos = torch.nn.functional.cosine_similarity(big.flatten(1), raw.flatten(1))
+    assert torch.allclose(cos, torch.ones(3), atol=1e-5)  # ... along the same direction
+
+
+def test_fixed_shift_starts_random_at_the_given_size(smoke):
+    cfg = dataclasses.replace(smoke.discovery, shift_norm="fixed", shift_rms=0.3)
+    shift = DiscoveryModel(smoke.unet, cfg).shift
+    h, emb, k = _shift_inputs(smoke, shift.head_weight.shape[1])
+    out = shift(h, emb, k)
+    assert torch.allclose(_rms(out), 0.3 * _rms(h), rtol=1e-5)
+    assert shift.head_overlap().item() < 0.1  # random heads, nearly orthogonal
+
+
+@pytest.mark.parametrize("norm, rms", [("unit", 0.3), ("cap", 0.0), ("free", 0.5), ("fixed", -1.0)])
+def test_shift_norm_settings_are_checked(smoke, norm, rms):
+    with pytest.raises(ValueError, match="shift_norm"):
+        dataclasses.replace(smoke.discovery, shift_norm=norm, shift_rms=rms)
+
+
 def test_cpu_preset_names_its_departures():
     d = departures(get_preset("mnist32", "cpu"))
     assert set(d) == {"M", "batch", "lr_shift", "reconstructor_input", "lambda_orth"}

@@ -11,6 +11,7 @@ def test_directions_chapter(tmp_path, trained):
     out = run("directions", tmp_path, n_rank=2, n_examples=2, n_show=2, **trained)
     record = json.loads((out / "directions.json").read_text())
     assert sorted(record["order"]) == [0, 1, 2, 3] and record["change"] == sorted(record["change"], reverse=True)
+    assert 0 <= record["mean_abs_similarity_all"] <= 1 and 0 <= record["mean_abs_similarity_top16"] <= 1
 
 
 def test_real_editing_chapter(tmp_path, trained):

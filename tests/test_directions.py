@@ -4,9 +4,12 @@ import torch
 
 from hdisc.directions import (
     FixedShift,
+    change_scores,
+    change_similarity,
     compare_shifts,
     edit,
     edit_fixed,
+    mean_abs_offdiag,
     mean_directions,
     rank_directions,
     ranked,
@@ -75,9 +78,23 @@ def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
 
 
 def test_ranked_orders_directions_by_their_scores(smoke, unet, discovery):
-    order, scores = ranked(unet, discovery, smoke.discovery, 2, seed=1)
+    order, scores, sim = ranked(unet, discovery, smoke.discovery, 2, seed=1)
     assert sorted(order) == list(range(smoke.discovery.K))
     assert [scores[k].item() for k in order] == sorted(scores.tolist(), reverse=True)
+    K = smoke.discovery.K
+    assert sim.shape == (K, K) and torch.allclose(sim, sim.T, atol=1e-6)
+    assert torch.allclose(sim.diagonal(), torch.ones(K), atol=1e-5)
+
+
+def test_change_similarity_tells_collapsed_from_distinct_directions():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 3, 2, 1, 8, 8, generator=g)
+    collapsed = base * torch.tensor([1.0, -2.0, 0.5])[:, None, None, None, None, None]  # one effect, 3 sizes
+    sim = change_similarity(collapsed)
+    assert torch.allclose(sim.abs(), torch.ones(3, 3), atol=1e-5) and mean_abs_offdiag(sim) > 0.999
+    eye = torch.eye(4).view(4, 1, 1, 1, 2, 2).expand(4, 3, 2, 1, 2, 2)  # four orthogonal effects
+    assert torch.allclose(change_similarity(eye), torch.eye(4)) and mean_abs_offdiag(change_similarity(eye)) == 0
+    assert torch.allclose(change_scores(collapsed), collapsed.abs().flatten(1).mean(1))
 
 
 def test_compare_shifts_is_zero_when_the_mean_is_the_per_sample_shift(smoke, unet, discovery):
