@@ -35,16 +35,26 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(mixed)
 
 
-def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device) -> dict:
+def field_defaults(cls: type) -> dict:
+    """The default values of a dataclass's fields that have one, by name."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device,
+           defaults: dict[str, dict] | None = None) -> dict:
     """Load ``parts`` (modules and optimisers, by name) from the checkpoint at ``path``.
 
     Returns the saved loop state, or ``fresh`` when there is no checkpoint. A checkpoint
     whose ``identity`` (configuration, seed) differs raises a ValueError naming the fields.
+    ``defaults`` fills config fields that a checkpoint written before they existed lacks
+    ({identity key: {field: default}}), so older runs still resume.
     """
     if not path.exists():
         return fresh
     blob = torch.load(path, map_location=device, weights_only=True)
-    diff = {k: (blob.get(k), v) for k, v in identity.items() if blob.get(k) != v}
+    stored = {k: {**(defaults or {}).get(k, {}), **blob[k]} if isinstance(blob.get(k), dict) else blob.get(k)
+              for k in identity}
+    diff = {k: (stored[k], v) for k, v in identity.items() if stored[k] != v}
     if diff:
         raise ValueError(f"{path} belongs to another run; differing (checkpoint, requested): {diff}. "
                          "Choose a new out_dir, or delete the checkpoint to start over.")
@@ -183,7 +193,8 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
                 "seed": seed, "clip": clip, "head_init_std": head_init_std}
     parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
     ckpt_path = out_dir / DISCOVERY_CHECKPOINT
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "wall_s": 0.0}, device)
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "wall_s": 0.0}, device,
+                   defaults={"discovery_config": field_defaults(DiscoveryConfig)})
     ddim = ddim_steps(cfg.M)
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 

@@ -171,7 +171,17 @@ def test_book_explore_page_shows_the_saved_widget_offline(browser, book_server):
     assert outside == []
 
 
-def test_reproduction_page_names_presets(book_server):
-    html = urllib.request.urlopen(f"{book_server}/book/_executed/reproduction.html").read().decode()
-    assert "0.77" in html and "preset" in html
-
+def test_reproduction_tables_put_ours_beside_the_paper_with_a_preset(browser, book_server):
+    page, outside = _open_offline(browser, f"{book_server}/book/_executed/reproduction.html")
+    tables = page.locator("table").evaluate_all(
+        "ts => ts.map(t => [...t.rows].map(r => [...r.cells].map(c => c.innerText.trim())))")
+    table1 = next(t for t in tables if t[0][:4] == ["metric", "paper", "ours", "preset"])
+    rca = next(r for r in table1 if r[0] == "RCA")
+    assert rca[1] == "0.77" and 0 <= float(rca[2]) <= 1 and rca[3] in ("cpu", "smoke")
+    assert "chance" in rca[4]
+    with_preset = [t for t in tables if "preset" in t[0]]
+    assert len(with_preset) >= 3  # tables 1 and 2, our DM and real editing
+    for t in with_preset:
+        col = t[0].index("preset")
+        assert all(r[col] in ("cpu", "smoke", "paper", "") for r in t[1:])
+    assert outside == []

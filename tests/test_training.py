@@ -6,6 +6,7 @@ import torch
 from hdisc.backbone import load_unet
 from hdisc.data import TensorImages
 from hdisc.training import (
+    DISCOVERY_CHECKPOINT,
     DISCOVERY_WEIGHTS,
     DM_CHECKPOINT,
     checkpoint_step,
@@ -109,6 +110,23 @@ def test_discovery_resume_continues_the_same_run(tmp_path, smoke, unet):
     assert all(torch.equal(a[k], b[k]) for k in a)
     model, cfg = load_directions(tmp_path / "a" / DISCOVERY_WEIGHTS, smoke.unet, smoke.discovery)
     assert cfg == smoke.discovery and model.shift.K == smoke.discovery.K
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_resumes(tmp_path, smoke, unet):
+    straight = _discovery(tmp_path / "a", smoke, unet, steps=3)
+    _discovery(tmp_path / "b", smoke, unet, steps=2)
+    path = tmp_path / "b" / DISCOVERY_CHECKPOINT
+    blob = torch.load(path, weights_only=True)
+    for field in ("shift_norm", "shift_rms"):  # added after the first cpu runs; defaults are the old behaviour
+        del blob["discovery_config"][field]
+    torch.save(blob, path)
+    assert _discovery(tmp_path / "b", smoke, unet, steps=3)["log"] == straight["log"]
+    blob = torch.load(path, weights_only=True)
+    del blob["discovery_config"]["shift_norm"]
+    torch.save(blob, path)
+    fixed = dataclasses.replace(smoke.discovery, shift_norm="fixed", shift_rms=0.3)
+    with pytest.raises(ValueError, match="belongs to another run.*shift_norm"):
+        train_discovery(unet, smoke.unet, fixed, tmp_path / "b", steps=4, progress=False)
 
 
 def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
