@@ -112,6 +112,8 @@ record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S
           "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
           "wall_s": summary["wall_s"], "method": method, "clip": clip, "head_init_std": head_init_std,
           "seed": seed, "dm_checkpoint": shown_path(dm_path), "departures_from_paper": departures(cfg),
-          "rca_curve": [[r["step"], r["acc"]] for r in log], "log": log, "environment": environment()}
+          "rca_curve": [[r["step"], r["acc"]] for r in log],
+          "rca_curve_is": "R's accuracy on each step's training pairs (k, s), averaged over the logging window",
+          "log": log, "environment": environment()}
 write_json(out / "train.json", record)
 print(f"wrote {out / 'train.json'}")

@@ -87,6 +87,11 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
     if edit:
         rows.append(["100-step DDIM inversion, mean abs reconstruction error", edit["recon_mean_abs_err"],
                      _preset(edit)])
+    dirs = records.get("directions")
+    if dirs and "mean_abs_similarity_all" in dirs:
+        rows.append(["directions: mean |cos| between what two directions do to an image (all pairs; "
+                     "1 = collapsed onto one effect, 0 = distinct)", dirs["mean_abs_similarity_all"], _preset(dirs)])
+        rows.append(["the same among the 16 strongest directions", dirs["mean_abs_similarity_top16"], _preset(dirs)])
     if dm and dm.get("quality"):
         q = dm["quality"]
         rows.append(["DM samples: MnistNet confidence (real digits: "
@@ -94,6 +99,6 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
         rows.append(["DM samples: FD-MnistNet to test digits (test half vs half: "
                      f"{q['real']['fd_mnistnet']:.1f})", q["samples"]["fd_mnistnet"], _preset(dm)])
     if rows:
-        tables["Our DM and real-image editing (no paper counterpart)"] = markdown_table(
+        tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)
     return tables

@@ -24,11 +24,13 @@ executed=book/_executed
 mkdir -p "$models" "$results" "$executed"
 bash scripts/vendor_js.sh book/_vendor
 
+timing=()  # "name seconds" per stage, written to $results/book_timing.json at the end
 pm() {  # pm NOTEBOOK [papermill args...]: execute experiments/NOTEBOOK.ipynb into the book
-  local name=$1; shift
+  local name=$1 start=$SECONDS; shift
   echo "== $name ($PRESET, $RENDER)"
   .venv/bin/papermill --no-progress-bar "experiments/$name.ipynb" "$executed/$name.ipynb" \
     -p dataset mnist32 -p preset "$PRESET" "$@"
+  timing+=("$name $((SECONDS - start))")
 }
 small=()  # smoke: fewer samples, so the whole book builds in minutes
 if [ "$PRESET" = smoke ]; then
@@ -51,7 +53,19 @@ pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo
 pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
 pm explore "${trained[@]}"
 echo "== reproduction tables"
+start=$SECONDS
 .venv/bin/papermill --no-progress-bar book/reproduction.ipynb "$executed/reproduction.ipynb" \
   -p dataset mnist32 -p preset "$PRESET" -p results "$results" -p models "$models"
+timing+=("reproduction $((SECONDS - start))")
+start=$SECONDS
 .venv/bin/jupyter-book build . -W --path-output . >/dev/null
-echo "built: _build/html/index.html (records in $results, models in $models)"
+timing+=("jupyter-book $((SECONDS - start))")
+printf '%s\n' "${timing[@]}" | .venv/bin/python -c "
+import os, sys
+from hdisc.files import write_json
+stages = {name: int(s) for name, s in (line.split() for line in sys.stdin)}
+write_json(sys.argv[1], {'preset': sys.argv[2], 'render': sys.argv[3], 'seconds': stages,
+                         'total_s': sum(stages.values()), 'cpus': os.cpu_count(),
+                         'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS')})
+" "$results/book_timing.json" "$PRESET" "$RENDER"
+echo "built: _build/html/index.html (records in $results, models in $models; stage times in $results/book_timing.json)"

@@ -21,3 +21,10 @@ def test_ours_carries_its_preset(tmp_path):
 
 def test_markdown_table_shape():
     assert markdown_table(["a", "b"], [[1, 0.12345]]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |"]
+
+
+def test_direction_similarity_is_reported_with_its_preset():
+    rec = {"preset": "cpu", "mean_abs_similarity_all": 0.3, "mean_abs_similarity_top16": 0.5}
+    table = reproduction_tables({"directions": rec})["Our DM, directions and real-image editing (no paper counterpart)"]
+    assert "(all pairs; 1 = collapsed onto one effect, 0 = distinct) | 0.3 | `cpu` |" in table
+    assert "| the same among the 16 strongest directions | 0.5 | `cpu` |" in table
