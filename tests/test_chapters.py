@@ -45,8 +45,15 @@ def test_fid_chapter(tmp_path, trained):
     assert rows[0]["features"] == "FD-MnistNet" and rows[0]["raw"] > 0 and rows[0]["shifted"] > 0
 
 
-def test_explore_chapter(tmp_path, trained):
+def test_explore_chapter_saves_the_explorer_widget(tmp_path, trained):
     run("explore", tmp_path, n_real=2, n_rank=2, **trained)
+    nb = json.loads((tmp_path / "explore.ipynb").read_text())
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"] for c in nb["cells"] for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    models = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    names = {m["model_name"] for m in models.values()}
+    assert {"FloatSliderModel", "DropdownModel", "ImageModel"} <= names  # strength, direction, the image
+    assert views and all(v["model_id"] in models for v in views)  # the explorer (and tqdm's progress bars)
 
 
 def test_a_chapter_without_a_direction_model_names_the_notebook_to_run(tmp_path, trained):
