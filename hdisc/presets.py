@@ -162,12 +162,14 @@ def _scaled(dataset: str, scale: str) -> Preset:
         levels = (1, 2, 2) if size == 32 else (1, 2, 2, 2)
         unet = UNetConfig(size, chans, 32, levels, 1)
         dm = DMTrainConfig(lr=1e-3, batch=32, steps=12_000, ema=0.9995)
-        # Fewer DDIM steps and a smaller batch so a step takes 5-6 s on one core. Short probes
-        # (scripts/probe_discovery.py, results/mnist32-cpu/probes.json): the paper's recipe sat
-        # at chance for ~275 steps (shared/NOTES.md's probe); a faster shift block,
-        # the difference image for R, and a penalty on parallel heads (collapse onto one axis)
-        # brought it to 3.24 (chance 3.47) by step 200 without collapsed, destructive directions.
-        disc = dataclasses.replace(paper_disc, M=5, batch=16, steps=3000, lr_shift=3e-3,
+        # Fewer DDIM steps and a smaller batch so a step takes 1.5-3 s here (models/mnist32-cpu/
+        # train.json). Short probes (scripts/probe_discovery.py, results/mnist32-cpu/probes.json):
+        # the paper's recipe sat at chance for ~275 steps (shared/NOTES.md's probe); a faster
+        # shift block, the difference image for R, and a penalty on parallel heads brought the
+        # cross-entropy to 3.24 (chance 3.47) by step 200. At batch 16 the paper's 3k steps x 128
+        # pairs would take 24k steps; 12k steps see half as many pairs. The run may stop earlier
+        # once RCA plateaus (a run's step budget is not part of its identity: it resumes).
+        disc = dataclasses.replace(paper_disc, M=5, batch=16, steps=12_000, lr_shift=3e-3,
                                    reconstructor_input="pair+difference", lambda_orth=1.0)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)
     # smoke: a model that runs in milliseconds, for tests only.

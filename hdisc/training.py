@@ -41,20 +41,28 @@ def field_defaults(cls: type) -> dict:
 
 
 def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device,
-           defaults: dict[str, dict] | None = None) -> dict:
+           defaults: dict[str, dict] | None = None, budget: dict[str, str] | None = None) -> dict:
     """Load ``parts`` (modules and optimisers, by name) from the checkpoint at ``path``.
 
     Returns the saved loop state, or ``fresh`` when there is no checkpoint. A checkpoint
     whose ``identity`` (configuration, seed) differs raises a ValueError naming the fields.
     ``defaults`` fills config fields that a checkpoint written before they existed lacks
-    ({identity key: {field: default}}), so older runs still resume.
+    ({identity key: {field: default}}), so older runs still resume. ``budget`` names a
+    config field that is not part of a run's identity ({identity key: field}, e.g. the
+    step count: a run asked for more steps continues).
     """
     if not path.exists():
         return fresh
     blob = torch.load(path, map_location=device, weights_only=True)
-    stored = {k: {**(defaults or {}).get(k, {}), **blob[k]} if isinstance(blob.get(k), dict) else blob.get(k)
-              for k in identity}
-    diff = {k: (stored[k], v) for k, v in identity.items() if stored[k] != v}
+
+    def comparable(key: str, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        value = {**(defaults or {}).get(key, {}), **value}
+        return {f: v for f, v in value.items() if f != (budget or {}).get(key)}
+
+    diff = {k: (comparable(k, blob.get(k)), comparable(k, v)) for k, v in identity.items()
+            if comparable(k, blob.get(k)) != comparable(k, v)}
     if diff:
         raise ValueError(f"{path} belongs to another run; differing (checkpoint, requested): {diff}. "
                          "Choose a new out_dir, or delete the checkpoint to start over.")
@@ -194,7 +202,8 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
     ckpt_path = out_dir / DISCOVERY_CHECKPOINT
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "wall_s": 0.0}, device,
-                   defaults={"discovery_config": field_defaults(DiscoveryConfig)})
+                   defaults={"discovery_config": field_defaults(DiscoveryConfig)},
+                   budget={"discovery_config": "steps"})
     ddim = ddim_steps(cfg.M)
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
@@ -233,7 +242,8 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
                     cfg: DiscoveryConfig | None = None) -> tuple[DiscoveryModel, DiscoveryConfig]:
     """Load a trained discovery model written by :func:`train_discovery`.
 
-    If ``unet_cfg`` or ``cfg`` are given they must match the file's (e.g. the same K).
+    If ``unet_cfg`` or ``cfg`` are given they must match the file's (e.g. the same K; the
+    step budget may differ: a run stopped early or extended is the same model).
     """
     path = Path(path)
     if not path.is_file():
@@ -242,6 +252,8 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
     blob = torch.load(path, map_location="cpu", weights_only=True)
     file_unet = config_from_dict(blob["unet_config"])
     file_cfg = DiscoveryConfig(**blob["discovery_config"])
+    if cfg is not None:
+        cfg = dataclasses.replace(cfg, steps=file_cfg.steps)
     for name, want, have in (("DM config", unet_cfg, file_unet), ("discovery config", cfg, file_cfg)):
         if want is not None and want != have:
             raise ValueError(f"{path} was trained with another {name}; "

@@ -215,7 +215,7 @@ def test_shift_norm_settings_are_checked(smoke, norm, rms):
 
 def test_cpu_preset_names_its_departures():
     d = departures(get_preset("mnist32", "cpu"))
-    assert set(d) == {"M", "batch", "lr_shift", "reconstructor_input", "lambda_orth"}
+    assert set(d) == {"M", "batch", "steps", "lr_shift", "reconstructor_input", "lambda_orth"}
     assert d["lr_shift"] == {"ours": 3e-3, "paper": 1e-3}
 
 

@@ -129,6 +129,17 @@ def test_a_checkpoint_from_before_a_config_field_existed_resumes(tmp_path, smoke
         train_discovery(unet, smoke.unet, fixed, tmp_path / "b", steps=4, progress=False)
 
 
+def test_a_run_continues_when_the_presets_step_budget_grows(tmp_path, smoke, unet):
+    straight = _discovery(tmp_path / "a", smoke, unet, steps=3)
+    short = dataclasses.replace(smoke.discovery, steps=2)
+    train_discovery(unet, smoke.unet, short, tmp_path / "b", progress=False, log_every=1)
+    longer = dataclasses.replace(smoke.discovery, steps=3)
+    resumed = train_discovery(unet, smoke.unet, longer, tmp_path / "b", progress=False, log_every=1)
+    assert resumed["log"] == straight["log"]
+    model, cfg = load_directions(tmp_path / "b" / DISCOVERY_WEIGHTS, smoke.unet, dataclasses.replace(longer, steps=9))
+    assert cfg == longer
+
+
 def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
     _discovery(tmp_path, smoke, unet, steps=1)
     other = dataclasses.replace(smoke.discovery, K=8)
