@@ -108,8 +108,8 @@ print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: 
 # %%
 last = log[-1]
 record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
-          "batch": d.batch, "steps": summary["steps"], "lr": d.lr, "rca": rca["rca"], "rca_n": rca["n"],
-          "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
+          "batch": d.batch, "steps": summary["steps"], "steps_budget": d.steps, "lr": d.lr, "rca": rca["rca"],
+          "rca_n": rca["n"], "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
           "wall_s": summary["wall_s"], "method": method, "clip": clip, "head_init_std": head_init_std,
           "seed": seed, "dm_checkpoint": shown_path(dm_path), "departures_from_paper": departures(cfg),
           "rca_curve": [[r["step"], r["acc"]] for r in log],

@@ -40,13 +40,18 @@ def _preset(rec: dict) -> str:
     return f"`{rec['preset']}`"
 
 
+def _steps(train: dict) -> str:
+    budget = train.get("steps_budget", train["steps"])
+    return f"{train['steps']} steps" + (f" (of the preset's {budget})" if budget != train["steps"] else "")
+
+
 def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> dict[str, str]:
     """One Markdown table per paper table or claim, keyed by its title."""
     tables: dict[str, str] = {}
     tr, rm = records.get("train"), records.get("rca_mos")
     rca = rm or tr
     rows = [["RCA", PAPER["rca"][dataset], rca["rca"] if rca else "not run", _preset(rca) if rca else "",
-             f"K={tr['K']}, M={tr['M']}, batch {tr['batch']}, {tr['steps']} steps; chance {1 / tr['K']:.3f}"
+             f"K={tr['K']}, M={tr['M']}, batch {tr['batch']}, {_steps(tr)}; chance {1 / tr['K']:.3f}"
              if tr else ""]]
     mos = rm.get("mos") if rm else None
     rows.append(["MOS", PAPER["mos"][dataset], mos["mos"] if mos else "none collected",
@@ -57,7 +62,8 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
     fid = records.get("fid")
     rows = [[f"{d} (paper, FID)", a, b, "`paper`"] for d, (a, b) in PAPER["fid"].items()]
     if fid:
-        rows += [[f"{dataset} (ours, {r['features']}, n={fid['n']})", r["raw"], r["shifted"], _preset(fid)]
+        rows += [[f"{dataset} (ours, {r['features']}, n={fid['n']}, DDIM M={fid['M']})", r["raw"], r["shifted"],
+                  _preset(fid)]
                  for r in fid["rows"]]
     tables["Table 2: fidelity of shifted samples (raw vs shifted)"] = markdown_table(
         ["dataset / features", "raw", "shifted", "preset"], rows)
@@ -89,14 +95,15 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                      _preset(edit)])
     dirs = records.get("directions")
     if dirs and "mean_abs_similarity_all" in dirs:
-        rows.append(["directions: mean |cos| between what two directions do to an image (all pairs; "
-                     "1 = collapsed onto one effect, 0 = distinct)", dirs["mean_abs_similarity_all"], _preset(dirs)])
+        rows.append(["directions: mean absolute cosine between what two directions do to an image (all "
+                     "pairs; 1 = collapsed onto one effect, 0 = distinct)", dirs["mean_abs_similarity_all"],
+                     _preset(dirs)])
         rows.append(["the same among the 16 strongest directions", dirs["mean_abs_similarity_top16"], _preset(dirs)])
     if dm and dm.get("quality"):
         q = dm["quality"]
         rows.append(["DM samples: MnistNet confidence (real digits: "
                      f"{q['real']['mean_confidence']:.3f})", q["samples"]["mean_confidence"], _preset(dm)])
-        rows.append(["DM samples: FD-MnistNet to test digits (test half vs half: "
+        rows.append(["DM samples (DDIM 20 steps): FD-MnistNet to test digits (test half vs half: "
                      f"{q['real']['fd_mnistnet']:.1f})", q["samples"]["fd_mnistnet"], _preset(dm)])
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(

@@ -13,9 +13,10 @@ def test_without_records_ours_is_not_run_and_mos_none_collected():
 
 def test_ours_carries_its_preset(tmp_path):
     (tmp_path / "rca_mos.json").write_text('{"preset": "cpu", "rca": 0.5, "mos": {"mos": 0.25, "assessors": ["a"]}}')
-    (tmp_path / "train.json").write_text('{"preset": "cpu", "rca": 0.4, "K": 32, "M": 5, "batch": 16, "steps": 9}')
+    (tmp_path / "train.json").write_text('{"preset": "cpu", "rca": 0.4, "K": 32, "M": 5, "batch": 16, "steps": 9, '
+                                         '"steps_budget": 12}')
     t1 = reproduction_tables(load_records(tmp_path))["Table 1: RCA and MOS"]
-    assert "| RCA | 0.77 | 0.5 | `cpu` | K=32, M=5, batch 16, 9 steps; chance 0.031 |" in t1
+    assert "| RCA | 0.77 | 0.5 | `cpu` | K=32, M=5, batch 16, 9 steps (of the preset's 12); chance 0.031 |" in t1
     assert "| MOS | 0.52 | 0.25 | `cpu` | 1 assessors |" in t1
 
 
@@ -27,4 +28,5 @@ def test_direction_similarity_is_reported_with_its_preset():
     rec = {"preset": "cpu", "mean_abs_similarity_all": 0.3, "mean_abs_similarity_top16": 0.5}
     table = reproduction_tables({"directions": rec})["Our DM, directions and real-image editing (no paper counterpart)"]
     assert "(all pairs; 1 = collapsed onto one effect, 0 = distinct) | 0.3 | `cpu` |" in table
+    assert table.count("|") == 4 * len(table.splitlines())  # no stray pipes inside a cell
     assert "| the same among the 16 strongest directions | 0.5 | `cpu` |" in table
