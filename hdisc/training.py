@@ -207,12 +207,15 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     ddim = ddim_steps(cfg.M)
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
-    def checkpoint() -> None:
-        save_checkpoint(ckpt_path, identity, parts, state)
+    def weights() -> None:
         atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
 
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, identity, parts, state)
+        weights()
+
     window: list[StepStats] = []
-    start = time.perf_counter()
+    start, start_step = time.perf_counter(), state["step"]
     bar = tqdm(range(state["step"], total), initial=state["step"], total=total, desc="discovery",
                disable=progress is False)
     for step in bar:
@@ -233,6 +236,8 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
             checkpoint()
     if not ckpt_path.exists():
         checkpoint()
+    elif state["step"] == start_step:  # nothing trained: the weights file shows the checkpoint's model
+        weights()
     return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
             "method": method, "clip": clip, "head_init_std": head_init_std, "hdisc_version": __version__,
             "checkpoint": str(ckpt_path), "weights": str(out_dir / DISCOVERY_WEIGHTS)}

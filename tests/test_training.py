@@ -140,6 +140,17 @@ def test_a_run_continues_when_the_presets_step_budget_grows(tmp_path, smoke, une
     assert cfg == longer
 
 
+def test_rendering_a_checkpoint_rewrites_the_weights_from_it(tmp_path, smoke, unet):
+    _discovery(tmp_path, smoke, unet, steps=2)
+    older = (tmp_path / DISCOVERY_WEIGHTS).read_bytes()
+    _discovery(tmp_path, smoke, unet, steps=3)
+    newer = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    (tmp_path / DISCOVERY_WEIGHTS).write_bytes(older)  # weights behind their checkpoint
+    assert _discovery(tmp_path, smoke, unet, steps=3)["steps"] == 3  # trains nothing
+    again = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    assert all(torch.equal(again[k], newer[k]) for k in newer)
+
+
 def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
     _discovery(tmp_path, smoke, unet, steps=1)
     other = dataclasses.replace(smoke.discovery, K=8)
