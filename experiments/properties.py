@@ -49,7 +49,7 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
-from hdisc.directions import compare_shifts, invert, ranked
+from hdisc.directions import chain_scale, compare_shifts, invert, ranked
 from hdisc.files import write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
@@ -67,14 +67,16 @@ x_T, recon = invert(unet, real, inv)
 
 # %% [markdown]
 # ## Per-sample, mean and global shifts on real images
-# Rows: reconstruction, per-sample shift, mean shift, global shift, at strength $S$.
-# The mean and global directions are measured on the 100-step chain used for editing.
+# Rows: reconstruction, per-sample shift, mean shift, global shift, at strength $S$
+# (scaled by `chain_scale` to the size it had on the training chain, as in the real-editing
+# chapter). The mean and global directions are measured on the 100-step chain used for
+# editing.
 
 # %%
 rows = []
 for k in ks:
     noise = torch.randn((n_mean, *shape), generator=gen).to(dev)
-    row, images = compare_shifts(unet, model.shift, x_T, recon, k, d.S, noise, inv, d.t_stop)
+    row, images = compare_shifts(unet, model.shift, x_T, recon, k, d.S * chain_scale(inv, d), noise, inv, d.t_stop)
     rows.append(row)
     show_grid(images, nrow=n_real, title=f"direction {k}: reconstruction / per-sample / mean / global", scale=1.0);
 for r in rows:
@@ -83,5 +85,6 @@ for r in rows:
 
 # %%
 write_json(out / "properties.json", {"dataset": dataset, "preset": preset, "n_mean": n_mean, "n_real": n_real,
-                                     "invert_steps": invert_steps, "strength": d.S, "rows": rows, "seed": seed})
+                                     "invert_steps": invert_steps, "strength": d.S,
+                                     "strength_scale": chain_scale(inv, d), "rows": rows, "seed": seed})
 print(f"wrote {out / 'properties.json'}")

@@ -42,7 +42,7 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
-from hdisc.directions import invert, ranked, strengths, sweep
+from hdisc.directions import chain_scale, invert, ranked, shifted_steps, strengths, sweep
 from hdisc.files import write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
@@ -70,16 +70,23 @@ show_grid(torch.cat([real, recon]), nrow=n_real, title="real (top) and reconstru
 # %% [markdown]
 # ## Edits
 # One panel per direction: a row per real image, strengths $-S \dots S$ (middle: the
-# reconstruction).
+# reconstruction). The edit runs on the inversion's chain, whose shifted steps outnumber
+# the training chain's, and every asymmetric step moves the image by about the same
+# amount whatever its size; so $s$ is scaled by their ratio (`chain_scale`) to give an
+# edit the size it had in training.
 
 # %%
 svals = strengths(d.S, 5)
+scale = chain_scale(inv, d)
+print(f"shifted steps: {shifted_steps(inv, d.t_stop)} here, {shifted_steps(ddim_steps(d.M), d.t_stop)} in "
+      f"training; s scaled by {scale:.3f}")
 for k in ks:
-    show_grid(sweep(unet, model.shift, x_T, k, svals, inv, d.t_stop).flatten(0, 1), nrow=len(svals),
+    show_grid(sweep(unet, model.shift, x_T, k, svals * scale, inv, d.t_stop).flatten(0, 1), nrow=len(svals),
               title=f"direction {k} on real images", scale=1.0);
 
 # %%
 write_json(out / "real_editing.json", {
-    "dataset": dataset, "preset": preset, "n_real": n_real, "invert_steps": invert_steps, "directions": ks,
+    "dataset": dataset, "preset": preset, "n_real": n_real, "invert_steps": invert_steps, "strength_scale": scale,
+    "directions": ks,
     "recon_mean_abs_err": err, "recon_max_abs_err": (recon - real).abs().max().item(), "seed": seed})
 print(f"wrote {out / 'real_editing.json'}")

@@ -28,6 +28,23 @@ def edit(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int | torch.T
     return sample_ddim(shifted_model(unet, shift, k, s, t_stop), x_T, steps, clip=clip, disable=True)
 
 
+def shifted_steps(steps: Steps, t_stop: int) -> int:
+    """How many nodes of a chain take the asymmetric (shifted) step: those with t > t_stop."""
+    return int((steps.t > t_stop).sum())
+
+
+def chain_scale(steps: Steps, cfg: DiscoveryConfig) -> float:
+    """The factor on s that gives an edit on ``steps`` the size it had in training.
+
+    Each asymmetric step moves x by about sqrt(1 - abar_t) times the change of eps,
+    whatever the step size, so an edit grows with the number of shifted steps: on a
+    100-step chain (60 shifted for t_stop 400) the same s moves the image about 20 times as
+    far as on the 5-step training chain (3 shifted). Returns shifted steps in training over
+    shifted steps on ``steps`` (3/60 there; 1 on the training chain).
+    """
+    return shifted_steps(ddim_steps(cfg.M), cfg.t_stop) / max(shifted_steps(steps, cfg.t_stop), 1)
+
+
 def strengths(S: float, n: int = 5) -> torch.Tensor:
     """``n`` strengths uniform in [-S, S] (the middle one is 0 when n is odd)."""
     return torch.linspace(-S, S, n)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .backbone import load_unet
-from .directions import edit, invert
+from .directions import chain_scale, edit, invert
 from .discovery import DiscoveryModel
 from .files import write_json
 from .presets import DiscoveryConfig
@@ -74,8 +74,9 @@ class Explorer:
         """[original, edited] images [2, C, H, W] for the current controls."""
         x_T = self.start()
         steps = self.invert_steps if self.source.value == "real image" else self.steps
+        s = self.strength.value * chain_scale(steps, self.cfg)  # the size the strength had in training
         return edit(self.unet, self.model.shift, torch.cat([x_T, x_T]), self.direction.value,
-                    torch.tensor([0.0, self.strength.value]), steps, self.cfg.t_stop, self.clip)
+                    torch.tensor([0.0, s]), steps, self.cfg.t_stop, self.clip)
 
     def update(self) -> None:
         """Recompute the edit and show it."""

@@ -1,9 +1,13 @@
 """Using trained directions: edits, sweeps, ranking, inversion and the section 5.4 shifts."""
 
+import dataclasses
+
+import pytest
 import torch
 
 from hdisc.directions import (
     FixedShift,
+    chain_scale,
     change_scores,
     change_similarity,
     compare_shifts,
@@ -14,6 +18,7 @@ from hdisc.directions import (
     rank_directions,
     ranked,
     raw_and_shifted,
+    shifted_steps,
     strengths,
     sweep,
 )
@@ -104,3 +109,10 @@ def test_compare_shifts_is_zero_when_the_mean_is_the_per_sample_shift(smoke, une
     row, images = compare_shifts(unet, discovery.shift, same, recon, 2, 1.5, same, steps, 700)
     assert images.shape == (12, 1, 32, 32) and row["k"] == 2 and row["edit_change"] > 0
     assert row["mean_vs_sample"] < 1e-3 and row["global_vs_sample"] < 1e-3
+
+
+def test_chain_scale_matches_the_number_of_shifted_steps(smoke):
+    cfg = dataclasses.replace(smoke.discovery, M=5, t_stop=400)  # t = 999, 749, 500 shifted
+    assert shifted_steps(ddim_steps(5), 400) == 3 and chain_scale(ddim_steps(5), cfg) == 1.0
+    assert shifted_steps(ddim_steps(100), 400) == 60
+    assert chain_scale(ddim_steps(100), cfg) == pytest.approx(3 / 60)
