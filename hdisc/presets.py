@@ -163,7 +163,8 @@ def _scaled(dataset: str, scale: str) -> Preset:
         unet = UNetConfig(size, chans, 32, levels, 1)
         dm = DMTrainConfig(lr=1e-3, batch=32, steps=12_000, ema=0.9995)
         # Fewer DDIM steps and a smaller batch so a step takes 2.5 s here on average
-        # (wall_s / steps in models/mnist32-cpu/train.json). Short probes (scripts/probe_discovery.py, results/mnist32-cpu/probes.json):
+        # (wall_s / steps in models/mnist32-cpu/train.json). Short probes
+        # (scripts/probe_discovery.py, results/mnist32-cpu/probes.json):
         # the paper's recipe sat at chance for ~275 steps (shared/NOTES.md's probe); a faster
         # shift block, the difference image for R, and a penalty on parallel heads brought the
         # cross-entropy to 3.24 (chance 3.47) by step 200. At batch 16 the paper's 3k steps x 128
