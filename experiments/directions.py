@@ -52,12 +52,16 @@ shape = (unet.in_channels, unet.image_size, unet.image_size)
 
 # %% [markdown]
 # ## Ranking
-# How far each direction moves the image at full strength, averaged over seeds.
+# How far each direction moves the image at full strength ($s = \pm S$, averaged over
+# seeds), times how real the trained discriminator finds the edits compared with the
+# plain samples (1: as real). The product puts directions that change the image and keep
+# it plausible first; the paper ranks no directions, so this order is ours.
 
 # %%
-order, scores, sim = ranked(unet, model, d, n_rank, seed=seed, device=dev)
-print("directions by change:", order)
-print("mean |x' - x_0| at s = +-S:", [round(scores[k].item(), 3) for k in order])
+order, change, real, sim = ranked(unet, model, d, n_rank, seed=seed, device=dev)
+print("directions, ranked:", order)
+print("mean |x' - x_0| at s = +-S:", [round(change[k].item(), 3) for k in order])
+print("realism of the edits:     ", [round(real[k].item(), 2) for k in order])
 
 # %% [markdown]
 # ## Are the directions distinct?
@@ -71,10 +75,10 @@ top = order[:16]
 distinct = {"mean_abs_similarity_all": mean_abs_offdiag(sim),
             "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top])}
 print({k: round(v, 3) for k, v in distinct.items()})
-show_similarity(sim[top][:, top].cpu(), top, "similarity of the 16 strongest directions' changes");
+show_similarity(sim[top][:, top], top, "similarity of the 16 leading directions' changes");
 
 # %% [markdown]
-# ## The strongest directions
+# ## The leading directions
 # Each panel: one direction, one row per example, columns $s = -S, -S/2, 0, S/2, S$.
 
 # %%
@@ -82,7 +86,8 @@ svals = strengths(d.S, 5)
 z = torch.randn((n_examples, *shape), generator=gen).to(dev)
 for k in order[:n_show]:
     imgs = sweep(unet, model.shift, z, k, svals, steps, d.t_stop)
-    show_grid(imgs.flatten(0, 1), nrow=len(svals), title=f"direction {k} (change {scores[k]:.3f})", scale=1.0);
+    title = f"direction {k} (change {change[k]:.3f}, realism {real[k]:.2f})"
+    show_grid(imgs.flatten(0, 1), nrow=len(svals), title=title, scale=1.0);
 
 # %% [markdown]
 # ## Every direction at a glance
@@ -95,5 +100,7 @@ show_grid(sweep_all, nrow=len(svals), title="all directions, ranked", scale=0.8)
 # %%
 write_json(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
-    "order": order, "change": [scores[k].item() for k in order], **distinct, "n_rank": n_rank, "seed": seed})
+    "order": order, "change": [change[k].item() for k in order],
+    "realism": [real[k].item() for k in order],
+    "ranked_by": "change * realism", **distinct, "n_rank": n_rank, "seed": seed})
 print(f"wrote {out / 'directions.json'}")

@@ -53,6 +53,6 @@ from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
-order = ranked(unet, model, d, n_rank, seed=seed, device=dev)[0]
+order = ranked(unet, model, d, n_rank, seed=seed, device=dev).order
 explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev))
 display(explorer)

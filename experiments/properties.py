@@ -60,7 +60,7 @@ cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, d
 out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)
-ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev)[0][:n_dirs]
+ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev).order[:n_dirs]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
 inv = ddim_steps(invert_steps)
 x_T, recon = invert(unet, real, inv)

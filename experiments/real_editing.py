@@ -51,7 +51,7 @@ from hdisc.viz import show_grid
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
-ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev)[0][:n_dirs]
+ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev).order[:n_dirs]
 print("directions:", ks)
 
 # %% [markdown]

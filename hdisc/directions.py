@@ -7,6 +7,9 @@ the number of shifted steps, and with it the size of an edit, matches training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -62,19 +65,40 @@ def sweep(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, svals: 
 
 
 @torch.no_grad()
+def direction_ends(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
+                   steps: Steps, clip: bool = True, progress: bool | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every direction at both ends of its range on the rows of x_T [B, C, H, W]: the plain
+    samples x_0 [B, C, H, W] and the edits x'_0(k, s) at s = -S and +S [K, B, 2, C, H, W]."""
+    x0 = sample_ddim(unet, x_T, steps, clip=clip, disable=True)
+    ends = torch.tensor([-cfg.S, cfg.S])
+    return x0, torch.stack([sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip)
+                            for k in tqdm(range(cfg.K), desc="directions' edits", disable=progress is False)])
+
+
 def direction_changes(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
                       steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
     """What each direction does to each image: x'_0(k, s) - x_0 for the rows of
     x_T [B, C, H, W] at s = -S and +S. Returns changes [K, B, 2, C, H, W]."""
-    x0 = sample_ddim(unet, x_T, steps, clip=clip, disable=True)
-    ends = torch.tensor([-cfg.S, cfg.S])
-    return torch.stack([sweep(unet, model.shift, x_T, k, ends, steps, cfg.t_stop, clip) - x0[:, None]
-                        for k in tqdm(range(cfg.K), desc="directions' changes", disable=progress is False)])
+    x0, ends = direction_ends(unet, model, cfg, x_T, steps, clip, progress)
+    return ends - x0[:, None]
 
 
 def change_scores(changes: torch.Tensor) -> torch.Tensor:
     """How much each direction changes an image: mean |x'_0 - x_0| of changes [K, ...] -> [K]."""
     return changes.abs().flatten(1).mean(1)
+
+
+@torch.no_grad()
+def realism(discriminator: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
+            ends: torch.Tensor) -> torch.Tensor:
+    """How real the discriminator finds each direction's edits, relative to plain samples:
+    mean sigmoid(D(x'_0)) over the edits of each direction divided by mean sigmoid(D(x_0)),
+    capped at 1. x0 [B, C, H, W], ends [K, B, 2, C, H, W] -> [K] in [0, 1]; 1 means the
+    edits look as real as the samples they came from."""
+    p_real = torch.sigmoid(discriminator(x0)).mean()
+    p_edit = torch.sigmoid(discriminator(ends.flatten(0, 2))).view(len(ends), -1).mean(1)
+    return (p_edit / p_real.clamp_min(1e-12)).clamp(max=1.0)
 
 
 def change_similarity(changes: torch.Tensor) -> torch.Tensor:
@@ -92,23 +116,32 @@ def mean_abs_offdiag(m: torch.Tensor) -> float:
     return ((m.abs().sum() - m.diagonal().abs().sum()) / (K * (K - 1))).item()
 
 
-def rank_directions(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
-                    steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
-    """:func:`change_scores` of :func:`direction_changes`: scores [K] (largest change first
-    when sorted)."""
-    return change_scores(direction_changes(unet, model, cfg, x_T, steps, clip, progress))
+class Ranking(NamedTuple):
+    """The directions measured on a few noises (see :func:`ranked`); tensors on the CPU."""
+
+    order: list[int]
+    """Directions by decreasing ``change * realism``."""
+    change: torch.Tensor
+    """[K] mean |x'_0 - x_0| at s = +-S (:func:`change_scores`)."""
+    realism: torch.Tensor
+    """[K] the discriminator's view of the edits (:func:`realism`)."""
+    similarity: torch.Tensor
+    """[K, K] :func:`change_similarity`."""
 
 
 def ranked(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, n: int, *, seed: int = 0,
-           device: str | torch.device = "cpu", clip: bool = True) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    """The directions' changes on ``n`` noises drawn from ``seed``, on the training chain
-    (``cfg.M`` steps): (directions by decreasing change, scores [K], similarity [K, K] of
-    :func:`change_similarity`)."""
+           device: str | torch.device = "cpu", clip: bool = True) -> Ranking:
+    """Rank the directions on ``n`` noises drawn from ``seed``, on the training chain
+    (``cfg.M`` steps), by how much they change an image times how real the discriminator
+    finds the result: directions that only wreck the image (large change, edits the
+    discriminator rejects) fall behind ones that change it as much and stay plausible."""
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    changes = direction_changes(unet, model, cfg, z, ddim_steps(cfg.M), clip)
-    scores = change_scores(changes)
-    return scores.argsort(descending=True).tolist(), scores, change_similarity(changes)
+    x0, ends = direction_ends(unet, model, cfg, z, ddim_steps(cfg.M), clip)
+    changes = ends - x0[:, None]
+    change, real = change_scores(changes).cpu(), realism(model.discriminator, x0, ends).cpu()
+    return Ranking((change * real).argsort(descending=True).tolist(), change, real,
+                   change_similarity(changes).cpu())
 
 
 @torch.no_grad()

@@ -98,7 +98,8 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
         rows.append(["directions: mean absolute cosine between what two directions do to an image (all "
                      "pairs; 1 = collapsed onto one effect, 0 = distinct)", dirs["mean_abs_similarity_all"],
                      _preset(dirs)])
-        rows.append(["the same among the 16 strongest directions", dirs["mean_abs_similarity_top16"], _preset(dirs)])
+        rows.append(["the same among the 16 leading directions (ranked by change x realism)",
+                     dirs["mean_abs_similarity_top16"], _preset(dirs)])
     if dm and dm.get("quality"):
         q = dm["quality"]
         rows.append(["DM samples: MnistNet confidence (real digits: "

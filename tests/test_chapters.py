@@ -10,7 +10,9 @@ from test_notebooks import run
 def test_directions_chapter(tmp_path, trained):
     out = run("directions", tmp_path, n_rank=2, n_examples=2, n_show=2, **trained)
     record = json.loads((out / "directions.json").read_text())
-    assert sorted(record["order"]) == [0, 1, 2, 3] and record["change"] == sorted(record["change"], reverse=True)
+    assert sorted(record["order"]) == [0, 1, 2, 3] and record["ranked_by"] == "change * realism"
+    score = [c * r for c, r in zip(record["change"], record["realism"], strict=True)]
+    assert score == sorted(score, reverse=True) and all(0 < r <= 1 for r in record["realism"])
     assert 0 <= record["mean_abs_similarity_all"] <= 1 and 0 <= record["mean_abs_similarity_top16"] <= 1
 
 

@@ -11,13 +11,15 @@ from hdisc.directions import (
     change_scores,
     change_similarity,
     compare_shifts,
+    direction_changes,
+    direction_ends,
     edit,
     edit_fixed,
     mean_abs_offdiag,
     mean_directions,
-    rank_directions,
     ranked,
     raw_and_shifted,
+    realism,
     shifted_steps,
     strengths,
     sweep,
@@ -45,10 +47,31 @@ def test_sweep_is_one_edit_per_strength(smoke, unet, discovery):
 
 def test_rank_scores_every_direction_and_zero_heads_score_zero(smoke, unet, discovery):
     steps, z = ddim_steps(4), torch.randn(2, 1, 32, 32)
-    scores = rank_directions(unet, discovery, smoke.discovery, z, steps)
+    scores = change_scores(direction_changes(unet, discovery, smoke.discovery, z, steps))
     assert scores.shape == (smoke.discovery.K,) and (scores > 0).all()
     fresh = DiscoveryModel(smoke.unet, smoke.discovery)
-    assert rank_directions(unet, fresh, smoke.discovery, z, steps).max() < 1e-5  # float rounding only
+    assert change_scores(direction_changes(unet, fresh, smoke.discovery, z, steps)).max() < 1e-5  # rounding only
+
+
+def test_direction_ends_are_the_sweeps_at_plus_minus_S(smoke, unet, discovery):
+    steps, z, d = ddim_steps(4), torch.randn(2, 1, 32, 32), smoke.discovery
+    x0, ends = direction_ends(unet, discovery, d, z, steps)
+    assert x0.shape == (2, 1, 32, 32) and ends.shape == (d.K, 2, 2, 1, 32, 32)
+    assert torch.allclose(x0, sample_ddim(unet, z, steps, disable=True), atol=1e-5)
+    assert torch.allclose(ends[3], sweep(unet, discovery.shift, z, 3, torch.tensor([-d.S, d.S]), steps, d.t_stop),
+                          atol=1e-5)
+
+
+def test_realism_is_the_discriminators_ratio_capped_at_one():
+    def brightness(x: torch.Tensor) -> torch.Tensor:  # a "discriminator" that prefers dark images
+        return -10 * x.flatten(1).mean(1)
+
+    x0 = torch.zeros(3, 1, 4, 4)
+    ends = torch.stack([torch.zeros(3, 2, 1, 4, 4), torch.ones(3, 2, 1, 4, 4), -torch.ones(3, 2, 1, 4, 4)])
+    r = realism(brightness, x0, ends)
+    assert r.shape == (3,)
+    assert r[0] == 1.0 and r[2] == 1.0  # as real as the samples; more real is capped
+    assert torch.allclose(r[1], torch.sigmoid(torch.tensor(-10.0)) / 0.5)
 
 
 def test_mean_and_global_directions(smoke, unet, discovery):
@@ -82,9 +105,11 @@ def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
     assert not torch.allclose(raw, shifted)
 
 
-def test_ranked_orders_directions_by_their_scores(smoke, unet, discovery):
-    order, scores, sim = ranked(unet, discovery, smoke.discovery, 2, seed=1)
+def test_ranked_orders_directions_by_change_times_realism(smoke, unet, discovery):
+    order, change, real, sim = ranked(unet, discovery, smoke.discovery, 2, seed=1)
     assert sorted(order) == list(range(smoke.discovery.K))
+    assert ((real > 0) & (real <= 1)).all()
+    scores = change * real
     assert [scores[k].item() for k in order] == sorted(scores.tolist(), reverse=True)
     K = smoke.discovery.K
     assert sim.shape == (K, K) and torch.allclose(sim, sim.T, atol=1e-6)
