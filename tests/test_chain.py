@@ -91,8 +91,8 @@ def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, disco
 
 
 def test_zero_initialised_heads_leave_the_sample_unchanged(smoke, unet):
-    """dh is exactly 0, so both predictions of every asymmetric step are bit-identical and
-    x'_0 equals x_0 (up to the batch-size dependence of the convolutions' rounding)."""
+    """dh is exactly 0, so both predictions of every asymmetric step and x'_0 equal x_0 up to
+    the convolutions' rounding, which may depend on a row's place in the batch."""
     model = DiscoveryModel(smoke.unet, smoke.discovery)
     steps = ddim_steps(smoke.discovery.M)
     z = torch.randn(3, 1, 32, 32)
@@ -102,7 +102,7 @@ def test_zero_initialised_heads_leave_the_sample_unchanged(smoke, unet):
         h, emb = torch.randn(3, *smoke.unet.h_shape), torch.randn(3, 4 * smoke.unet.model_channels)
         assert not model.shift(h, emb, torch.tensor([0, 1, 3])).any()
         shifted_eps, orig_eps = eps_model(z, steps.t[0].expand(3))
-        assert torch.equal(shifted_eps, orig_eps)
+        torch.testing.assert_close(shifted_eps, orig_eps, rtol=0, atol=1e-5)
         x0 = sample_ddim(unet, z, steps, disable=True)
         shifted = sample_ddim(eps_model, z, steps, disable=True)
     assert (x0 - shifted).abs().max() < 1e-4

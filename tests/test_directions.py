@@ -41,7 +41,7 @@ def test_sweep_is_one_edit_per_strength(smoke, unet, discovery):
     out = sweep(unet, discovery.shift, z, 3, svals, steps, 400)
     assert out.shape == (2, 5, 1, 32, 32)
     one = edit(unet, discovery.shift, z[1:], 3, 2.5, steps, 400)
-    assert torch.allclose(out[1, 3], one[0], atol=1e-4)
+    assert torch.allclose(out[1, 3], one[0], atol=1e-3)  # batch 10 vs 1: rounding differs by row place
     assert not torch.allclose(out[:, 0], out[:, 4])
 
 

@@ -29,4 +29,4 @@ def test_direction_similarity_is_reported_with_its_preset():
     table = reproduction_tables({"directions": rec})["Our DM, directions and real-image editing (no paper counterpart)"]
     assert "(all pairs; 1 = collapsed onto one effect, 0 = distinct) | 0.3 | `cpu` |" in table
     assert table.count("|") == 4 * len(table.splitlines())  # no stray pipes inside a cell
-    assert "| the same among the 16 strongest directions | 0.5 | `cpu` |" in table
+    assert "| the same among the 16 leading directions (ranked by change x realism) | 0.5 | `cpu` |" in table

@@ -67,7 +67,10 @@ def test_inversion_then_sampling_reconstructs_real_digits_with_the_committed_dm(
     assert (rec - x0).abs().mean() < 0.15
 
 
-def test_zero_shift_leaves_outputs_bit_identical(unet):
+def test_zero_shift_leaves_outputs_unchanged(unet):
+    """Bit-identical within one batch; across batch rows only up to float32 rounding: oneDNN's
+    convolutions may round a row differently by its place in the batch (measured on one CPU:
+    3e-7 on eps, 3e-5 after a 4-step chain whose first step divides by sqrt(abar_999))."""
     x, t = torch.randn(3, 1, 32, 32), torch.tensor([999, 500, 3])
     with torch.no_grad():
         ref = unet(x, t)
@@ -80,13 +83,13 @@ def test_zero_shift_leaves_outputs_bit_identical(unet):
         with asymmetric(unet, zero):
             both = unet(x, t)
         assert both.shape == (6, 1, 32, 32)
-        assert torch.equal(both[:3], both[3:])
+        torch.testing.assert_close(both[:3], both[3:], rtol=0, atol=1e-5)
         assert torch.allclose(both[:3], ref, atol=1e-6)
         steps = ddim_steps(4)
         z = torch.randn(2, 1, 32, 32)
         plain = sample_ddim(unet, z, steps, disable=True)
         shifted = sample_ddim(Shifted(unet, zero, t_stop=400), z, steps, disable=True)
-        assert torch.equal(plain, shifted)
+        torch.testing.assert_close(plain, shifted, rtol=0, atol=1e-3)
 
 
 def test_asymmetric_matches_two_separate_passes(unet):
