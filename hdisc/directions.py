@@ -76,14 +76,6 @@ def direction_ends(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
                             for k in tqdm(range(cfg.K), desc="directions' edits", disable=progress is False)])
 
 
-def direction_changes(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
-                      steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
-    """What each direction does to each image: x'_0(k, s) - x_0 for the rows of
-    x_T [B, C, H, W] at s = -S and +S. Returns changes [K, B, 2, C, H, W]."""
-    x0, ends = direction_ends(unet, model, cfg, x_T, steps, clip, progress)
-    return ends - x0[:, None]
-
-
 def change_scores(changes: torch.Tensor) -> torch.Tensor:
     """How much each direction changes an image: mean |x'_0 - x_0| of changes [K, ...] -> [K]."""
     return changes.abs().flatten(1).mean(1)

@@ -162,7 +162,7 @@ def _scaled(dataset: str, scale: str) -> Preset:
         levels = (1, 2, 2) if size == 32 else (1, 2, 2, 2)
         unet = UNetConfig(size, chans, 32, levels, 1)
         dm = DMTrainConfig(lr=1e-3, batch=32, steps=12_000, ema=0.9995)
-        # Fewer DDIM steps and a smaller batch so a step takes 2.5 s here on average
+        # Fewer DDIM steps and a smaller batch so a step takes 1.7 s here on average
         # (wall_s / steps in models/mnist32-cpu/train.json). Short probes
         # (scripts/probe_discovery.py, results/mnist32-cpu/probes.json):
         # the paper's recipe sat at chance for ~275 steps (shared/NOTES.md's probe); a faster

@@ -11,7 +11,6 @@ from hdisc.directions import (
     change_scores,
     change_similarity,
     compare_shifts,
-    direction_changes,
     direction_ends,
     edit,
     edit_fixed,
@@ -47,10 +46,11 @@ def test_sweep_is_one_edit_per_strength(smoke, unet, discovery):
 
 def test_rank_scores_every_direction_and_zero_heads_score_zero(smoke, unet, discovery):
     steps, z = ddim_steps(4), torch.randn(2, 1, 32, 32)
-    scores = change_scores(direction_changes(unet, discovery, smoke.discovery, z, steps))
+    x0, ends = direction_ends(unet, discovery, smoke.discovery, z, steps)
+    scores = change_scores(ends - x0[:, None])
     assert scores.shape == (smoke.discovery.K,) and (scores > 0).all()
-    fresh = DiscoveryModel(smoke.unet, smoke.discovery)
-    assert change_scores(direction_changes(unet, fresh, smoke.discovery, z, steps)).max() < 1e-5  # rounding only
+    x0, ends = direction_ends(unet, DiscoveryModel(smoke.unet, smoke.discovery), smoke.discovery, z, steps)
+    assert change_scores(ends - x0[:, None]).max() < 1e-5  # float rounding only
 
 
 def test_direction_ends_are_the_sweeps_at_plus_minus_S(smoke, unet, discovery):
