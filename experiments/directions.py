@@ -26,6 +26,7 @@
 dataset = "mnist32"
 preset = "cpu"
 directions = ""  # default: models/<dataset>-<preset>/directions.pt, else runs/...
+settings = "preset"  # "file": use a direction model trained with other K, S, M, t_stop deliberately
 dm_checkpoint = ""  # default: the DM beside it, as in train.ipynb
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
@@ -44,7 +45,7 @@ from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid, show_similarity
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
 steps = ddim_steps(d.M)
 gen = torch.Generator().manual_seed(seed)

@@ -36,6 +36,7 @@
 dataset = "mnist32"
 preset = "cpu"
 directions = ""
+settings = "preset"  # "file": use a direction model trained with other K, S, M, t_stop deliberately
 dm_checkpoint = ""
 data_dir = ""  # folder datasets: real images to start from
 seed = 0
@@ -52,7 +53,7 @@ from hdisc.runs import open_trained, resolve_device
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 order = ranked(unet, model, d, n_rank, seed=seed, device=dev).order
 explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev))
 display(explorer)

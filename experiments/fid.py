@@ -31,6 +31,7 @@
 dataset = "mnist32"
 preset = "cpu"
 directions = ""
+settings = "preset"  # "file": use a direction model trained with other K, S, M, t_stop deliberately
 dm_checkpoint = ""
 data_dir = ""  # folder datasets: the real images
 out_dir = ""
@@ -53,7 +54,7 @@ from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
 steps = ddim_steps(d.M if sample_steps < 0 else sample_steps)
 shape = (unet.in_channels, unet.image_size, unet.image_size)

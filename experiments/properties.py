@@ -33,6 +33,7 @@
 dataset = "mnist32"
 preset = "cpu"
 directions = ""
+settings = "preset"  # "file": use a direction model trained with other K, S, M, t_stop deliberately
 dm_checkpoint = ""
 data_dir = ""  # folder datasets: real images to edit
 out_dir = ""
@@ -56,7 +57,7 @@ from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)

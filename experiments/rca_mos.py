@@ -32,6 +32,7 @@
 dataset = "mnist32"
 preset = "cpu"
 directions = ""
+settings = "preset"  # "file": use a direction model trained with other K, S, M, t_stop deliberately
 dm_checkpoint = ""
 out_dir = ""
 mos_dir = ""  # default: results/<dataset>-<preset>/mos (committed annotation files)
@@ -56,7 +57,7 @@ from hdisc.viz import grid
 from hdisc.widgets import MosAnnotator
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
 steps = ddim_steps(d.M)
 paper = (PAPER["rca"][dataset], PAPER["mos"][dataset])

@@ -35,12 +35,14 @@ seed = 0
 train = True  # False: render the checkpoint in out_dir as it is, without training further
 steps = -1  # -1: the preset's
 method = "chain"  # chain (node-by-node backprop) | vanilla (autograd through the chain)
-clip = True  # clip the predicted x_0 to [-1, 1] in every DDIM step
-head_init_std = 0.0  # 0: the paper's zero-initialised heads
+clip = True  # clip the predicted x_0 to [-1, 1] in every DDIM step (part of the discovery config)
+head_init_std = 0.0  # 0: the paper's zero-initialised heads (part of the discovery config)
 n_rca = 256  # fresh pairs for the final reconstructor accuracy
 device = "auto"
 
 # %%
+import dataclasses
+
 import torch
 
 from hdisc.backbone import load_unet
@@ -55,7 +57,7 @@ from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_direction
 from hdisc.viz import plot_curves
 
 cfg = get_preset(dataset, preset)
-d = cfg.discovery
+d = dataclasses.replace(cfg.discovery, clip=clip, head_init_std=head_init_std)
 out = run_dir(out_dir, cfg)
 dev = resolve_device(device)
 name = f"{dataset.upper()}-{d.t_stop}-{d.M}-{d.K}-{d.S:g}"
@@ -86,8 +88,8 @@ print(f"DM: {shown_path(dm_path)}")
 # %%
 if not train:
     steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
-summary = train_discovery(unet, cfg.unet, d, out, seed=seed, steps=None if steps < 0 else steps,
-                          method=method, clip=clip, head_init_std=head_init_std, device=dev)
+summary = train_discovery(unet, cfg.unet, d, out, seed=seed, steps=None if steps == -1 else steps,
+                          method=method, device=dev)
 log = summary["log"]
 plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
 plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accuracy": "acc"},
@@ -101,7 +103,7 @@ plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accu
 # %%
 model, _ = load_directions(out / "directions.pt", cfg.unet, d)
 rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M), n_rca, d.batch,
-                             torch.Generator().manual_seed(seed + 1), clip=clip, device=dev)
+                             torch.Generator().manual_seed(seed + 1), device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "
       f"{PAPER['rca'][dataset]})")
 

@@ -65,7 +65,7 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {out}")
 if not train:
     steps = checkpoint_step(out / DM_CHECKPOINT)
 summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
-                   steps=None if steps < 0 else steps, device=dev)
+                   steps=None if steps == -1 else steps, device=dev)
 plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", {"noise MSE": "loss"},
             f"{cfg.name} pretraining loss");
 
@@ -80,7 +80,7 @@ unet, _ = load_unet(out / "dm_ema.pt")
 unet.to(dev)
 n_gen = max(n_samples, n_eval if dataset == "mnist32" else 0)
 samples = generate(unet, n_gen, (cfg.unet.in_channels, cfg.unet.image_size, cfg.unet.image_size),
-                   ddim_steps(cfg.sample_steps), seed=seed, device=dev)
+                   ddim_steps(cfg.sample_steps), seed=seed, batch=min(64, cfg.unet.sample_batch()), device=dev)
 save_grid(samples[:n_samples], out / "samples.png", nrow=8)
 show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_steps} samples (EMA)")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .files import atomic_save
+from .files import atomic_save, load_file
 from .presets import UNetConfig, config_diff
 
 with warnings.catch_warnings():  # guided_diffusion.nn warns about torch.cuda.amp at import
@@ -110,8 +110,8 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None) -> tuple[U
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: pass the path of a .pt file "
                                 "written by hdisc or guided-diffusion")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(blob, dict) and "state_dict" in blob and "config" in blob:
+    blob = load_file(path, "UNet checkpoint (hdisc's dm_ema.pt or a guided-diffusion state dict)")
+    if "state_dict" in blob and "config" in blob:
         file_cfg = config_from_dict(blob["config"])
         if cfg is not None and cfg != file_cfg:
             raise ValueError(f"{path} was trained with another UNet config; "

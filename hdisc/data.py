@@ -112,6 +112,11 @@ class ImageFolder(torch.utils.data.Dataset):
                              f"{', '.join(IMAGE_SUFFIXES)}): pass the folder that holds them")
         self.root, self.size, self.channels = root, size, channels
         self.bad: set[Path] = set()
+        if channels == 3:
+            grey = sum(_is_grey(p) for p in self.files)
+            if grey:
+                warnings.warn(f"{grey} of the {len(self.files)} images in {root} are greyscale and are converted "
+                              "to RGB for this 3-channel preset (each channel the same grey)", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -135,6 +140,15 @@ class ImageFolder(torch.utils.data.Dataset):
                 warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
         raise ValueError(f"none of the {len(self.files)} files in {self.root} could be read as an "
                          "image: pass a folder of PNG or JPEG images")
+
+
+def _is_grey(path: Path) -> bool:
+    """Whether the image file at ``path`` has one colour channel (reads the header only)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("1", "L", "LA", "I", "I;16", "F")
+    except (OSError, ValueError):
+        return False
 
 
 class TensorImages(torch.utils.data.Dataset):
@@ -174,6 +188,8 @@ def random_batch(dataset: torch.utils.data.Dataset, batch: int, generator: torch
     Drawing from an explicit generator makes every step reproducible on its own, which is
     what lets a resumed run continue exactly where it stopped.
     """
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: pass a folder (data_dir) that holds images")
     idx = torch.randint(len(dataset), (batch,), generator=generator)
     if isinstance(dataset, TensorImages):
         return dataset.images[idx]

@@ -65,6 +65,15 @@ def sweep(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, svals: 
 
 
 @torch.no_grad()
+def all_sweeps(unet: nn.Module, shift: ShiftBlock, cfg: DiscoveryConfig, x_T: torch.Tensor, svals: torch.Tensor,
+               steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
+    """Every direction's sweep over ``svals`` [n] on the rows of x_T [N, C, H, W]:
+    images [K, N, n, C, H, W] on the CPU (the input of :func:`hdisc.interpret.evaluate`)."""
+    return torch.stack([sweep(unet, shift, x_T, k, svals, steps, cfg.t_stop, clip).cpu()
+                        for k in tqdm(range(cfg.K), desc="sweeps", disable=progress is False)])
+
+
+@torch.no_grad()
 def direction_ends(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, x_T: torch.Tensor,
                    steps: Steps, clip: bool = True, progress: bool | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .backbone import build_encoder
 from .chain import backprop_chain, record_chain, run_chain
+from .guard import check_finite, check_finite_grads
 from .presets import DiscoveryConfig, UNetConfig
 from .sampling import Shifted, ddim_step, sample_ddim
 from .schedule import Steps
@@ -138,10 +139,10 @@ class Discriminator(nn.Module):
 class DiscoveryModel(nn.Module):
     """The three trainable parts for one DM: shift block, reconstructor, discriminator."""
 
-    def __init__(self, unet_cfg: UNetConfig, cfg: DiscoveryConfig, head_init_std: float = 0.0):
+    def __init__(self, unet_cfg: UNetConfig, cfg: DiscoveryConfig):
         super().__init__()
         c_mid = unet_cfg.h_shape[0]
-        self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, head_init_std,
+        self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, cfg.head_init_std,
                                 cfg.shift_norm, cfg.shift_rms)
         self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32,
                                            with_difference=cfg.reconstructor_input == "pair+difference")
@@ -190,7 +191,7 @@ def shifted_model(unet: nn.Module, shift: ShiftBlock, k: torch.Tensor, s: torch.
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
                    z: torch.Tensor, k: torch.Tensor, s: torch.Tensor,
                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                   method: str = "chain", clip: bool = True, fuse: bool = True) -> StepStats:
+                   method: str = "chain", fuse: bool = True) -> StepStats:
     """One training step of the paper's method on noise z [B, C, H, W].
 
     Generator side (shift block + reconstructor) minimises
@@ -198,13 +199,16 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     ``lambda_orth`` times the heads' mean squared cosine similarity, not in the paper), with the
     gradient reaching the shift block through the whole DDIM chain, by ``method``
     ``"chain"`` (node by node, flat memory) or ``"vanilla"`` (autograd through all steps).
-    Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake).
+    Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake). The chain
+    clips x_0 when ``cfg.clip``. A non-finite loss or gradient raises
+    :class:`hdisc.guard.NonFiniteError` before that side's optimiser step.
 
     With ``fuse`` (chain only), the plain chain for x_0 and the no-grad recording pass
     run as one batch [z; z]: the encoder sees 2B images, the decoder 3B.
     """
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
+    clip = cfg.clip
     eps_model = shifted_model(unet, model.shift, k, s, cfg.t_stop)
 
     def step(x: torch.Tensor, i: int) -> torch.Tensor:
@@ -236,13 +240,17 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     loss.backward()
     if method == "chain":
         backprop_chain(step, nodes, x_shift.grad)
+    check_finite("generator loss", loss)
+    check_finite_grads("shift block and reconstructor", (*model.shift.parameters(), *model.reconstructor.parameters()))
     opt_g.step()
 
     opt_d.zero_grad(set_to_none=True)
     real, fake = model.discriminator(x0), model.discriminator(x_shift.detach())
     l_d = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    check_finite("discriminator loss", l_d)
     l_d.backward()
+    check_finite_grads("discriminator", model.discriminator.parameters())
     opt_d.step()
     return StepStats(l_ce=l_ce.item(), l_mag=l_mag.item(), l_adv=l_adv.item(), l_d=l_d.item(),
                      d_real=torch.sigmoid(real).mean().item(), d_fake=torch.sigmoid(fake).mean().item(),
@@ -252,11 +260,12 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
 
 @torch.no_grad()
 def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
-                           n: int, batch: int, generator: torch.Generator, clip: bool = True,
+                           n: int, batch: int, generator: torch.Generator,
                            device: str | torch.device = "cpu", progress: bool | None = None) -> dict[str, float]:
     """RCA (paper 5.5): accuracy of R on ``n`` fresh pairs with random k and s.
 
-    Also returns the mean magnitude error |s_hat - s|. R is evaluated in eval mode.
+    Also returns the mean magnitude error |s_hat - s|. R is evaluated in eval mode, on
+    chains that clip x_0 as ``cfg.clip`` says.
     """
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     was_training = model.training
@@ -267,8 +276,8 @@ def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: Discover
         z = torch.randn((b, *shape), generator=generator).to(device)
         k, s = draw_shifts(b, cfg, generator)
         k, s = k.to(device), s.to(device)
-        x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
-        xs = sample_ddim(shifted_model(unet, model.shift, k, s, cfg.t_stop), z, steps, clip=clip, disable=True)
+        x0 = sample_ddim(unet, z, steps, clip=cfg.clip, disable=True)
+        xs = sample_ddim(shifted_model(unet, model.shift, k, s, cfg.t_stop), z, steps, clip=cfg.clip, disable=True)
         logits, s_hat = model.reconstructor(x0, xs)
         correct += (logits.argmax(1) == k).sum().item()
         mag_err += (s_hat - s).abs().sum().item()

@@ -1,9 +1,11 @@
-"""Files that are never left half-written: write to a temporary file, then rename."""
+"""Files: never left half-written (write to a temporary file, then rename), read only as
+tensors and plain containers, and named relative to the project root."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -42,3 +44,52 @@ def write_json(path: str | os.PathLike, record: dict) -> Path:
     """``record`` as indented JSON at ``path``, atomically."""
     text = json.dumps(record, indent=2, default=str) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def load_file(path: str | os.PathLike, what: str, keys: tuple[str, ...] = ()) -> dict:
+    """Read ``path`` with ``torch.load(weights_only=True)``: tensors and plain containers
+    only, never arbitrary pickled objects. It must hold a dict with ``keys``; anything else
+    (a list, another program's pickle, a file that is not a torch file) raises a ValueError
+    that names the file and ``what`` was expected."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a {what} that hdisc can read: {reason[:200]}. hdisc reads only "
+                         "tensors and plain containers (weights_only=True) and never unpickles code: "
+                         f"pass the {what} file that hdisc wrote") from None
+    missing = [k for k in keys if not (isinstance(blob, dict) and k in blob)]
+    if missing or not isinstance(blob, dict):
+        held = f"a dict with keys {sorted(map(str, blob))[:8]}" if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"{path} is not a {what}: it holds {held}, without {missing}; "
+                         f"pass the {what} file that hdisc wrote")
+    return blob
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """``path`` as given if absolute, else relative to the project root.
+
+    The root is the checkout that holds this package (``experiments/`` beside it), so a
+    notebook finds ``models/`` and ``runs/`` whatever folder it is executed in; for an
+    installed copy without a checkout, the current directory.
+    """
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    return _root() / path
+
+
+def _root() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "experiments").is_dir() else Path.cwd()
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the project root when it lies inside it (so that committed
+    records name no machine's folders), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import load_mnist
-from .files import atomic_save
+from .files import atomic_save, load_file
 
 
 class MnistNet(nn.Module):
@@ -67,7 +67,7 @@ def mnist_net(path: str | os.PathLike, progress: bool | None = None) -> MnistNet
     path = Path(path)
     net = MnistNet()
     if path.exists():
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        net.load_state_dict(load_file(path, "MnistNet state dict"))
         return net.eval()
     net = train_mnist_net(progress=progress)
     atomic_save(net.state_dict(), path)

@@ -14,10 +14,28 @@ variant) are chosen here and recorded in the preset, so every run names what it 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 DATASETS = ("mnist32", "anime64", "celebahq128", "afhq128")
 SCALES = ("paper", "cpu", "smoke")
+T = 1000
+"""Diffusion timesteps of every preset's linear schedule."""
+MAX_H_SIDE = 16
+"""The largest side of h (the middle block, which always holds an attention layer) a preset
+may have: attention over side^2 tokens costs batch x heads x side^4 x 4 bytes, 0.27 GB for a
+batch of 64 at 16 (at 64 it would be 17 GB)."""
+
+
+def _check(owner: str, field: str, value: float, *, low: float, high: float = math.inf, fix: str,
+           open_low: bool = False, open_high: bool = False) -> None:
+    """Raise a ValueError naming ``owner.field``, its valid range and a fix unless
+    ``value`` is a finite number in the range (``open_*`` excludes that end)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
+    if not ok:
+        lo, hi = ("(" if open_low else "[") + f"{low:g}", f"{high:g}" + (")" if open_high else "]")
+        raise ValueError(f"{owner}.{field}={value!r} is out of range: valid {lo}, {hi}; {fix}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,22 @@ class UNetConfig:
     use_scale_shift_norm: bool = True
     resblock_updown: bool = False
 
+    def __post_init__(self) -> None:
+        side = self.image_size // 2 ** (len(self.channel_mult) - 1)
+        if side > MAX_H_SIDE:
+            raise ValueError(
+                f"UNetConfig: the middle block of a {self.image_size}-px model with channel_mult "
+                f"{self.channel_mult} sits at {side}x{side}; its attention over {side * side} tokens does not "
+                f"fit in memory. Valid: a side of at most {MAX_H_SIDE}; add levels to channel_mult.")
+
+    def sample_batch(self, budget_bytes: float = 2**30) -> int:
+        """The largest sampling batch whose attention matrices (every attention layer's
+        heads x tokens^2 floats, the middle block's included) stay within ``budget_bytes``."""
+        sides = {self.image_size // 2 ** (len(self.channel_mult) - 1)}
+        sides |= set(self.attention_resolutions)
+        per_image = sum(self.num_heads * s ** 4 * 4 for s in sides)
+        return max(1, int(budget_bytes // per_image))
+
     @property
     def h_shape(self) -> tuple[int, int, int]:
         """Shape of h (the middle block's output) for one image: (C, H, W)."""
@@ -58,6 +92,15 @@ class DMTrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 500
 
+    def __post_init__(self) -> None:
+        _check("DMTrainConfig", "lr", self.lr, low=0, open_low=True, fix="e.g. 2e-4")
+        _check("DMTrainConfig", "batch", self.batch, low=1, fix="at least one image per step")
+        _check("DMTrainConfig", "steps", self.steps, low=1, fix="a positive number of training steps")
+        _check("DMTrainConfig", "ema", self.ema, low=0, high=1, open_high=True, fix="e.g. 0.9999")
+        _check("DMTrainConfig", "warmup", self.warmup, low=0, fix="0 for no warm-up")
+        _check("DMTrainConfig", "grad_clip", self.grad_clip, low=0, open_low=True, fix="e.g. 1.0")
+        _check("DMTrainConfig", "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 500")
+
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
@@ -71,6 +114,10 @@ class DiscoveryConfig:
     ``shift_norm`` ``free`` (the paper), ``cap`` or ``fixed`` with ``shift_rms``: the shift
     block's output is left free, capped at, or set to ``shift_rms`` times h's root mean
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
+    ``clip`` clips the predicted x_0 to [-1, 1] in every DDIM step; ``head_init_std`` is the
+    std of the shift heads at initialisation (0: the paper's zero heads); a training run
+    writes its checkpoint every ``checkpoint_every`` steps. Invalid values raise a
+    ValueError that names the field, its valid range and a fix.
     """
 
     K: int
@@ -87,8 +134,29 @@ class DiscoveryConfig:
     lambda_orth: float = 0.0
     shift_norm: str = "free"
     shift_rms: float = 0.0
+    clip: bool = True
+    head_init_std: float = 0.0
+    checkpoint_every: int = 50
 
     def __post_init__(self) -> None:
+        name = "DiscoveryConfig"
+        _check(name, "K", self.K, low=1, fix="the number of directions, e.g. 32")
+        _check(name, "S", self.S, low=0, open_low=True, fix="the largest strength |s|, e.g. 5")
+        _check(name, "M", self.M, low=1, high=T - 1, fix="the DDIM steps of the chain, e.g. 20")
+        # the chain always visits t = T-1, so any t_stop below it shifts at least one step
+        _check(name, "t_stop", self.t_stop, low=0, high=T - 1, open_high=True,
+               fix=f"steps with t > t_stop are shifted; t_stop >= {T - 1} shifts none (the paper: 400)")
+        _check(name, "batch", self.batch, low=1, fix="at least one pair per step")
+        _check(name, "steps", self.steps, low=1, fix="a positive number of training steps")
+        for f in ("lr", "lr_shift"):
+            _check(name, f, getattr(self, f), low=0, open_low=True, fix="e.g. 1e-3")
+        for f in ("lambda_mag", "lambda_adv", "lambda_orth", "head_init_std"):
+            _check(name, f, getattr(self, f), low=0, fix="0 switches the term off")
+        _check(name, "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 50")
+        if self.lambda_orth > 0 and self.K < 2:
+            raise ValueError(f"DiscoveryConfig.lambda_orth={self.lambda_orth} penalises overlap between "
+                             f"directions and needs K >= 2 (got K={self.K}): set lambda_orth=0 or K >= 2")
+        _check(name, "shift_rms", self.shift_rms, low=0, fix="0 with shift_norm 'free'")
         if self.shift_norm not in ("free", "cap", "fixed"):
             raise ValueError(f"shift_norm must be 'free', 'cap' or 'fixed', got {self.shift_norm!r}")
         if (self.shift_norm != "free") != (self.shift_rms > 0):
@@ -130,7 +198,9 @@ class Preset:
 
 
 _PAPER_UNET = {
-    "mnist32": UNetConfig(32, 1, 64, (1, 2, 2, 4), 2),
+    # the paper's 16.9M-parameter MNIST DM is guided-diffusion's UNetModel default, without
+    # scale-shift normalisation (16,884,097 parameters); the paper says nothing of it for the others
+    "mnist32": UNetConfig(32, 1, 64, (1, 2, 2, 4), 2, use_scale_shift_norm=False),
     "anime64": UNetConfig(64, 3, 64, (1, 2, 4, 8), 2, (16,), 4),
     "celebahq128": UNetConfig(128, 3, 128, (1, 1, 2, 3, 4), 2, (16,), 4, dropout=0.1),
     "afhq128": UNetConfig(128, 3, 128, (1, 1, 2, 3, 4), 2, (16,), 4, dropout=0.1),
@@ -173,8 +243,10 @@ def _scaled(dataset: str, scale: str) -> Preset:
         disc = dataclasses.replace(paper_disc, M=5, batch=16, steps=12_000, lr_shift=3e-3,
                                    reconstructor_input="pair+difference", lambda_orth=1.0)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)
-    # smoke: a model that runs in milliseconds, for tests only.
-    unet = UNetConfig(size, chans, 32, (1, 2), 1)
+    # smoke: a model that runs in milliseconds, for tests only; enough levels to bring h to
+    # at most MAX_H_SIDE (16x16 at every size)
+    levels = (1, 2) + (2,) * max(0, (size // MAX_H_SIDE).bit_length() - 2)
+    unet = UNetConfig(size, chans, 32, levels, 1)
     dm = DMTrainConfig(lr=1e-3, batch=2, steps=4, ema=0.9, warmup=2, checkpoint_every=2)
     disc = dataclasses.replace(paper_disc, K=4, M=4, batch=2, steps=4)
     return Preset(dataset, scale, data, unet, dm, disc, sample_steps=4)

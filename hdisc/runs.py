@@ -11,6 +11,7 @@ import torch
 from . import __version__
 from .backbone import UNetModel, load_unet
 from .discovery import DiscoveryModel
+from .files import project_path, shown_path
 from .presets import DiscoveryConfig, Preset, get_preset
 from .training import load_directions
 
@@ -20,34 +21,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def project_path(path: str | os.PathLike) -> Path:
-    """``path`` as given if absolute, else relative to the project root.
-
-    The root is the checkout that holds this package (``experiments/`` beside it), so a
-    notebook finds ``models/`` and ``runs/`` whatever folder it is executed in; for an
-    installed copy without a checkout, the current directory.
-    """
-    path = Path(path)
-    if path.is_absolute():
-        return path
-    return _root() / path
-
-
-def _root() -> Path:
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "experiments").is_dir() else Path.cwd()
-
-
-def shown_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the project root when it lies inside it (so that committed
-    records name no machine's folders), else absolute."""
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(_root().resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def run_dir(out_dir: str | os.PathLike, preset: Preset) -> Path:
@@ -87,14 +60,23 @@ def find_dm(dm_checkpoint: str | os.PathLike, preset: Preset) -> Path | None:
     return _find(dm_checkpoint, preset, "dm_ema.pt", "dm_checkpoint", "a trained DM")
 
 
+USE_SETTINGS = ("K", "S", "M", "t_stop", "clip", "shift_norm", "shift_rms")
+"""The discovery settings that decide what a direction model's edits are."""
+
+
 def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
-                 dm_checkpoint: str | os.PathLike = "",
-                 device: str | torch.device = "cpu") -> tuple[Preset, UNetModel, DiscoveryModel, DiscoveryConfig]:
+                 dm_checkpoint: str | os.PathLike = "", device: str | torch.device = "cpu",
+                 settings: str = "preset") -> tuple[Preset, UNetModel, DiscoveryModel, DiscoveryConfig]:
     """What every chapter after training needs: the preset, the DM and the direction model.
 
     Paths default as in :func:`find_dm` (``directions.pt`` for the directions). A missing
-    model raises and names the notebook that makes it.
+    model raises and names the notebook that makes it. A direction model whose edit settings
+    (:data:`USE_SETTINGS`: K, S, M, t_stop, ...) differ from the preset's raises and names
+    them, unless ``settings="file"``: then the file's settings are used and the returned
+    config (which every chapter records) is the file's.
     """
+    if settings not in ("preset", "file"):
+        raise ValueError(f"settings must be 'preset' or 'file', got {settings!r}")
     cfg = get_preset(dataset, preset)
     dm_path = find_dm(dm_checkpoint, cfg)
     if dm_path is None:
@@ -108,5 +90,13 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
                                 f"-p preset {preset}), or pass directions")
     unet, _ = load_unet(dm_path, cfg.unet)
     model, dcfg = load_directions(dir_path, cfg.unet)
+    differ = {f: {"file": getattr(dcfg, f), "preset": getattr(cfg.discovery, f)} for f in USE_SETTINGS
+              if getattr(dcfg, f) != getattr(cfg.discovery, f)}
+    if differ and settings == "preset":
+        raise ValueError(f"{shown_path(dir_path)} was trained with other settings than the {cfg.name} preset: "
+                         f"{differ}. Pass the directions of this preset, or settings='file' (notebooks: -p "
+                         "settings file) to use the file's settings deliberately.")
+    if differ:
+        print(f"using the file's settings, not the preset's: {differ}")
     print(f"DM: {shown_path(dm_path)}\ndirections: {shown_path(dir_path)} ({dcfg})")
     return cfg, unet.to(device), model.to(device), dcfg

@@ -131,7 +131,11 @@ class Shifted:
 def generate(model: EpsModel, n: int, shape: tuple[int, int, int], steps: Steps, *, seed: int = 0,
              batch: int = 64, clip: bool = True, device: str | torch.device = "cpu",
              disable: bool | None = None) -> torch.Tensor:
-    """``n`` DDIM samples [n, *shape] from seeded noise (the same seed gives the same images)."""
+    """``n`` DDIM samples [n, *shape] from seeded noise (the same seed gives the same images),
+    ``batch`` at a time (a preset's ``unet.sample_batch()`` bounds what fits in memory)."""
+    for name, value in (("n", n), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"generate: {name}={value!r} is out of range: valid an int >= 1")
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
     out = [sample_ddim(model, z[i:i + batch].to(device), steps, clip=clip, disable=disable).cpu()
            for i in range(0, n, batch)]

@@ -11,6 +11,8 @@ import copy
 import dataclasses
 import os
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,8 +21,9 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
 from .data import random_batch
-from .discovery import DiscoveryModel, StepStats, discovery_step, draw_shifts, make_optimizers
-from .files import atomic_save
+from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
+from .files import atomic_save, load_file, shown_path
+from .guard import NonFiniteError, check_finite, check_finite_grads
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
 from .schedule import ddim_steps, linear_alphas_cumprod
 
@@ -41,34 +44,40 @@ def field_defaults(cls: type) -> dict:
 
 
 def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device,
-           defaults: dict[str, dict] | None = None, budget: dict[str, str] | None = None) -> dict:
+           defaults: dict[str, dict] | None = None, budget: dict[str, tuple[str, ...]] | None = None) -> dict:
     """Load ``parts`` (modules and optimisers, by name) from the checkpoint at ``path``.
 
-    Returns the saved loop state, or ``fresh`` when there is no checkpoint. A checkpoint
-    whose ``identity`` (configuration, seed) differs raises a ValueError naming the fields.
+    Returns the saved loop state, or ``fresh`` when there is no checkpoint; keys of
+    ``fresh`` that an older checkpoint lacks keep their fresh value. A checkpoint whose
+    ``identity`` (configuration, seed) differs raises a ValueError naming the fields.
     ``defaults`` fills config fields that a checkpoint written before they existed lacks
-    ({identity key: {field: default}}), so older runs still resume. ``budget`` names a
-    config field that is not part of a run's identity ({identity key: field}, e.g. the
-    step count: a run asked for more steps continues).
+    ({identity key: {field: default}}), so older runs still resume. ``budget`` names config
+    fields that are not part of a run's identity ({identity key: fields}, e.g. the step
+    count: a run asked for more steps continues). A checkpoint written with another thread
+    count resumes with a warning: bit-exact resume needs the same count.
     """
     if not path.exists():
         return fresh
-    blob = torch.load(path, map_location=device, weights_only=True)
+    blob = load_file(path, "training checkpoint", keys=("step", *parts))
 
     def comparable(key: str, value: object) -> object:
         if not isinstance(value, dict):
             return value
         value = {**(defaults or {}).get(key, {}), **value}
-        return {f: v for f, v in value.items() if f != (budget or {}).get(key)}
+        return {f: v for f, v in value.items() if f not in (budget or {}).get(key, ())}
 
     diff = {k: (comparable(k, blob.get(k)), comparable(k, v)) for k, v in identity.items()
             if comparable(k, blob.get(k)) != comparable(k, v)}
     if diff:
         raise ValueError(f"{path} belongs to another run; differing (checkpoint, requested): {diff}. "
                          "Choose a new out_dir, or delete the checkpoint to start over.")
+    if blob.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        warnings.warn(f"{path} was written with {blob['threads']} threads and resumes with "
+                      f"{torch.get_num_threads()}: the run continues, but not bit for bit as an uninterrupted "
+                      f"one (set torch.set_num_threads({blob['threads']}) for that)", stacklevel=3)
     for name, part in parts.items():
         part.load_state_dict(blob[name])
-    return {k: blob[k] for k in fresh}
+    return {k: blob.get(k, v) for k, v in fresh.items()}
 
 
 def checkpoint_step(path: str | os.PathLike) -> int:
@@ -77,17 +86,63 @@ def checkpoint_step(path: str | os.PathLike) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path} to render: train first (parameter train=True), "
                                 "or point out_dir at a folder that holds one")
-    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    return int(load_file(path, "training checkpoint", keys=("step",))["step"])
 
 
 def save_checkpoint(path: Path, identity: dict, parts: dict, state: dict) -> None:
-    """Write identity, every part's state dict and the loop state to ``path`` atomically."""
-    atomic_save({**identity, **{n: p.state_dict() for n, p in parts.items()}, **state}, path)
+    """Write identity, every part's state dict, the loop state and the thread count to
+    ``path`` atomically."""
+    atomic_save({**identity, **{n: p.state_dict() for n, p in parts.items()}, **state,
+                 "threads": torch.get_num_threads()}, path)
 
 
 def warmup_lr(base: float, warmup: int, step: int) -> float:
     """Linear warm-up over ``warmup`` steps, then constant."""
     return base * min(1.0, (step + 1) / max(1, warmup))
+
+
+def run_loop(name: str, total: int, state: dict, one_step: Callable[[int, torch.Generator], dict[str, float]],
+             log_every: int, checkpoint_every: int, checkpoint: Callable[[], None], ckpt_path: Path, *,
+             seed: int, causes: str, progress: bool | None = None) -> None:
+    """The one training-loop skeleton: steps ``state["step"]`` .. ``total`` - 1.
+
+    ``one_step(step, generator)`` trains one step and returns its statistics (it must
+    raise :class:`NonFiniteError` before changing any weight when a loss or gradient is not
+    finite). Every ``log_every`` steps the mean statistics since the last entry are appended
+    to ``state["log"]``, and at ``total`` a tail entry; the running window lives in
+    ``state["window"]`` (a resumed run drops the tail entry and continues its window), so a
+    resumed run logs what an uninterrupted one does. Every ``checkpoint_every`` steps, and at the end,
+    ``state["wall_s"]`` is updated and ``checkpoint()`` writes the files. A non-finite step
+    raises :class:`NonFiniteError` naming the step and ``causes``; the last checkpoint is untouched.
+    """
+    if state["step"] < total and state["log"] and state["log"][-1]["step"] % log_every:
+        state["log"].pop()  # the last call's tail entry: its window continues now
+    start = time.perf_counter()
+    bar = tqdm(range(state["step"], total), initial=state["step"], total=total, desc=name,
+               disable=progress is False)
+    for step in bar:
+        try:
+            stats = one_step(step, step_generator(seed, step))
+        except NonFiniteError as e:
+            last = f"the last good checkpoint {ckpt_path} (step {state['step']}) is untouched" \
+                if ckpt_path.exists() else "no checkpoint was written"
+            raise NonFiniteError(f"{name} step {step}: {e}; training stopped and {last}. "
+                                 f"Likely causes: {causes}") from None
+        window = state["window"]
+        for key, value in stats.items():
+            window[key] = window.get(key, 0.0) + value
+        window["_n"] = window.get("_n", 0) + 1
+        state["step"] = step + 1
+        if state["step"] % log_every == 0 or state["step"] == total:
+            mean = {k: v / window["_n"] for k, v in window.items() if k != "_n"}
+            state["log"].append({"step": state["step"], **mean})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(mean.items())[:3]})
+            if state["step"] % log_every == 0:  # a tail entry at the end keeps its window open
+                state["window"] = {}
+        if state["step"] % checkpoint_every == 0 or state["step"] == total:
+            state["wall_s"] += time.perf_counter() - start
+            start = time.perf_counter()
+            checkpoint()
 
 
 @torch.no_grad()
@@ -109,6 +164,13 @@ def dm_loss(unet: torch.nn.Module, x0: torch.Tensor, abar_all: torch.Tensor,
     return torch.nn.functional.mse_loss(unet(xt.to(dev), t.to(dev)), noise.to(dev))
 
 
+def check_steps(steps: int | None) -> None:
+    """``steps`` overrides a preset's step count: None, or a positive int."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps={steps!r} is out of range: valid None (the preset's count) or an int >= 1 "
+                         "(in the notebooks, -1 means the preset's count)")
+
+
 def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.utils.data.Dataset,
              out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
              device: str | torch.device = "cpu", progress: bool | None = None,
@@ -118,8 +180,13 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     Writes ``out_dir/dm_checkpoint.pt`` (model, EMA, optimiser, step, loss log) every
     ``train_cfg.checkpoint_every`` steps and at the end, atomically, and the EMA weights
     with their config to ``out_dir/dm_ema.pt``. ``steps`` overrides the preset's step
-    count; a finished run asked for more steps continues. Returns a summary dict.
+    count; a finished run asked for more steps continues. A non-finite loss or gradient
+    stops training with :class:`NonFiniteError` and leaves the files as they were.
+    Returns a summary dict.
     """
+    check_steps(steps)
+    if len(dataset) == 0:
+        raise ValueError("the training dataset is empty: pass a folder (data_dir) that holds images")
     out_dir = Path(out_dir)
     total = train_cfg.steps if steps is None else steps
     ckpt_path = out_dir / DM_CHECKPOINT
@@ -129,7 +196,11 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     opt = torch.optim.Adam(unet.parameters(), lr=train_cfg.lr)
     identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed}
     parts = {"model": unet, "ema": ema, "opt": opt}
-    state = resume(ckpt_path, identity, parts, {"step": 0, "losses": [], "wall_s": 0.0}, device)
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None},
+                   device)
+    losses = state.pop("losses")
+    if losses:  # checkpoints written before the shared loop logged [step, loss] pairs
+        state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, identity, parts, state)
@@ -137,41 +208,35 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
 
     abar_all = linear_alphas_cumprod()
     unet.train()
-    running, count = 0.0, 0
-    start = time.perf_counter()
-    bar = tqdm(range(state["step"], total), initial=state["step"], total=total, desc="DM",
-               disable=progress is False)
-    for step in bar:
-        gen = step_generator(seed, step)
+
+    def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
         for group in opt.param_groups:
             group["lr"] = warmup_lr(train_cfg.lr, train_cfg.warmup, step)
         loss = dm_loss(unet, random_batch(dataset, train_cfg.batch, gen), abar_all, gen)
+        check_finite("noise-prediction loss", loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        check_finite_grads("UNet", unet.parameters())
         torch.nn.utils.clip_grad_norm_(unet.parameters(), train_cfg.grad_clip)
         opt.step()
         ema_update(ema, unet, train_cfg.ema)
-        running, count = running + loss.item(), count + 1
-        state["step"] = step + 1
-        if state["step"] % log_every == 0 or state["step"] == total:
-            state["losses"].append([state["step"], running / count])
-            bar.set_postfix(loss=f"{running / count:.4f}")
-            running, count = 0.0, 0
-        if state["step"] % train_cfg.checkpoint_every == 0 or state["step"] == total:
-            state["wall_s"] += time.perf_counter() - start
-            start = time.perf_counter()
-            checkpoint()
+        return {"loss": loss.item()}
+
+    run_loop("DM", total, state, one_step, log_every, train_cfg.checkpoint_every, checkpoint, ckpt_path,
+             seed=seed, progress=progress,
+             causes="NaN or infinite pixels in the dataset, a learning rate too large for the model")
     if not ckpt_path.exists():
         checkpoint()
+    curve = [[e["step"], e["loss"]] for e in state["log"]]
     return {
         "steps": state["step"],
-        "final_loss": state["losses"][-1][1] if state["losses"] else None,
-        "loss_curve": state["losses"],
+        "final_loss": curve[-1][1] if curve else None,
+        "loss_curve": curve,
         "wall_s": state["wall_s"],
         "seed": seed,
         "hdisc_version": __version__,
-        "checkpoint": str(ckpt_path),
-        "weights": str(out_dir / DM_WEIGHTS),
+        "checkpoint": shown_path(ckpt_path),
+        "weights": shown_path(out_dir / DM_WEIGHTS),
     }
 
 
@@ -181,29 +246,45 @@ DISCOVERY_WEIGHTS = "directions.pt"
 
 def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryConfig,
                     out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
-                    method: str = "chain", clip: bool = True, head_init_std: float = 0.0,
-                    device: str | torch.device = "cpu", progress: bool | None = None,
-                    log_every: int = 10) -> dict:
+                    method: str = "chain", init_from: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu", progress: bool | None = None, log_every: int = 10) -> dict:
     """Train shift block, reconstructor and discriminator on a frozen DM (paper eq. 2).
 
     Resumes from ``out_dir/discovery_checkpoint.pt``; a checkpoint of another configuration
-    (K, S, M, t_stop, DM config, seed, ...) raises. Every ``log_every`` steps the mean of
-    the step statistics (losses, D outputs, running reconstructor accuracy) is logged.
-    Writes the trained model with its configuration to ``out_dir/directions.pt``.
+    (K, S, M, t_stop, clip, DM config, seed, ...) raises. Every ``log_every`` steps the mean
+    of the step statistics (losses, D outputs, running reconstructor accuracy) is logged.
+    Writes the trained model with its configuration to ``out_dir/directions.pt`` every
+    ``cfg.checkpoint_every`` steps. ``init_from`` (a ``directions.pt`` of the same DM, K and
+    reconstructor input) warm-starts a new run from that model's weights (shift block,
+    reconstructor, discriminator; fresh optimisers); it is part of the run's identity.
+    A non-finite loss or gradient stops training with :class:`NonFiniteError` and leaves
+    the files as they were.
     """
+    check_steps(steps)
+    if method not in ("chain", "vanilla"):
+        raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
     total = cfg.steps if steps is None else steps
     unet = unet.to(device).eval().requires_grad_(False)
     torch.manual_seed(seed)
-    model = DiscoveryModel(unet_cfg, cfg, head_init_std).to(device)
+    model = DiscoveryModel(unet_cfg, cfg).to(device)
     opt_g, opt_d = make_optimizers(model, cfg)
     identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
-                "seed": seed, "clip": clip, "head_init_std": head_init_std}
+                "seed": seed}
+    if init_from:
+        identity["init_from"] = shown_path(init_from)
     parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
     ckpt_path = out_dir / DISCOVERY_CHECKPOINT
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "wall_s": 0.0}, device,
+    if init_from and not ckpt_path.exists():
+        start, _ = load_directions(init_from, unet_cfg)
+        try:
+            model.load_state_dict(start.state_dict())
+        except RuntimeError as e:
+            raise ValueError(f"init_from {init_from} does not fit this discovery config (K, reconstructor "
+                             f"input): {str(e).splitlines()[0]}") from None
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0}, device,
                    defaults={"discovery_config": field_defaults(DiscoveryConfig)},
-                   budget={"discovery_config": "steps"})
+                   budget={"discovery_config": ("steps", "checkpoint_every")})
     ddim = ddim_steps(cfg.M)
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
@@ -214,33 +295,26 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         save_checkpoint(ckpt_path, identity, parts, state)
         weights()
 
-    window: list[StepStats] = []
-    start, start_step = time.perf_counter(), state["step"]
-    bar = tqdm(range(state["step"], total), initial=state["step"], total=total, desc="discovery",
-               disable=progress is False)
-    for step in bar:
-        gen = step_generator(seed, step)
+    def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
         z = torch.randn((cfg.batch, *shape), generator=gen)
         k, s = draw_shifts(cfg.batch, cfg, gen)
-        window.append(discovery_step(unet, model, cfg, ddim, z.to(device), k.to(device), s.to(device),
-                                     opt_g, opt_d, method=method, clip=clip))
-        state["step"] = step + 1
-        if state["step"] % log_every == 0 or state["step"] == total:
-            mean = {f: sum(getattr(w, f) for w in window) / len(window) for f in StepStats.__dataclass_fields__}
-            state["log"].append({"step": state["step"], **mean})
-            bar.set_postfix(ce=f"{mean['l_ce']:.3f}", acc=f"{mean['acc']:.3f}", d_fake=f"{mean['d_fake']:.2f}")
-            window = []
-        if state["step"] % 50 == 0 or state["step"] == total:
-            state["wall_s"] += time.perf_counter() - start
-            start = time.perf_counter()
-            checkpoint()
+        stats = discovery_step(unet, model, cfg, ddim, z.to(device), k.to(device), s.to(device),
+                               opt_g, opt_d, method=method)
+        return dataclasses.asdict(stats)
+
+    start_step = state["step"]
+    run_loop("discovery", total, state, one_step, log_every, cfg.checkpoint_every, checkpoint, ckpt_path,
+             seed=seed, progress=progress,
+             causes="NaN or infinite weights in the DM checkpoint, a learning rate too large, "
+                    "or shifts so large that the chain overflows (shift_norm 'cap' bounds them)")
     if not ckpt_path.exists():
         checkpoint()
     elif state["step"] == start_step:  # nothing trained: the weights file shows the checkpoint's model
         weights()
     return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
-            "method": method, "clip": clip, "head_init_std": head_init_std, "hdisc_version": __version__,
-            "checkpoint": str(ckpt_path), "weights": str(out_dir / DISCOVERY_WEIGHTS)}
+            "method": method, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
+            "init_from": identity.get("init_from"), "hdisc_version": __version__,
+            "checkpoint": shown_path(ckpt_path), "weights": shown_path(out_dir / DISCOVERY_WEIGHTS)}
 
 
 def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
@@ -254,15 +328,17 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"no direction model at {path}: run experiments/train.ipynb first "
                                 "(it writes out_dir/directions.pt)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_file(path, "direction model", keys=("unet_config", "discovery_config", "model"))
     file_unet = config_from_dict(blob["unet_config"])
-    file_cfg = DiscoveryConfig(**blob["discovery_config"])
+    # files written before clip and head_init_std joined the config kept them beside it
+    older = {f: blob[f] for f in ("clip", "head_init_std") if f in blob}
+    file_cfg = DiscoveryConfig(**{**older, **blob["discovery_config"]})
     if cfg is not None:
         cfg = dataclasses.replace(cfg, steps=file_cfg.steps)
     for name, want, have in (("DM config", unet_cfg, file_unet), ("discovery config", cfg, file_cfg)):
         if want is not None and want != have:
             raise ValueError(f"{path} was trained with another {name}; "
                              f"differing (file, requested): {config_diff(have, want)}")
-    model = DiscoveryModel(file_unet, file_cfg, blob["head_init_std"])
+    model = DiscoveryModel(file_unet, file_cfg)
     model.load_state_dict(blob["model"])
     return model.eval(), file_cfg

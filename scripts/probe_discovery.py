@@ -1,10 +1,12 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
-    python scripts/probe_discovery.py NAME [field=value ...] [clip=true|false] [head_init_std=F]
+    python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N]
 
-Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, ...) over the cpu mnist32
-preset. Trains into runs/probe/NAME (resumable), then writes runs/probe/NAME/probe.json with
-the logged curve and the RCA on 256 fresh pairs.
+Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
+the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
+runs/probe/NAME (resumable), then writes runs/probe/NAME/probe.json with the logged curve,
+the RCA on 256 fresh pairs and the interpretability evaluation (hdisc.interpret) on
+``n_eval`` noises (default 16) at 9 strengths.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import sys
 import torch
 
 from hdisc.backbone import load_unet
+from hdisc.data import held_out_images
+from hdisc.directions import raw_and_shifted
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import write_json
+from hdisc.interpret import interpretability, realism
+from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm, project_path
 from hdisc.schedule import ddim_steps
@@ -25,27 +31,33 @@ from hdisc.training import load_directions, train_discovery
 
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
-    extra = {"clip": True, "head_init_std": 0.0}
-    fields = {}
+    fields, init_from, n_eval = {}, None, 16
     for item in overrides:
         key, value = item.split("=", 1)
-        if key == "clip":
-            extra["clip"] = value.lower() == "true"
-        elif key == "head_init_std":
-            extra["head_init_std"] = float(value)
+        if key == "init_from":
+            init_from = project_path(value)
+        elif key == "n_eval":
+            n_eval = int(value)
         else:
             kind = type(getattr(preset.discovery, key))
-            fields[key] = kind(float(value)) if kind is int else kind(value)
+            fields[key] = (value.lower() == "true" if kind is bool else kind(float(value)) if kind is int
+                           else kind(value))
     cfg = dataclasses.replace(preset.discovery, **fields)
     unet, _ = load_unet(find_dm("", preset), preset.unet)
     out = project_path("runs/probe") / name
-    result = train_discovery(unet, preset.unet, cfg, out, progress=True, log_every=10, **extra)
+    result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, progress=True, log_every=10)
     model, _ = load_directions(out / "directions.pt")
-    rca = reconstructor_accuracy(unet, model, cfg, ddim_steps(cfg.M), 256, 32, torch.Generator().manual_seed(1),
-                                 clip=extra["clip"])
-    write_json(out / "probe.json", {"name": name, "config": dataclasses.asdict(cfg), **extra, **rca,
+    rca = reconstructor_accuracy(unet, model, cfg, ddim_steps(cfg.M), 256, 32, torch.Generator().manual_seed(1))
+    net = mnist_net(project_path("models/mnist_net.pt"))
+    scores = interpretability(unet, model, cfg, n_eval, net, seed=2)
+    real = held_out_images(preset.data, None, 500)
+    raw, shifted = raw_and_shifted(unet, model, cfg, 500, ddim_steps(cfg.M), seed=3)
+    fidelity = realism(net, net.features, raw, shifted, real)
+    write_json(out / "probe.json", {"name": name, "config": dataclasses.asdict(cfg),
+                                    "init_from": result["init_from"], "steps": result["steps"], **rca,
+                                    "interpretability": scores["summary"], "fidelity": fidelity,
                                     "wall_s": result["wall_s"], "log": result["log"]})
-    print(name, rca, f"{result['wall_s']:.0f}s")
+    print(name, rca, scores["summary"], fidelity, f"{result['wall_s']:.0f}s")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ A fresh ``UNetModel`` outputs exactly zero (its last convolutions are zero-initi
 which would make every hook and gradient test pass vacuously.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -41,5 +43,6 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     unet = perturb_zero_params(build_unet(cfg.unet), std=0.05).eval()
     save_unet(unet, cfg.unet, root / "dm_ema.pt")
-    train_discovery(unet, cfg.unet, cfg.discovery, root, steps=2, head_init_std=0.05, progress=False)
+    train_discovery(unet, cfg.unet, dataclasses.replace(cfg.discovery, head_init_std=0.05), root, steps=2,
+                    progress=False)
     return {"directions": str(root / "directions.pt"), "dm_checkpoint": str(root / "dm_ema.pt")}

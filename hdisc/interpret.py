@@ -1,0 +1,198 @@
+"""Can a person name a direction? An offline interpretability evaluation for MNIST.
+
+The paper judges interpretability by human marks (MOS, section 5.5). Without marks, this
+module measures what a reader checks on a sweep of edits, per direction:
+
+- **identity**: does the digit classifier (:class:`hdisc.metrics.MnistNet`) keep the class
+  of the unshifted sample at each strength |s|?
+- **sign**: do +s and -s move the image in opposite ways? The cosine of the two changes,
+  each blurred by a Gaussian of ``blur`` pixels first (thickening adds ink just outside a
+  stroke where thinning removes it just inside: unblurred, those changes do not overlap),
+  must be negative;
+- **smoothness**: does the edit grow steadily with |s|, without one jump between two
+  neighbouring strengths that carries most of the change?
+- **attributes**: the Morpho-MNIST measures (Castro et al. 2019: area, stroke length,
+  thickness, slant, width, height) of every image, computed with scikit-image; the rank
+  correlation of each measure with s gives the direction a name ("thickness+") when one
+  measure dominates, and the direction x measure matrix a DCI-style disentanglement score.
+
+A direction *passes* when it is signed, smooth and keeps the class in at least
+``keep_threshold`` of the images at |s| = S/2. This complements MOS; it is not a substitute.
+Every function takes images, so any source of directions can be scored the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy.ndimage import distance_transform_edt, gaussian_filter
+from scipy.stats import spearmanr
+from skimage.measure import regionprops
+from skimage.morphology import skeletonize
+
+from .directions import all_sweeps, strengths
+from .presets import DiscoveryConfig
+from .schedule import ddim_steps
+
+MEASURES = ("thickness", "slant", "width", "height", "length", "area")
+"""The Morpho-MNIST measures, in the columns of :func:`morphometry`'s output. When two
+correlate with s within 0.02 of each other, the earlier names the direction: area, which
+nearly every edit moves, is the least specific and comes last."""
+
+
+def _measure_one(mask: np.ndarray, scale: int) -> list[float]:
+    if not mask.any():
+        return [float("nan")] * len(MEASURES)
+    props = regionprops(mask.astype(np.uint8))[0]
+    skeleton = skeletonize(mask)
+    length = float(skeleton.sum())
+    # Morpho-MNIST's thickness: twice the mean distance to the background along the skeleton
+    thickness = float(2 * distance_transform_edt(mask)[skeleton].mean()) if length else 0.0
+    mu = props.moments_central  # mu[p, q]: p on rows (downwards), q on columns
+    # horizontal shear per row, positive when the top leans right (rows grow downwards)
+    slant = float(-mu[1, 1] / mu[2, 0]) if mu[2, 0] > 0 else 0.0
+    r0, c0, r1, c1 = props.bbox
+    return [thickness / scale, slant, (c1 - c0) / scale, (r1 - r0) / scale, length / scale,
+            float(props.area) / scale ** 2]
+
+
+def morphometry(images: torch.Tensor, threshold: float = 0.0, scale: int = 4) -> np.ndarray:
+    """Morpho-MNIST measures of grey images [N, 1, H, W] in [-1, 1] (ink is high):
+    [N, len(MEASURES)] in pixels of the input (slant: horizontal shear, positive leaning right).
+
+    As Morpho-MNIST does, each image is first upsampled ``scale`` times (bilinear) so that
+    strokes are measured to a fraction of a pixel; ink is then the set of pixels above
+    ``threshold``. An image without ink gives NaN."""
+    big = torch.nn.functional.interpolate(images.float().cpu(), scale_factor=scale, mode="bilinear",
+                                          align_corners=False)
+    masks = (big[:, 0] > threshold).numpy()
+    return np.array([_measure_one(m, scale) for m in masks], dtype=np.float64).reshape(len(masks), len(MEASURES))
+
+
+def _blurred_cosine(a: torch.Tensor, b: torch.Tensor, blur: float) -> torch.Tensor:
+    """Cosine similarity of a and b [N, C, H, W], row by row, after a Gaussian blur of
+    ``blur`` pixels on H and W: [N]."""
+    a, b = (torch.from_numpy(gaussian_filter(x.double().numpy(), sigma=(0, 0, blur, blur))) for x in (a, b))
+    return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-12)
+
+
+def disentanglement(rho: np.ndarray) -> dict:
+    """DCI-style scores of a direction x measure importance matrix ``rho`` [K, P] (here the
+    absolute rank correlations): per direction 1 - entropy of its normalised row (base P),
+    weighted by the row's share of the total; completeness the same over columns (base K).
+    1 means every direction moves one measure and every measure one direction."""
+    imp = np.nan_to_num(np.abs(rho)) + 1e-12
+    K, P = imp.shape
+
+    def score(m: np.ndarray, base: int) -> float:
+        p = m / m.sum(1, keepdims=True)
+        h = -(p * np.log(p)).sum(1) / np.log(base) if base > 1 else np.zeros(len(m))
+        w = m.sum(1) / m.sum()
+        return float(((1 - h) * w).sum())
+
+    return {"disentanglement": score(imp, P), "completeness": score(imp.T, K)}
+
+
+def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torch.Tensor], torch.Tensor],
+             S: float, *, keep_threshold: float = 0.8, name_threshold: float = 0.3, blur: float = 1.5) -> dict:
+    """Score every direction from its sweeps.
+
+    ``sweeps`` [K, N, n, C, H, W]: direction k's edits of N images at the strengths
+    ``svals`` [n] (symmetric about 0 and holding 0, S/2 and S); ``classify`` maps images to
+    class logits [B, 10]. Returns ``{"directions": [one dict per k], "matrix": [K, P]
+    rank correlations, "measures", "summary"}``; the summary's ``interpretable_fraction`` is
+    the fraction of directions that are signed, smooth and class-keeping at |s| = S/2.
+    """
+    K, N, n = sweeps.shape[:3]
+    svals = svals.double()
+    i0 = int((svals.abs() < 1e-9).nonzero()[0])
+    if not torch.allclose(svals, -svals.flip(0)):
+        raise ValueError(f"strengths must be symmetric about 0, got {svals.tolist()}")
+    half = int((svals - S / 2).abs().argmin())
+    pos = [i for i in range(n) if svals[i] > 0]
+    neg = [n - 1 - i for i in pos]  # the mirrored strengths, same order
+    with torch.no_grad():
+        labels = torch.cat([classify(x).argmax(1) for x in sweeps.flatten(0, 2).split(512)]).view(K, N, n)
+    measures = morphometry(sweeps.flatten(0, 2)).reshape(K, N, n, len(MEASURES))
+    rows, rho = [], np.zeros((K, len(MEASURES)))
+    for k in range(K):
+        x = sweeps[k].double()
+        base = x[:, i0]
+        keep = (labels[k] == labels[k, :, i0:i0 + 1]).double().mean(0)  # [n]
+        keep_by_abs = {round(float(svals[i]), 4): float((keep[i] + keep[n - 1 - i]) / 2) for i in pos}
+        sign_cos = _blurred_cosine(x[:, half] - base, x[:, n - 1 - half] - base, blur).mean().item()
+        # smoothness: on each side, the largest step between neighbouring strengths over the path length
+        jumps = []
+        for side in (pos, neg):
+            path = [base] + [x[:, i] for i in side]
+            stepsz = torch.stack([(b - a).flatten(1).norm(dim=1) for a, b in zip(path, path[1:], strict=False)])
+            jumps.append(stepsz.max(0).values / stepsz.sum(0).clamp_min(1e-12))
+        jump = torch.stack(jumps).mean().item()
+        change = torch.stack([(x[:, i] - base).abs().flatten(1).mean(1) for i in range(n)], 1).mean(0)  # [n]
+        m = measures[k] - measures[k, :, i0:i0 + 1]  # change of each measure from the unshifted image
+        s_rep = np.broadcast_to(svals.numpy(), (N, n)).ravel()
+        for j in range(len(MEASURES)):
+            v = m[..., j].ravel()
+            ok = np.isfinite(v)
+            r = spearmanr(s_rep[ok], v[ok]).statistic if ok.sum() > 2 and np.ptp(v[ok]) > 0 else 0.0
+            rho[k, j] = 0.0 if not np.isfinite(r) else r
+        # near-ties (within 0.02) go to the earlier, more specific measure
+        top = int(np.flatnonzero(np.abs(rho[k]) >= np.abs(rho[k]).max() - 0.02)[0])
+        dominance = float(np.abs(rho[k, top]) / max(np.abs(rho[k]).sum(), 1e-12))
+        named = abs(rho[k, top]) >= name_threshold
+        signed, smooth = sign_cos < 0, jump <= 0.5
+        keep_half = keep_by_abs[round(float(svals[half]), 4)]
+        rows.append({
+            "k": k, "keep_half": keep_half, "keep_full": keep_by_abs[round(float(svals[-1]), 4)],
+            "keep_by_abs_s": keep_by_abs, "sign_cos": sign_cos, "signed": bool(signed), "jump": jump,
+            "smooth": bool(smooth), "change_by_s": [round(c, 5) for c in change.tolist()],
+            "attribute": (MEASURES[top] + ("+" if rho[k, top] > 0 else "-")) if named else None,
+            "attribute_rho": float(rho[k, top]), "dominance": dominance,
+            "passes": bool(signed and smooth and keep_half >= keep_threshold)})
+    passing = [r["k"] for r in rows if r["passes"]]
+    return {
+        "measures": list(MEASURES), "svals": svals.tolist(), "S": S, "n_images": N,
+        "keep_threshold": keep_threshold, "name_threshold": name_threshold, "blur": blur,
+        "directions": rows, "matrix": rho.round(4).tolist(),
+        "summary": {
+            "K": K, "interpretable_fraction": len(passing) / K, "interpretable": passing,
+            "signed_fraction": sum(r["signed"] for r in rows) / K,
+            "smooth_fraction": sum(r["smooth"] for r in rows) / K,
+            "median_keep_half": float(np.median([r["keep_half"] for r in rows])),
+            "named_fraction": sum(r["attribute"] is not None for r in rows) / K,
+            **disentanglement(rho)}}
+
+
+def realism(classify: Callable[[torch.Tensor], torch.Tensor], features: Callable[[torch.Tensor], torch.Tensor],
+            raw: torch.Tensor, edits: torch.Tensor, real: torch.Tensor) -> dict:
+    """Realism without the project's discriminator, as the paper's table 2 measures it: the
+    Fréchet distance in ``features``' space of the edits [N, C, H, W] and of the unshifted
+    samples ``raw`` from the same noises and chain, each against held-out ``real`` images,
+    their ratio (1: editing costs no realism), and the classifier's mean max-softmax
+    confidence on edits and raw samples."""
+    from .metrics import fd
+
+    def conf(x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return torch.cat([classify(b).softmax(1).max(1).values for b in x.split(512)]).mean().item()
+
+    fd_raw, fd_edits = fd(features, raw, real), fd(features, edits, real)
+    c_raw, c_edit = conf(raw), conf(edits)
+    return {"fd_raw": fd_raw, "fd_edits": fd_edits, "fd_ratio": fd_edits / max(fd_raw, 1e-12),
+            "confidence_raw": c_raw, "confidence_edits": c_edit, "confidence_ratio": c_edit / max(c_raw, 1e-12)}
+
+
+def interpretability(unet: torch.nn.Module, model: torch.nn.Module, cfg: DiscoveryConfig, n: int,
+                     classifier: torch.nn.Module, *, seed: int = 0, n_strengths: int = 9,
+                     device: str | torch.device = "cpu", progress: bool | None = None) -> dict:
+    """:func:`evaluate` on a trained direction model: every direction's sweep over
+    ``n_strengths`` strengths in [-S, S] on ``n`` noises drawn from ``seed``, on the training
+    chain (``cfg.M`` steps). Returns evaluate's record with ``"sweeps"`` [K, n, n_strengths,
+    C, H, W] (images on the CPU) added."""
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    svals = strengths(cfg.S, n_strengths)
+    sweeps = all_sweeps(unet, model.shift, cfg, z, svals, ddim_steps(cfg.M), cfg.clip, progress)
+    return evaluate(sweeps, svals, classifier.cpu(), cfg.S) | {"sweeps": sweeps}
