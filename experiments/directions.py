@@ -16,11 +16,12 @@
 # %% [markdown]
 # # Interpretable directions (paper section 5.2)
 #
-# For each direction $k$, five images from the same noise $z$ with the strength $s$
-# uniform in $[-S, S]$: the middle column is the original sample. Directions are ordered
-# by how much they change an image (mean $|x'_0 - x_0|$ at $s = \pm S$ over a few seeds),
-# so the first rows show what the model found and the last ones the directions it left
-# nearly unused.
+# For each direction $k$, images from the same noise $z$ with the strength $s$ uniform in
+# $[-S, S]$: the middle column is the original sample. The paper shows such sweeps and asks
+# people whether they can name what changes (its MOS, section 5.5). Here the same question
+# is also asked of measurements (`hdisc.interpret`, MNIST only): does the digit keep its class,
+# do $+s$ and $-s$ move the image in opposite ways, does the edit grow steadily, and which
+# stroke measure (Morpho-MNIST's thickness, slant, width, height, length, area) does it move?
 
 # %% tags=["parameters"]
 dataset = "mnist32"
@@ -31,18 +32,23 @@ dm_checkpoint = ""  # default: the DM beside it, as in train.ipynb
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
 n_rank = 16  # seeds used to rank the directions
+n_interp = 32  # noises per direction for the interpretability evaluation (MNIST; 0: skip)
 n_examples = 4  # examples per direction in the figures
 n_show = 8  # directions shown large
 device = "auto"
 
 # %%
 import torch
+from IPython.display import Markdown, display
 
 from hdisc.directions import mean_abs_offdiag, ranked, strengths, sweep
-from hdisc.files import write_json
+from hdisc.files import project_path, shown_path, write_json
+from hdisc.interpret import MEASURES, interpretability
+from hdisc.metrics import mnist_net
+from hdisc.report import markdown_table
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
-from hdisc.viz import show_grid, show_similarity
+from hdisc.viz import plot_curves, show_grid, show_matrix
 
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
@@ -52,17 +58,79 @@ gen = torch.Generator().manual_seed(seed)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 
 # %% [markdown]
-# ## Ranking
+# ## Change and realism
 # How far each direction moves the image at full strength ($s = \pm S$, averaged over
-# seeds), times how real the trained discriminator finds the edits compared with the
-# plain samples (1: as real). The product puts directions that change the image and keep
-# it plausible first; the paper ranks no directions, so this order is ours.
+# seeds), and how real the trained discriminator finds the edits compared with the plain
+# samples (1: as real). The paper ranks no directions; this order is ours.
 
 # %%
-order, change, real, sim = ranked(unet, model, d, n_rank, seed=seed, device=dev)
-print("directions, ranked:", order)
-print("mean |x' - x_0| at s = +-S:", [round(change[k].item(), 3) for k in order])
-print("realism of the edits:     ", [round(real[k].item(), 2) for k in order])
+ranking = ranked(unet, model, d, n_rank, seed=seed, device=dev)
+change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.similarity, ranking.order
+
+# %% [markdown]
+# ## Can a person name them?
+# Every direction on `n_interp` noises at nine strengths in $[-S, S]$, on the training
+# chain. A direction **passes** when the digit classifier `MnistNet` keeps the unshifted
+# sample's class in at least 80% of the edits at $|s| = S/2$, when $+s$ and $-s$ change
+# the image in opposite ways (the cosine of the two changes, blurred by 1.5 px, is
+# negative), and when no single step between neighbouring strengths carries more than half
+# of the edit. The attribute is the stroke measure whose change correlates most with $s$
+# (Spearman's $\rho$, named when $|\rho| \geq 0.3$). This is a measured complement to the
+# paper's human MOS, not a substitute for it.
+
+# %%
+interp = None
+if dataset == "mnist32" and n_interp > 0:
+    net = mnist_net(project_path("models/mnist_net.pt"))
+    interp = interpretability(unet, model, d, n_interp, net, seed=seed + 1, device=dev)
+    interp.pop("sweeps")
+    rows = interp["directions"]
+    passes = {row["k"]: row["passes"] for row in rows}
+    order = [k for k in by_change_realism if passes[k]] + [k for k in by_change_realism if not passes[k]]
+    summ = interp["summary"]
+    display(Markdown(markdown_table(
+        ["measure", "value"],
+        [["directions that pass (signed, smooth, class kept at |s| = S/2)",
+          f"{len(summ['interpretable'])} of {summ['K']} ({summ['interpretable_fraction']:.0%})"],
+         ["signed", f"{summ['signed_fraction']:.0%}"], ["smooth", f"{summ['smooth_fraction']:.0%}"],
+         ["median class kept at S/2", f"{summ['median_keep_half']:.0%}"],
+         ["named by a stroke measure", f"{summ['named_fraction']:.0%}"],
+         ["disentanglement / completeness (DCI-style, 1 = one measure per direction)",
+          f"{summ['disentanglement']:.2f} / {summ['completeness']:.2f}"]])))
+    display(Markdown(markdown_table(
+        ["direction", "passes", "class kept at S/2", "at S", "sign cos", "largest step", "attribute", "rho",
+         "change", "realism"],
+        [[k, "yes" if rows[k]["passes"] else "no", f"{rows[k]['keep_half']:.0%}", f"{rows[k]['keep_full']:.0%}",
+          rows[k]["sign_cos"], rows[k]["jump"], rows[k]["attribute"] or "-", rows[k]["attribute_rho"],
+          change[k].item(), real[k].item()] for k in order])))
+else:
+    order = by_change_realism
+    print("the interpretability evaluation needs MNIST's classifier and stroke measures: skipped")
+
+# %% [markdown]
+# The same directions against every stroke measure: the rank correlation of the measure's
+# change with $s$ (red: grows with $s$, blue: shrinks). A nameable direction is one strong
+# cell in its row; a row of equal colours moves everything at once.
+
+# %%
+if interp:
+    show_matrix(torch.tensor(interp["matrix"])[order], order, list(MEASURES),
+                title="direction x stroke measure (Spearman rho with s)", label="rho");
+
+# %% [markdown]
+# ## Attribute response curves
+# For the leading directions, the mean change of the measure that names each one, in
+# standard deviations of that measure over the plain samples, at each strength.
+
+# %%
+if interp:
+    sv = interp["svals"]
+    named = [k for k in order if interp["directions"][k]["attribute"]][:n_show]
+    curves = [{"s": s, **{f"{k}: {interp['directions'][k]['attribute']}":
+                          interp["response"][k][MEASURES.index(interp["directions"][k]["attribute"][:-1])][i]
+                          for k in named}} for i, s in enumerate(sv)]
+    plot_curves(curves, "s", {key: key for key in curves[0] if key != "s"},
+                "named measure's change (stds) against s");
 
 # %% [markdown]
 # ## Are the directions distinct?
@@ -76,32 +144,36 @@ top = order[:16]
 distinct = {"mean_abs_similarity_all": mean_abs_offdiag(sim),
             "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top])}
 print({k: round(v, 3) for k, v in distinct.items()})
-show_similarity(sim[top][:, top], top, "similarity of the 16 leading directions' changes");
+show_matrix(sim[top][:, top], top, title="similarity of the 16 leading directions' changes");
 
 # %% [markdown]
 # ## The leading directions
-# Each panel: one direction, one row per example, columns $s = -S, -S/2, 0, S/2, S$.
+# Directions that pass first, each group by change x realism. Each panel: one direction,
+# one row per example, columns $s = -S, -S/2, 0, S/2, S$.
 
 # %%
 svals = strengths(d.S, 5)
 z = torch.randn((n_examples, *shape), generator=gen).to(dev)
 for k in order[:n_show]:
     imgs = sweep(unet, model.shift, z, k, svals, steps, d.t_stop)
-    title = f"direction {k} (change {change[k]:.3f}, realism {real[k]:.2f})"
+    name = f", {interp['directions'][k]['attribute'] or 'unnamed'}, " + \
+        ("passes" if interp["directions"][k]["passes"] else "fails") if interp else ""
+    title = f"direction {k}{name} (change {change[k]:.3f}, realism {real[k]:.2f})"
     show_grid(imgs.flatten(0, 1), nrow=len(svals), title=title, scale=1.0);
 
 # %% [markdown]
 # ## Every direction at a glance
-# One example each, all $K$ directions in rank order (rows), the same five strengths.
+# One example each, all $K$ directions in the same order (rows), the same five strengths.
 
 # %%
 sweep_all = torch.cat([sweep(unet, model.shift, z[:1], k, svals, steps, d.t_stop)[0] for k in order])
-show_grid(sweep_all, nrow=len(svals), title="all directions, ranked", scale=0.8);
+show_grid(sweep_all, nrow=len(svals), title="all directions, in order", scale=0.8);
 
 # %%
 write_json(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
     "order": order, "change": [change[k].item() for k in order],
     "realism": [real[k].item() for k in order],
-    "ranked_by": "change * realism", **distinct, "n_rank": n_rank, "seed": seed})
-print(f"wrote {out / 'directions.json'}")
+    "ranked_by": "passes the interpretability evaluation, then change * realism" if interp
+    else "change * realism", **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed})
+print(f"wrote {shown_path(out / 'directions.json')}")

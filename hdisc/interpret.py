@@ -102,8 +102,10 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
     ``sweeps`` [K, N, n, C, H, W]: direction k's edits of N images at the strengths
     ``svals`` [n] (symmetric about 0 and holding 0, S/2 and S); ``classify`` maps images to
     class logits [B, 10]. Returns ``{"directions": [one dict per k], "matrix": [K, P]
-    rank correlations, "measures", "summary"}``; the summary's ``interpretable_fraction`` is
-    the fraction of directions that are signed, smooth and class-keeping at |s| = S/2.
+    rank correlations of each measure's change with s, "response": [K, P, n] mean change of
+    each measure at each strength in standard deviations of that measure over the unshifted
+    samples, "measures", "summary"}``; the summary's ``interpretable_fraction`` is the
+    fraction of directions that are signed, smooth and class-keeping at |s| = S/2.
     """
     K, N, n = sweeps.shape[:3]
     svals = svals.double()
@@ -117,6 +119,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
         labels = torch.cat([classify(x).argmax(1) for x in sweeps.flatten(0, 2).split(512)]).view(K, N, n)
     measures = morphometry(sweeps.flatten(0, 2)).reshape(K, N, n, len(MEASURES))
     rows, rho = [], np.zeros((K, len(MEASURES)))
+    spread = np.nanstd(measures[:, :, i0], axis=(0, 1)).clip(1e-6)  # each measure's std over the samples
+    response = np.nanmean(measures - measures[:, :, i0:i0 + 1], axis=1) / spread  # [K, n, P], in stds
     for k in range(K):
         x = sweeps[k].double()
         base = x[:, i0]
@@ -156,6 +160,7 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
         "measures": list(MEASURES), "svals": svals.tolist(), "S": S, "n_images": N,
         "keep_threshold": keep_threshold, "name_threshold": name_threshold, "blur": blur,
         "directions": rows, "matrix": rho.round(4).tolist(),
+        "response": np.nan_to_num(response.transpose(0, 2, 1)).round(4).tolist(),
         "summary": {
             "K": K, "interpretable_fraction": len(passing) / K, "interpretable": passing,
             "signed_fraction": sum(r["signed"] for r in rows) / K,

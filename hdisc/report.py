@@ -53,13 +53,25 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
     rows = [["RCA", PAPER["rca"][dataset], rca["rca"] if rca else "not run", _preset(rca) if rca else "",
              f"K={tr['K']}, M={tr['M']}, batch {tr['batch']}, {_steps(tr)}; chance {1 / tr['K']:.3f}"
              if tr else ""]]
+    # RCA's counterweights: an RCA that rises while edits stop being nameable or realistic is no gain
+    interp = (records.get("directions") or {}).get("interpretability")
+    rows.append(["directions a person can name: signed, smooth, class kept at S/2 (measured by "
+                 "hdisc.interpret; complements MOS)", "-",
+                 interp["summary"]["interpretable_fraction"] if interp else "not run",
+                 _preset(records["directions"]) if interp else "",
+                 f"{len(interp['summary']['interpretable'])} of {interp['summary']['K']} directions, "
+                 f"{interp['n_images']} noises x {len(interp['svals'])} strengths each" if interp else ""])
+    fid = records.get("fid")
+    rows.append([f"fidelity: {fid['rows'][0]['features'] if fid else 'FD'} of shifted over raw samples "
+                 "(1 = editing costs no realism)", "0.96-1.06 (FID, table 2)",
+                 fid["rows"][0]["shifted"] / fid["rows"][0]["raw"] if fid else "not run",
+                 _preset(fid) if fid else "", f"n={fid['n']}, DDIM M={fid['M']}" if fid else ""])
     mos = rm.get("mos") if rm else None
     rows.append(["MOS", PAPER["mos"][dataset], mos["mos"] if mos else "none collected",
                  _preset(rm) if rm else "",
                  f"{len(mos['assessors'])} assessors" if mos else "no annotation files"])
     tables["Table 1: RCA and MOS"] = markdown_table(["metric", "paper", "ours", "preset", "our setting"], rows)
 
-    fid = records.get("fid")
     rows = [[f"{d} (paper, FID)", a, b, "`paper`"] for d, (a, b) in PAPER["fid"].items()]
     if fid:
         rows += [[f"{dataset} (ours, {r['features']}, n={fid['n']}, DDIM M={fid['M']})", r["raw"], r["shifted"],

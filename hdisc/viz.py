@@ -76,13 +76,17 @@ def plot_curves(rows: list[dict], x: str, series: dict[str, str], title: str | N
     return fig
 
 
-def show_similarity(sim: torch.Tensor, labels: list[int], title: str | None = None) -> plt.Figure:
-    """A heat map of a similarity matrix sim [n, n] in [-1, 1], rows and columns named by ``labels``."""
-    fig, ax = plt.subplots(figsize=(4.8, 4))
-    im = ax.imshow(sim.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+def show_matrix(m: torch.Tensor | np.ndarray, rows: list, cols: list | None = None, title: str | None = None,
+                label: str | None = None) -> plt.Figure:
+    """A heat map of a matrix m [r, c] with values in [-1, 1] (similarities, correlations),
+    rows and columns named by ``rows`` and ``cols`` (``cols`` defaults to ``rows``)."""
+    m = np.asarray(m)
+    cols = rows if cols is None else cols
+    fig, ax = plt.subplots(figsize=(max(3.2, 0.3 * len(cols) + 1.8), max(3.0, 0.17 * len(rows) + 1.2)))
+    im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=45 if isinstance(cols[0], str) else 0)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=label)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -8,11 +8,20 @@ from test_notebooks import run
 
 
 def test_directions_chapter(tmp_path, trained):
-    out = run("directions", tmp_path, n_rank=2, n_examples=2, n_show=2, **trained)
+    out = run("directions", tmp_path, n_rank=2, n_interp=2, n_examples=2, n_show=2, **trained)
     record = json.loads((out / "directions.json").read_text())
-    assert sorted(record["order"]) == [0, 1, 2, 3] and record["ranked_by"] == "change * realism"
+    assert sorted(record["order"]) == [0, 1, 2, 3]
+    assert record["ranked_by"] == "passes the interpretability evaluation, then change * realism"
+    interp = record["interpretability"]
+    assert [row["k"] for row in interp["directions"]] == [0, 1, 2, 3] and interp["n_images"] == 2
+    passes = [interp["directions"][k]["passes"] for k in record["order"]]
+    assert passes == sorted(passes, reverse=True)  # the directions that pass lead
     score = [c * r for c, r in zip(record["change"], record["realism"], strict=True)]
-    assert score == sorted(score, reverse=True) and all(0 < r <= 1 for r in record["realism"])
+    for group in (True, False):  # within each group, by change x realism
+        part = [sc for sc, p in zip(score, passes, strict=True) if p is group]
+        assert part == sorted(part, reverse=True)
+    assert all(0 < r <= 1 for r in record["realism"])
+    assert 0 <= interp["summary"]["interpretable_fraction"] <= 1 and len(interp["matrix"]) == 4
     assert 0 <= record["mean_abs_similarity_all"] <= 1 and 0 <= record["mean_abs_similarity_top16"] <= 1
 
 
