@@ -172,9 +172,11 @@ class StepStats:
 
 
 def draw_shifts(batch: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """k ~ Uniform{0..K-1} [B] and s ~ Uniform[-S, S] [B]."""
+    """k ~ Uniform{0..K-1} [B] and s [B] uniform over [-S, -s_min] and [s_min, S] (the
+    paper: s_min = 0, s ~ Uniform[-S, S])."""
     k = torch.randint(cfg.K, (batch,), generator=generator)
-    s = (torch.rand(batch, generator=generator) * 2 - 1) * cfg.S
+    u = torch.rand(batch, generator=generator) * 2 - 1
+    s = u.sign() * (cfg.s_min + u.abs() * (cfg.S - cfg.s_min))
     return k, s
 
 

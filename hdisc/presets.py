@@ -116,7 +116,8 @@ class DiscoveryConfig:
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
     ``clip`` clips the predicted x_0 to [-1, 1] in every DDIM step; ``head_init_std`` is the
     std of the shift heads at initialisation (0: the paper's zero heads); a training run
-    writes its checkpoint every ``checkpoint_every`` steps. Invalid values raise a
+    writes its checkpoint every ``checkpoint_every`` steps. Training (and RCA) draw |s|
+    uniform in [``s_min``, S] with a random sign. Invalid values raise a
     ValueError that names the field, its valid range and a fix.
     """
 
@@ -137,6 +138,7 @@ class DiscoveryConfig:
     clip: bool = True
     head_init_std: float = 0.0
     checkpoint_every: int = 50
+    s_min: float = 0.0
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
@@ -153,6 +155,8 @@ class DiscoveryConfig:
         for f in ("lambda_mag", "lambda_adv", "lambda_orth", "head_init_std"):
             _check(name, f, getattr(self, f), low=0, fix="0 switches the term off")
         _check(name, "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 50")
+        _check(name, "s_min", self.s_min, low=0, high=self.S, open_high=True,
+               fix="the smallest |s| drawn in training; 0 draws s uniform in [-S, S] (the paper)")
         if self.lambda_orth > 0 and self.K < 2:
             raise ValueError(f"DiscoveryConfig.lambda_orth={self.lambda_orth} penalises overlap between "
                              f"directions and needs K >= 2 (got K={self.K}): set lambda_orth=0 or K >= 2")

@@ -160,3 +160,18 @@ def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
         load_directions(tmp_path / DISCOVERY_WEIGHTS, cfg=other)
     with pytest.raises(FileNotFoundError, match="run experiments/train.ipynb first"):
         load_directions(tmp_path / "missing.pt")
+
+
+def test_shifts_are_the_papers_uniform_draw_unless_s_min_is_set(smoke):
+    from hdisc.discovery import draw_shifts
+
+    gen, ref = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    k, s = draw_shifts(64, smoke.discovery, gen)
+    assert torch.equal(k, torch.randint(smoke.discovery.K, (64,), generator=ref))
+    assert torch.equal(s, (torch.rand(64, generator=ref) * 2 - 1) * smoke.discovery.S)  # the paper's draw, bit for bit
+    cfg = dataclasses.replace(smoke.discovery, s_min=2.0)
+    _, s = draw_shifts(1000, cfg, torch.Generator().manual_seed(0))
+    assert s.abs().min() >= 2.0 and s.abs().max() <= cfg.S
+    assert (s > 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(ValueError, match=r"s_min=5.0 is out of range: valid \[0, 5\)"):
+        dataclasses.replace(smoke.discovery, s_min=5.0)
