@@ -1,0 +1,171 @@
+"""Directions in h-space found without training (Haas et al., arXiv 2303.11073), and random ones.
+
+- :func:`pca_directions`: principal components of h over many samples, per timestep of
+  the shifting interval and pooled over it (global directions), with their spectra;
+- :func:`jacobian_directions`: for one image at one timestep, the top right singular
+  vectors of the Jacobian of the noise prediction with respect to h, by subspace iteration
+  with Jacobian-vector and vector-Jacobian products (:func:`top_singular`; never the full
+  Jacobian);
+- :func:`supervised_directions`: mean differences of h between samples with and without a
+  label (digit classes from ``MnistNet``, stroke measures from Morpho-MNIST), and
+  :func:`project_out` to remove one direction's component from another;
+- :func:`random_directions`: the floor.
+
+Every method returns directions [K, C, H, W]; :class:`FixedDirections` turns them into a
+shift with the learned shift block's signature ``(h, emb, k) -> dh``, each scaled to the
+same size relative to rms(h), so every function that edits with a shift block
+(:func:`hdisc.directions.sweep`, :func:`hdisc.interpret.interpretability`, ...) edits with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .backbone import capture_h, shift_h
+from .sampling import sample_ddim
+from .schedule import Steps
+
+
+class FixedDirections(nn.Module):
+    """Global directions as a shift: dh = dirs[k] / rms(dirs[k]) * rel * rms(h), for every
+    timestep and image, so that at strength s, |dh| = |s| rel rms(h) (root mean squares per
+    image). dirs [K, C, H, W]; forward h [B, C, H, W], emb (unused), k [B] -> dh [B, C, H, W]."""
+
+    def __init__(self, dirs: torch.Tensor, rel: float):
+        super().__init__()
+        unit = dirs / dirs.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12)[:, None, None, None]
+        self.register_buffer("dirs", unit)
+        self.rel, self.K = rel, len(dirs)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        rms = h.pow(2).mean((1, 2, 3)).sqrt()
+        return self.dirs[k] * (self.rel * rms)[:, None, None, None]
+
+
+@torch.no_grad()
+def collect_h(unet: nn.Module, z: torch.Tensor, steps: Steps, t_stop: int, batch: int = 100,
+              clip: bool = True) -> dict[int, torch.Tensor]:
+    """h along the plain DDIM chains of noises z [N, C, H, W], at every step with t > t_stop:
+    {t: h [N, C_h, H_h, W_h]} on the CPU."""
+    keep = [i for i in range(len(steps)) if steps.t[i] > t_stop]
+    out: dict[int, list[torch.Tensor]] = {int(steps.t[i]): [] for i in keep}
+    for start in range(0, len(z), batch):
+        with capture_h(unet) as store:
+            sample_ddim(unet, z[start:start + batch], steps, clip=clip, disable=True)
+        for i in keep:
+            out[int(steps.t[i])].append(store[i].cpu())
+    return {t: torch.cat(v) for t, v in out.items()}
+
+
+def principal_components(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` principal axes of rows x [N, D] (centred; exact SVD): axes [k, D] and
+    the fraction of the variance each explains [min(N, D)] (the whole spectrum)."""
+    centred = x.double() - x.double().mean(0)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    var = s.pow(2)
+    return vh[:k].float(), (var / var.sum()).float()
+
+
+def pca_directions(hs: dict[int, torch.Tensor], k: int) -> tuple[torch.Tensor, dict]:
+    """PCA of h: pooled over the shifting interval (the global directions returned,
+    [k, C, H, W]) and per timestep; the spectra as ``{"pooled": [..], "per_t": {t: [..]}}``
+    (explained-variance fractions)."""
+    shape = next(iter(hs.values())).shape[1:]
+    pooled, spec = principal_components(torch.cat([h.flatten(1) for h in hs.values()]), k)
+    per_t = {t: principal_components(h.flatten(1), k)[1] for t, h in hs.items()}
+    return pooled.view(k, *shape), {"pooled": spec, "per_t": per_t}
+
+
+def top_singular(jvp: Callable[[torch.Tensor], torch.Tensor], vjp: Callable[[torch.Tensor], torch.Tensor],
+                 dim: int, k: int, iters: int = 20, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``k`` right singular vectors and values of a linear map J: R^dim -> R^m known
+    only through ``jvp(V [k, dim]) -> J V [k, m]`` and ``vjp(U [k, m]) -> J^T U [k, dim]``,
+    by subspace iteration on J^T J (each iteration one batched jvp and one vjp). Returns
+    V [k, dim] (orthonormal rows, by decreasing singular value) and sigma [k]."""
+    v = torch.linalg.qr(torch.randn(dim, k, generator=generator, dtype=torch.float64))[0].T
+    for _ in range(iters):
+        w = vjp(jvp(v.float()).double()).double()
+        v = torch.linalg.qr(w.T)[0].T
+    # Rayleigh-Ritz: rotate within the subspace to the singular vectors of J restricted to it
+    _, sigma, wh = torch.linalg.svd(jvp(v.float()).double().T, full_matrices=False)  # J V^T = U S W^T
+    return (wh @ v).float(), sigma.float()
+
+
+def jacobian_directions(unet: nn.Module, x_t: torch.Tensor, t: int, k: int, iters: int = 20,
+                        seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` right singular vectors of d eps(x_t, t) / d h for one image x_t
+    [1, C, H, W] (Haas et al.'s image-specific directions): [k, C_h, H_h, W_h] and their
+    singular values [k]. The Jacobian is never formed: each iteration is one batched
+    forward-mode and one reverse-mode product through the UNet."""
+    with torch.no_grad(), capture_h(unet) as store:
+        unet(x_t, torch.tensor([t], device=x_t.device))
+    h_shape = store[0].shape[1:]
+    x = x_t.expand(k, *x_t.shape[1:])
+    tt = torch.full((k,), t, device=x_t.device)
+
+    def eps_of(dh: torch.Tensor) -> torch.Tensor:
+        with shift_h(unet, lambda h, emb: dh.view(k, *h_shape)):
+            return unet(x, tt).flatten(1)
+
+    zero = torch.zeros(k, h_shape.numel(), device=x_t.device)
+
+    def jvp(v: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(eps_of, (zero,), (v.to(x_t.device),))[1].cpu()
+
+    def vjp(u: torch.Tensor) -> torch.Tensor:
+        return torch.func.vjp(eps_of, zero)[1](u.to(x_t.device).float())[0].cpu()
+
+    v, sigma = top_singular(jvp, vjp, h_shape.numel(), k, iters, torch.Generator().manual_seed(seed))
+    return v.view(k, *h_shape), sigma
+
+
+def project_out(d: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``d`` without its component along ``other`` (both [C, H, W]): the result is orthogonal
+    to ``other`` (Haas et al.'s linear disentangling)."""
+    o = other.flatten() / other.flatten().norm().clamp_min(1e-12)
+    return (d.flatten() - (d.flatten() @ o) * o).view_as(d)
+
+
+def mean_difference(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of h [N, ...] over rows where ``mask`` [N] holds minus the mean over the others."""
+    return h[mask].mean(0) - h[~mask].mean(0)
+
+
+def supervised_directions(h: torch.Tensor, labels: torch.Tensor, measures: dict[str, torch.Tensor]
+                          ) -> tuple[torch.Tensor, list[str]]:
+    """Directions from labelled samples: h [N, C, H, W] (pooled over the interval), digit
+    ``labels`` [N] and stroke ``measures`` {name: [N]}. One direction per digit present (its
+    samples minus the rest), then per measure the top quartile minus the bottom quartile,
+    with the digit-class directions projected out so it moves the stroke, not the class.
+    Returns directions [K, C, H, W] and their names."""
+    dirs, names = [], []
+    for c in sorted(set(labels.tolist())):
+        mask = labels == c
+        if 0 < mask.sum() < len(labels):
+            dirs.append(mean_difference(h, mask))
+            names.append(f"digit {c}")
+    # an orthonormal basis of the class directions' span (they are linearly dependent: each
+    # is a class mean minus the others'), to project out one axis at a time
+    basis = []
+    if dirs:
+        _, sv, vh = torch.linalg.svd(torch.stack(dirs).flatten(1).double(), full_matrices=False)
+        basis = vh[sv > sv[0] * 1e-6].float()
+    for name, m in measures.items():
+        ok = torch.isfinite(m)
+        lo, hi = m[ok].quantile(0.25), m[ok].quantile(0.75)
+        sel = ok & ((m <= lo) | (m >= hi))
+        d = mean_difference(h[sel], (m >= hi)[sel])
+        for axis in basis:
+            d = project_out(d, axis.view_as(d))
+        dirs.append(d)
+        names.append(f"{name}+")
+    return torch.stack(dirs), names
+
+
+def random_directions(k: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """``k`` Gaussian random directions [k, *shape] (the floor of the comparison)."""
+    return torch.randn((k, *shape), generator=torch.Generator().manual_seed(seed))

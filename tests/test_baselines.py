@@ -1,0 +1,99 @@
+"""Directions found without training: exact against dense linear algebra on small cases."""
+
+import torch
+
+from hdisc.baselines import (
+    FixedDirections,
+    collect_h,
+    jacobian_directions,
+    pca_directions,
+    principal_components,
+    project_out,
+    random_directions,
+    supervised_directions,
+    top_singular,
+)
+from hdisc.schedule import ddim_steps
+
+
+def _aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|cosine| between matching rows of a and b [k, d]."""
+    return torch.nn.functional.cosine_similarity(a.flatten(1).double(), b.flatten(1).double(), dim=1).abs()
+
+
+def test_pca_matches_an_exact_svd():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=gen) @ torch.diag(torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5])) + 7
+    axes, frac = principal_components(x, 3)
+    _, s, vh = torch.linalg.svd(x.double() - x.double().mean(0), full_matrices=False)
+    assert _aligned(axes, vh[:3]).min() > 1 - 1e-6
+    assert torch.allclose(frac.double(), s.pow(2) / s.pow(2).sum(), atol=1e-6) and abs(frac.sum() - 1) < 1e-5
+
+
+def test_top_singular_vectors_of_a_nonlinear_map_match_its_full_jacobian():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 20), torch.nn.Tanh(), torch.nn.Linear(20, 9)).double()
+    x0 = torch.randn(12, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(net, x0)  # [9, 12], only for the test
+    _, s, vh = torch.linalg.svd(jac)
+
+    def f(v):
+        return net(x0 + v.double())
+
+    def jvp(v):
+        return torch.stack([torch.func.jvp(f, (torch.zeros(12, dtype=torch.float64),), (r.double(),))[1] for r in v])
+
+    def vjp(u):
+        return torch.stack([torch.func.vjp(f, torch.zeros(12, dtype=torch.float64))[1](r.double())[0] for r in u])
+
+    v, sigma = top_singular(jvp, vjp, 12, 3, iters=60, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(sigma.double(), s[:3], rtol=1e-4)
+    assert _aligned(v, vh[:3]).min() > 0.999
+
+
+def test_jacobian_directions_through_the_unet(unet):
+    x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    v, sigma = jacobian_directions(unet, x, 999, 2, iters=3)
+    assert v.shape == (2, 64, 16, 16) and sigma[0] >= sigma[1] > 0
+    assert torch.allclose(v.flatten(1) @ v.flatten(1).T, torch.eye(2), atol=1e-4)
+
+
+def test_projection_leaves_a_direction_orthogonal_to_the_removed_one():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 4, 4, generator=gen), torch.randn(3, 4, 4, generator=gen)
+    p = project_out(a, b)
+    assert abs((p.flatten() @ b.flatten()).item()) < 1e-5 and torch.allclose(project_out(p, b), p, atol=1e-6)
+
+
+def test_supervised_directions_point_from_one_group_to_the_other():
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(40, 8, 1, 1, generator=gen) * 0.1
+    labels = torch.arange(40) % 3
+    h[:, 0, 0, 0] += labels.float()  # the digit moves channel 0
+    measure = torch.randn(40, generator=gen)
+    h[:, 1, 0, 0] += measure  # the stroke measure moves channel 1
+    dirs, names = supervised_directions(h, labels, {"thickness": measure})
+    assert names == ["digit 0", "digit 1", "digit 2", "thickness+"]
+    assert dirs[2, 0, 0, 0] > 0.9 > -0.9 > dirs[0, 0, 0, 0]
+    thick = dirs[3].flatten()
+    assert thick[1] > 0.5  # points to thicker strokes
+    for c in range(3):  # and has no component along any class direction
+        assert abs((thick @ dirs[c].flatten()).item()) < 1e-5
+
+
+def test_fixed_directions_have_the_asked_size_relative_to_h(unet, smoke):
+    dirs = random_directions(3, (64, 16, 16))
+    shift = FixedDirections(dirs, rel=0.5)
+    h = torch.randn(4, 64, 16, 16) * 3
+    dh = shift(h, None, torch.tensor([0, 1, 2, 0]))
+    ratio = dh.pow(2).mean((1, 2, 3)).sqrt() / h.pow(2).mean((1, 2, 3)).sqrt()
+    assert torch.allclose(ratio, torch.full((4,), 0.5), atol=1e-5)
+
+
+def test_pca_of_h_along_the_chain(unet, smoke):
+    z = torch.randn(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    hs = collect_h(unet, z, ddim_steps(4), t_stop=400, batch=4)
+    assert sorted(hs) == [666, 999] and hs[999].shape == (6, 64, 16, 16)
+    dirs, spectra = pca_directions(hs, 2)
+    assert dirs.shape == (2, 64, 16, 16) and set(spectra["per_t"]) == {666, 999}
+    assert abs(spectra["pooled"].sum().item() - 1) < 1e-4
