@@ -82,7 +82,7 @@ change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.
 interp = None
 if dataset == "mnist32" and n_interp > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
-    interp = interpretability(unet, model, d, n_interp, net, seed=seed + 1, device=dev)
+    interp = interpretability(unet, model.shift, d, n_interp, net, seed=seed + 1, device=dev)
     interp.pop("sweeps")
     rows = interp["directions"]
     passes = {row["k"]: row["passes"] for row in rows}

@@ -19,6 +19,10 @@ from .presets import DiscoveryConfig
 from .sampling import EpsPrediction, Shifted, invert_ddim, sample_ddim
 from .schedule import Steps, ddim_steps
 
+Shift = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""A set of directions as a shift: ``(h [B, C, H, W], emb [B, E], k [B]) -> dh`` (unscaled by
+s): a trained :class:`hdisc.discovery.ShiftBlock` or :class:`hdisc.baselines.FixedDirections`."""
+
 
 @torch.no_grad()
 def edit(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int | torch.Tensor, s: float | torch.Tensor,
@@ -65,7 +69,7 @@ def sweep(unet: nn.Module, shift: ShiftBlock, x_T: torch.Tensor, k: int, svals: 
 
 
 @torch.no_grad()
-def all_sweeps(unet: nn.Module, shift: ShiftBlock, cfg: DiscoveryConfig, x_T: torch.Tensor, svals: torch.Tensor,
+def all_sweeps(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, x_T: torch.Tensor, svals: torch.Tensor,
                steps: Steps, clip: bool = True, progress: bool | None = None) -> torch.Tensor:
     """Every direction's sweep over ``svals`` [n] on the rows of x_T [N, C, H, W]:
     images [K, N, n, C, H, W] on the CPU (the input of :func:`hdisc.interpret.evaluate`)."""

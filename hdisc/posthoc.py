@@ -9,20 +9,15 @@ Zhu et al., ECCV 2020): the same yardstick for every method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .directions import edit
+from .directions import Shift, edit
 from .discovery import Reconstructor
 from .sampling import sample_ddim
 from .schedule import Steps
-
-Shift = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""A set of K directions as a shift: ``(h [B, C, H, W], emb [B, E], k [B]) -> dh``."""
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ def main(name: str, *overrides: str) -> None:
     model, _ = load_directions(out / "directions.pt")
     rca = reconstructor_accuracy(unet, model, cfg, ddim_steps(cfg.M), 256, 32, torch.Generator().manual_seed(1))
     net = mnist_net(project_path("models/mnist_net.pt"))
-    scores = interpretability(unet, model, cfg, n_eval, net, seed=2)
+    scores = interpretability(unet, model.shift, cfg, n_eval, net, seed=2)
     real = held_out_images(preset.data, None, 500)
     raw, shifted = raw_and_shifted(unet, model, cfg, 500, ddim_steps(cfg.M), seed=3)
     fidelity = realism(net, net.features, raw, shifted, real)
