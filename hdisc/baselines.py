@@ -36,6 +36,8 @@ class FixedDirections(nn.Module):
 
     def __init__(self, dirs: torch.Tensor, rel: float):
         super().__init__()
+        if not torch.isfinite(dirs).all():
+            raise ValueError("FixedDirections: the directions hold NaN or infinite values")
         unit = dirs / dirs.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12)[:, None, None, None]
         self.register_buffer("dirs", unit)
         self.rel, self.K = rel, len(dirs)
@@ -140,7 +142,8 @@ def supervised_directions(h: torch.Tensor, labels: torch.Tensor, measures: dict[
     """Directions from labelled samples: h [N, C, H, W] (pooled over the interval), digit
     ``labels`` [N] and stroke ``measures`` {name: [N]}. One direction per digit present (its
     samples minus the rest), then per measure the top quartile minus the bottom quartile,
-    with the digit-class directions projected out so it moves the stroke, not the class.
+    with the digit-class directions projected out so it moves the stroke, not the class (a
+    measure that does not vary, or a digit that is all or none of the samples, gives none).
     Returns directions [K, C, H, W] and their names."""
     dirs, names = [], []
     for c in sorted(set(labels.tolist())):
@@ -158,7 +161,10 @@ def supervised_directions(h: torch.Tensor, labels: torch.Tensor, measures: dict[
         ok = torch.isfinite(m)
         lo, hi = m[ok].quantile(0.25), m[ok].quantile(0.75)
         sel = ok & ((m <= lo) | (m >= hi))
-        d = mean_difference(h[sel], (m >= hi)[sel])
+        upper = (m >= hi)[sel]
+        if upper.all() or not upper.any():  # the measure does not vary over these samples
+            continue
+        d = mean_difference(h[sel], upper)
         for axis in basis:
             d = project_out(d, axis.view_as(d))
         dirs.append(d)

@@ -16,7 +16,8 @@ PAPER = {
     "mos": {"mnist32": 0.52, "anime64": 0.36, "celebahq128": 0.28, "afhq128": 0.31},
     "fid": {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)},
 }
-RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid")
+RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid",
+           "compare")
 
 
 def load_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -118,6 +119,14 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                      f"{q['real']['mean_confidence']:.3f})", q["samples"]["mean_confidence"], _preset(dm)])
         rows.append(["DM samples (DDIM 20 steps): FD-MnistNet to test digits (test half vs half: "
                      f"{q['real']['fd_mnistnet']:.1f})", q["samples"]["fd_mnistnet"], _preset(dm)])
+    cmp = records.get("compare")
+    if cmp:
+        tables[f"Learned vs training-free directions on one yardstick (no paper counterpart; preset "
+               f"`{cmp['preset']}`, |dh| = |s| x {cmp['rel']} x rms(h) for every method)"] = markdown_table(
+            ["method", "K", "pass (signed, smooth, class kept)", "named by a stroke measure",
+             "post-hoc RCA (chance)", "FD edits / raw"],
+            [[r["method"], r["K"], r["interpretable_fraction"], r["named_fraction"],
+              f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in cmp["rows"]])
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)

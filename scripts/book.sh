@@ -51,6 +51,8 @@ pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
 pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
 pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
 pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
+pm compare -p out_dir "$results" "${trained[@]}" \
+  $([ "$PRESET" = smoke ] && echo "-p n_pca 32 -p jacobian_iters 2 -p n_interp 2 -p n_train 8 -p n_test 4 -p epochs 1")
 pm explore "${trained[@]}"
 echo "== reproduction tables"
 start=$SECONDS

@@ -70,3 +70,16 @@ def test_explore_chapter_saves_the_explorer_widget(tmp_path, trained):
 def test_a_chapter_without_a_direction_model_names_the_notebook_to_run(tmp_path, trained):
     with pytest.raises(papermill.PapermillExecutionError, match="run experiments/train.ipynb first"):
         run("directions", tmp_path, dataset="celebahq128", dm_checkpoint=trained["dm_checkpoint"])
+
+
+def test_compare_chapter(tmp_path, trained):
+    out = run("compare", tmp_path, n_pca=8, jacobian_iters=1, n_interp=2, n_train=4, n_test=2, epochs=1, n_show=1,
+              **trained)
+    record = json.loads((out / "compare.json").read_text())
+    methods = [r["method"] for r in record["rows"]]
+    assert methods == ["learned (this paper)", "PCA (pooled)", "Jacobian (one image)", "supervised", "random"]
+    for row in record["rows"]:
+        for key in ("interpretable_fraction", "named_fraction", "posthoc_rca", "fd_ratio"):
+            assert row[key] is not None and row[key] >= 0
+        assert len(row["attributes"]) == row["K"] == len(row["names"])
+    assert record["rows"][0]["K"] == 4 and len(record["jacobian_sigma"]) == 4

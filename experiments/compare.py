@@ -1,0 +1,191 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Learned against training-free directions
+#
+# The paper learns its directions; Haas et al. (arXiv 2303.11073) find h-space directions
+# without training: principal components of h, the top singular vectors of the denoiser's
+# Jacobian with respect to h for one image, and supervised mean differences between
+# labelled samples. Here all of them, and random directions as the floor, edit the same DM
+# on the same chain and are scored with the same measures:
+#
+# - the interpretability evaluation of the directions chapter (`hdisc.interpret`: the share
+#   of directions that are signed, smooth and keep the digit at $|s| = S/2$, and the share
+#   a stroke measure names);
+# - a **post-hoc RCA**: a fresh reconstructor trained for the same budget on each method's
+#   edits and scored on held-out edits (the VP metric's idea, Zhu et al. 2020), so the
+#   learned directions are not graded by the network that trained with them;
+# - fidelity: FD-MnistNet of the edits over that of the plain samples, both against test digits.
+#
+# **Comparable strengths.** Every direction, the learned ones included, is rescaled so that
+# at strength $s$ it moves h by $|s| \cdot$ `rel` $\cdot \mathrm{rms}(h)$ (root mean squares over
+# h's entries, per image and step): one step size for all methods.
+
+# %% tags=["parameters"]
+dataset = "mnist32"
+preset = "cpu"
+directions = ""  # the learned directions; default: models/<dataset>-<preset>/directions.pt
+settings = "preset"  # "file": use a direction model trained with other K, S, M, t_stop deliberately
+dm_checkpoint = ""
+out_dir = ""  # default: runs/<dataset>-<preset>
+seed = 0
+rel = 0.1  # size of dh relative to rms(h) at strength 1, for every method
+n_pca = 1000  # samples whose h the PCA and the supervised directions are computed from
+jacobian_iters = 10  # subspace iterations for the Jacobian's singular vectors
+n_interp = 16  # noises per direction for the interpretability evaluation
+n_train = 256  # noises for the post-hoc reconstructor's training edits (4 edits each)
+n_test = 64  # noises for its held-out edits (4 edits each)
+epochs = 8  # passes of the post-hoc reconstructor over its training edits
+n_show = 4  # leading directions shown per method
+device = "auto"
+
+# %%
+import copy
+import dataclasses
+
+import torch
+from IPython.display import Markdown, display
+
+from hdisc.baselines import (
+    FixedDirections,
+    collect_h,
+    jacobian_directions,
+    pca_directions,
+    random_directions,
+    supervised_directions,
+)
+from hdisc.data import held_out_images
+from hdisc.directions import strengths, sweep
+from hdisc.files import project_path, shown_path, write_json
+from hdisc.interpret import MEASURES, interpretability, morphometry, realism
+from hdisc.metrics import mnist_net
+from hdisc.posthoc import edit_pairs, posthoc_rca
+from hdisc.report import markdown_table
+from hdisc.runs import open_trained, resolve_device, run_dir
+from hdisc.sampling import sample_ddim
+from hdisc.schedule import ddim_steps
+from hdisc.viz import plot_curves, show_grid
+
+if dataset != "mnist32":
+    raise ValueError("the comparison scores directions with MNIST's classifier and stroke measures: "
+                     "run it with dataset='mnist32'")
+dev = resolve_device(device)
+cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+out = run_dir(out_dir, cfg)
+steps = ddim_steps(d.M)
+shape = (unet.in_channels, unet.image_size, unet.image_size)
+net = mnist_net(project_path("models/mnist_net.pt"))
+
+# %% [markdown]
+# ## The directions of each method
+# h is collected along the plain chains of `n_pca` samples at every shifted step
+# ($t >$ `t_stop`). PCA takes the top $K$ principal axes of all of them pooled (global
+# directions); the spectra show how much of h's variance each axis explains, per timestep
+# and pooled. The Jacobian directions are computed for one sample at the first step of the
+# chain and then applied to every image. The supervised directions are, per digit the
+# classifier sees in the samples, the mean h of that digit minus the rest, and per stroke
+# measure the top quartile minus the bottom one with the digit directions projected out.
+
+# %%
+z = torch.randn((n_pca, *shape), generator=torch.Generator().manual_seed(seed)).to(dev)
+hs = collect_h(unet, z, steps, d.t_stop, clip=d.clip)
+pca, spectra = pca_directions(hs, d.K)
+spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
+              **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}} for i in range(min(d.K, 32))]
+plot_curves(spec_rows, "component", {key: key for key in spec_rows[0] if key != "component"},
+            "explained variance of h's principal components");
+
+jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), d.K, iters=jacobian_iters, seed=seed)
+
+with torch.no_grad():
+    x0 = torch.cat([sample_ddim(unet, z[i:i + 100], steps, clip=d.clip, disable=True).cpu()
+                    for i in range(0, n_pca, 100)])
+    labels = torch.cat([net(x0[i:i + 500]).argmax(1) for i in range(0, n_pca, 500)])
+m = torch.from_numpy(morphometry(x0)).float()
+h_pooled = torch.stack(list(hs.values())).mean(0)
+sup, sup_names = supervised_directions(h_pooled, labels, {name: m[:, j] for j, name in enumerate(MEASURES)})
+
+learned = copy.deepcopy(model.shift).cpu()
+learned.norm, learned.rms = "fixed", rel  # the same |dh| / rms(h) as every other method
+methods = {
+    "learned (this paper)": (learned, [f"{k}" for k in range(d.K)]),
+    "PCA (pooled)": (FixedDirections(pca, rel), [f"PC{k + 1}" for k in range(d.K)]),
+    "Jacobian (one image)": (FixedDirections(jac, rel), [f"SV{k + 1}" for k in range(d.K)]),
+    "supervised": (FixedDirections(sup, rel), sup_names),
+    "random": (FixedDirections(random_directions(d.K, hs[int(steps.t[0])].shape[1:], seed), rel),
+               [f"R{k}" for k in range(d.K)]),
+}
+print({name: len(names) for name, (_, names) in methods.items()})
+
+# %% [markdown]
+# ## Scores
+# Each method on the same noises, chain and strengths; the post-hoc reconstructor gets the
+# same number of training edits and passes for every method.
+
+# %%
+real = held_out_images(cfg.data, None, 1000)
+rows, evals = [], {}
+for name, (shift, names) in methods.items():
+    shift = shift.to(dev)
+    dk = dataclasses.replace(d, K=len(names))
+    ev = interpretability(unet, shift, dk, n_interp, net, seed=seed + 1, device=dev)
+    ev.pop("sweeps")
+    evals[name] = ev
+    train_pairs = edit_pairs(unet, shift, dk.K, d.S, d.t_stop, steps, n_train, 4, seed=seed + 2, clip=d.clip,
+                             device=dev)
+    test_pairs = edit_pairs(unet, shift, dk.K, d.S, d.t_stop, steps, n_test, 4, seed=seed + 3, clip=d.clip,
+                            device=dev)
+    vp = posthoc_rca(train_pairs, test_pairs, dk.K, epochs=epochs, seed=seed)
+    fid = realism(net, net.features, train_pairs[0][::4], train_pairs[1], real)
+    s = ev["summary"]
+    rows.append({"method": name, "K": dk.K, "interpretable_fraction": s["interpretable_fraction"],
+                 "signed_fraction": s["signed_fraction"], "smooth_fraction": s["smooth_fraction"],
+                 "median_keep_half": s["median_keep_half"], "named_fraction": s["named_fraction"],
+                 "disentanglement": s["disentanglement"], "posthoc_rca": vp["rca"], "posthoc_chance": vp["chance"],
+                 "fd_ratio": fid["fd_ratio"], "fd_edits": fid["fd_edits"], "fd_raw": fid["fd_raw"],
+                 "attributes": [r["attribute"] for r in ev["directions"]], "names": names})
+
+display(Markdown(markdown_table(
+    ["method", "K", "pass (signed, smooth, class kept)", "class kept at S/2 (median)", "named", "DCI",
+     "post-hoc RCA (chance)", "FD edits / raw"],
+    [[r["method"], r["K"], f"{r['interpretable_fraction']:.0%}", f"{r['median_keep_half']:.0%}",
+      f"{r['named_fraction']:.0%}", r["disentanglement"], f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})",
+      r["fd_ratio"]] for r in rows])))
+
+# %% [markdown]
+# ## Each method's leading directions
+# Per method, its first directions that pass the evaluation (then the others), on one
+# noise, at $s = -S, -S/2, 0, S/2, S$.
+
+# %%
+svals = strengths(d.S, 5)
+zz = torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed + 4)).to(dev)
+for name, (shift, names) in methods.items():
+    ev = evals[name]["directions"]
+    lead = sorted(range(len(names)), key=lambda k, ev=ev: (not ev[k]["passes"], -ev[k]["keep_half"]))[:n_show]
+    imgs = torch.cat([sweep(unet, shift.to(dev), zz, k, svals, steps, d.t_stop, d.clip)[0] for k in lead])
+    title = f"{name}: " + ", ".join(f"{names[k]} ({ev[k]['attribute'] or 'unnamed'})" for k in lead)
+    show_grid(imgs, nrow=len(svals), title=title, scale=0.9);
+
+# %%
+write_json(out / "compare.json", {
+    "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
+    "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
+    "rows": rows, "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
+    "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": int(steps.t[0]), "noise": 0},
+    "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},
+    "seed": seed})
+print(f"wrote {shown_path(out / 'compare.json')}")
