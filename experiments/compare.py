@@ -53,29 +53,20 @@ n_show = 4  # leading directions shown per method
 device = "auto"
 
 # %%
-import copy
 import dataclasses
 
 import torch
 from IPython.display import Markdown, display
 
-from hdisc.baselines import (
-    FixedDirections,
-    collect_h,
-    jacobian_directions,
-    pca_directions,
-    random_directions,
-    supervised_directions,
-)
+from hdisc.baselines import every_method
 from hdisc.data import held_out_images
 from hdisc.directions import strengths, sweep
 from hdisc.files import project_path, shown_path, write_json
-from hdisc.interpret import MEASURES, interpretability, morphometry, realism
+from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.posthoc import edit_pairs, posthoc_rca
 from hdisc.report import markdown_table
 from hdisc.runs import open_trained, resolve_device, run_dir
-from hdisc.sampling import sample_ddim
 from hdisc.schedule import ddim_steps
 from hdisc.viz import plot_curves, show_grid
 
@@ -100,34 +91,14 @@ net = mnist_net(project_path("models/mnist_net.pt"))
 # measure the top quartile minus the bottom one with the digit directions projected out.
 
 # %%
-z = torch.randn((n_pca, *shape), generator=torch.Generator().manual_seed(seed)).to(dev)
-hs = collect_h(unet, z, steps, d.t_stop, clip=d.clip)
-pca, spectra = pca_directions(hs, d.K)
+methods, diag = every_method(unet, model.shift, d, net, n_pca, rel, seed=seed, jacobian_iters=jacobian_iters,
+                             device=dev)
+spectra, sigma = diag["pca_spectra"], diag["jacobian_sigma"]
 spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
-              **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}} for i in range(min(d.K, 32))]
+              **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}}
+             for i in range(min(32, len(spectra["pooled"])))]
 plot_curves(spec_rows, "component", {key: key for key in spec_rows[0] if key != "component"},
             "explained variance of h's principal components");
-
-jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), d.K, iters=jacobian_iters, seed=seed)
-
-with torch.no_grad():
-    x0 = torch.cat([sample_ddim(unet, z[i:i + 100], steps, clip=d.clip, disable=True).cpu()
-                    for i in range(0, n_pca, 100)])
-    labels = torch.cat([net(x0[i:i + 500]).argmax(1) for i in range(0, n_pca, 500)])
-m = torch.from_numpy(morphometry(x0)).float()
-h_pooled = torch.stack(list(hs.values())).mean(0)
-sup, sup_names = supervised_directions(h_pooled, labels, {name: m[:, j] for j, name in enumerate(MEASURES)})
-
-learned = copy.deepcopy(model.shift).cpu()
-learned.norm, learned.rms = "fixed", rel  # the same |dh| / rms(h) as every other method
-methods = {
-    "learned (this paper)": (learned, [f"{k}" for k in range(d.K)]),
-    "PCA (pooled)": (FixedDirections(pca, rel), [f"PC{k + 1}" for k in range(d.K)]),
-    "Jacobian (one image)": (FixedDirections(jac, rel), [f"SV{k + 1}" for k in range(d.K)]),
-    "supervised": (FixedDirections(sup, rel), sup_names),
-    "random": (FixedDirections(random_directions(d.K, hs[int(steps.t[0])].shape[1:], seed), rel),
-               [f"R{k}" for k in range(d.K)]),
-}
 print({name: len(names) for name, (_, names) in methods.items()})
 
 # %% [markdown]
@@ -185,7 +156,7 @@ write_json(out / "compare.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
     "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
     "rows": rows, "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
-    "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": int(steps.t[0]), "noise": 0},
+    "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": diag["jacobian_t"], "noise": 0},
     "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},
     "seed": seed})
 print(f"wrote {shown_path(out / 'compare.json')}")

@@ -18,10 +18,12 @@
 # %% [markdown]
 # # Exploring directions with sliders
 #
-# Pick a direction, move the strength from $-S$ to $S$, and start from a seed or from a
-# real image (inverted by 100-step DDIM): the edited image updates live. Directions are
-# listed by how much they change an image. The same explorer opens from any notebook with
-# one call:
+# Pick a source of directions (the learned ones, or the training-free PCA, Jacobian,
+# supervised and random directions of the compare chapter, each sized so that |dh| =
+# |s| x `rel` x rms(h)), a direction, move the strength from $-S$ to $S$, and start from a
+# seed or from a real image (inverted by 100-step DDIM): the edited image updates live.
+# The learned directions are listed by change x realism. The same explorer opens from any
+# notebook with one call:
 #
 # ```python
 # import hdisc
@@ -42,18 +44,30 @@ data_dir = ""  # folder datasets: real images to start from
 seed = 0
 n_real = 8
 n_rank = 16
+n_sources = 256  # samples for the training-free directions offered beside the learned ones (0: none)
+rel = 0.1  # their size: dh relative to rms(h) at strength 1 (as in the compare chapter)
 device = "auto"
 
 # %%
 from IPython.display import display
 
+from hdisc.baselines import every_method
 from hdisc.data import held_out_images
 from hdisc.directions import ranked
+from hdisc.files import project_path
+from hdisc.metrics import mnist_net
 from hdisc.runs import open_trained, resolve_device
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
 cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 order = ranked(unet, model, d, n_rank, seed=seed, device=dev).order
-explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev))
+sources = {}
+if n_sources:
+    net = mnist_net(project_path("models/mnist_net.pt")) if dataset == "mnist32" else None
+    methods, _ = every_method(unet, model.shift, d, net, n_sources, rel, seed=seed, jacobian_iters=5, device=dev)
+    sources = {name: (shift.to(dev), names) for name, (shift, names) in methods.items()
+               if name != "learned (this paper)"}
+explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev),
+                    sources=sources)
 display(explorer)

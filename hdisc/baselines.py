@@ -19,14 +19,17 @@ same size relative to rms(h), so every function that edits with a shift block
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from .backbone import capture_h, shift_h
+from .interpret import MEASURES, morphometry
+from .presets import DiscoveryConfig
 from .sampling import sample_ddim
-from .schedule import Steps
+from .schedule import Steps, ddim_steps
 
 
 class FixedDirections(nn.Module):
@@ -175,3 +178,41 @@ def supervised_directions(h: torch.Tensor, labels: torch.Tensor, measures: dict[
 def random_directions(k: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     """``k`` Gaussian random directions [k, *shape] (the floor of the comparison)."""
     return torch.randn((k, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def every_method(unet: nn.Module, learned: nn.Module, cfg: DiscoveryConfig, classifier: nn.Module | None, n: int,
+                 rel: float, *, seed: int = 0, jacobian_iters: int = 10, device: str | torch.device = "cpu"
+                 ) -> tuple[dict[str, tuple[nn.Module, list[str]]], dict]:
+    """Every family of directions for one DM, on the chain of ``cfg``, each scaled so that
+    |dh| = |s| ``rel`` rms(h): the ``learned`` shift block (a copy set to that fixed size),
+    PCA of h over ``n`` samples (pooled over the shifting interval), the Jacobian's top
+    singular vectors for the first sample at the chain's first step, supervised directions
+    (when a digit ``classifier`` is given: digits and stroke measures) and random ones.
+
+    Returns ``{name: (shift, direction names)}`` and the diagnostics ``{"pca_spectra",
+    "jacobian_sigma", "jacobian_t"}``."""
+    steps = ddim_steps(cfg.M)
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    hs = collect_h(unet, z, steps, cfg.t_stop, clip=cfg.clip)
+    pca, spectra = pca_directions(hs, min(cfg.K, n))
+    jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), cfg.K, iters=jacobian_iters, seed=seed)
+    fixed = copy.deepcopy(learned).cpu()
+    fixed.norm, fixed.rms = "fixed", rel
+    methods = {
+        "learned (this paper)": (fixed, [str(k) for k in range(cfg.K)]),
+        "PCA (pooled)": (FixedDirections(pca, rel), [f"PC{k + 1}" for k in range(len(pca))]),
+        "Jacobian (one image)": (FixedDirections(jac, rel), [f"SV{k + 1}" for k in range(cfg.K)]),
+    }
+    if classifier is not None:
+        with torch.no_grad():
+            x0 = torch.cat([sample_ddim(unet, z[i:i + 100], steps, clip=cfg.clip, disable=True).cpu()
+                            for i in range(0, n, 100)])
+            labels = classifier.cpu()(x0).argmax(1)
+        m = torch.from_numpy(morphometry(x0)).float()
+        sup, names = supervised_directions(torch.stack(list(hs.values())).mean(0), labels,
+                                           {name: m[:, j] for j, name in enumerate(MEASURES)})
+        methods["supervised"] = (FixedDirections(sup, rel), names)
+    rand = random_directions(cfg.K, tuple(hs[int(steps.t[0])].shape[1:]), seed)
+    methods["random"] = (FixedDirections(rand, rel), [f"R{k}" for k in range(cfg.K)])
+    return methods, {"pca_spectra": spectra, "jacobian_sigma": sigma, "jacobian_t": int(steps.t[0])}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .backbone import load_unet
-from .directions import chain_scale, edit, invert
+from .directions import Shift, chain_scale, edit, invert
 from .discovery import DiscoveryModel
 from .files import write_json
 from .presets import DiscoveryConfig
@@ -28,9 +28,12 @@ from .viz import grid, png_bytes
 
 
 class Explorer:
-    """Pick a direction, a strength in [-S, S] and a seed (or a real image): the original
-    and the edited image update live. ``widget`` is the ipywidgets box.
+    """Pick a source of directions, a direction, a strength in [-S, S] and a seed (or a real
+    image): the original and the edited image update live. ``widget`` is the ipywidgets box.
 
+    ``sources``: other sets of directions to offer beside the learned ones, {name: (shift,
+    names of its directions)} (e.g. :func:`hdisc.baselines.every_method`'s PCA, Jacobian,
+    supervised and random directions).
     ``order``: directions in the order the menu lists them (e.g. by how much they change
     the image). ``real``: images [N, C, H, W] in [-1, 1], inverted with ``invert_steps``
     DDIM steps when first shown.
@@ -38,12 +41,19 @@ class Explorer:
 
     def __init__(self, unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, *,
                  order: list[int] | None = None, real: torch.Tensor | None = None,
-                 invert_steps: int = 100, clip: bool = True, scale: int = 6):
+                 invert_steps: int = 100, clip: bool = True, scale: int = 6,
+                 sources: dict[str, tuple[Shift, list[str]]] | None = None):
         self.unet, self.model, self.cfg, self.clip, self.scale = unet, model, cfg, clip, scale
         self.steps, self.invert_steps = ddim_steps(cfg.M), ddim_steps(invert_steps)
         self.real, self._inverted = real, {}
         order = list(range(cfg.K)) if order is None else order
-        self.direction = W.Dropdown(options=[(f"k = {k}", k) for k in order], value=order[0], description="direction")
+        # every source of directions: {name: (shift, [(menu label, k), ...])}, the learned ones first
+        self.sources = {"learned": (model.shift, [(f"k = {k}", k) for k in order])}
+        for name, (shift, names) in (sources or {}).items():
+            self.sources[name] = (shift, [(label, k) for k, label in enumerate(names)])
+        self.source_menu = W.Dropdown(options=list(self.sources), value="learned", description="directions")
+        self.direction = W.Dropdown(options=self.sources["learned"][1], value=order[0], description="direction")
+        self.source_menu.observe(lambda _: self._switch_source(), names="value")
         self.strength = W.FloatSlider(value=0.0, min=-cfg.S, max=cfg.S, step=cfg.S / 20, description="strength",
                                       continuous_update=False, readout_format=".2f")
         sources = ["seed"] + (["real image"] if real is not None else [])
@@ -55,9 +65,19 @@ class Explorer:
         self.caption = W.HTML()
         for control in (self.direction, self.strength, self.source, self.seed, self.index):
             control.observe(lambda _: self.update(), names="value")
-        self.widget = W.VBox([W.HBox([self.direction, self.source]), self.strength,
+        self.widget = W.VBox([W.HBox([self.source_menu, self.direction, self.source]), self.strength,
                               W.HBox([self.seed, self.index]), self.image, self.caption])
         self.update()
+
+    def _switch_source(self) -> None:
+        """List the chosen source's directions in the direction menu (which redraws)."""
+        options = self.sources[self.source_menu.value][1]
+        if self.direction.value == options[0][1]:
+            self.direction.options = options
+            self.update()
+        else:
+            self.direction.options = options  # resets the value, which redraws
+            self.direction.value = options[0][1]
 
     def start(self) -> torch.Tensor:
         """x_T [1, C, H, W] for the current seed or (inverted) real image."""
@@ -75,13 +95,15 @@ class Explorer:
         x_T = self.start()
         steps = self.invert_steps if self.source.value == "real image" else self.steps
         s = self.strength.value * chain_scale(steps, self.cfg)  # the size the strength had in training
-        return edit(self.unet, self.model.shift, torch.cat([x_T, x_T]), self.direction.value,
+        shift = self.sources[self.source_menu.value][0]
+        return edit(self.unet, shift, torch.cat([x_T, x_T]), self.direction.value,
                     torch.tensor([0.0, s]), steps, self.cfg.t_stop, self.clip)
 
     def update(self) -> None:
         """Recompute the edit and show it."""
         self.image.value = png_bytes(grid(self.render(), nrow=2), self.scale)
-        self.caption.value = (f"left: original; right: direction {self.direction.value} "
+        label = dict((k, lab) for lab, k in self.sources[self.source_menu.value][1])[self.direction.value]
+        self.caption.value = (f"left: original; right: {self.source_menu.value} direction {label} "
                               f"at strength {self.strength.value:+.2f}")
 
     def _ipython_display_(self) -> None:

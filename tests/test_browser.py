@@ -65,7 +65,7 @@ def jupyterlab(tmp_path, trained):
     work = tmp_path / "lab"
     work.mkdir()
     nb = load_notebook_node(str(ROOT / "experiments" / "explore.ipynb"))
-    nb = parameterize_notebook(nb, {"preset": "smoke", "n_real": 2, "n_rank": 2, **trained})
+    nb = parameterize_notebook(nb, {"preset": "smoke", "n_real": 2, "n_rank": 2, "n_sources": 16, **trained})
     nbformat.write(nb, work / "explore.ipynb")
     port, token = _free_port(), "hdisc-test"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt")}
@@ -118,6 +118,13 @@ def test_explorer_slider_changes_the_image_in_jupyterlab(browser, jupyterlab):
     page.wait_for_function("src => document.querySelector('.widget-image').src !== src", arg=before,
                            timeout=60_000)
     assert image.get_attribute("src") != before
+    # another source of directions: the direction menu lists its directions and the image follows
+    before = image.get_attribute("src")
+    page.locator(".widget-dropdown select").first.select_option(label="random")
+    page.wait_for_function("src => document.querySelector('.widget-image').src !== src", arg=before,
+                           timeout=60_000)
+    page.get_by_text("random direction R0").wait_for(timeout=30_000)
+    assert page.locator(".widget-dropdown select").nth(1).locator("option").first.inner_text() == "R0"
 
 
 @pytest.fixture

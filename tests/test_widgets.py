@@ -24,6 +24,22 @@ def test_explorer_updates_the_image_when_a_control_moves(smoke, unet, discovery)
     assert 1 in ex._inverted and ex.image.value != first
 
 
+def test_explorer_switches_the_source_of_directions(smoke, unet, discovery):
+    from hdisc.baselines import FixedDirections, random_directions
+
+    rand = FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5)
+    ex = Explorer(unet, discovery, smoke.discovery, sources={"random": (rand, ["R0", "R1", "R2"])})
+    ex.strength.value = smoke.discovery.S
+    learned = bytes(ex.image.value)
+    ex.source_menu.value = "random"
+    assert [label for label, _ in ex.direction.options] == ["R0", "R1", "R2"] and ex.direction.value == 0
+    assert bytes(ex.image.value) != learned and "random direction R0" in ex.caption.value
+    ex.direction.value = 2
+    assert "R2" in ex.caption.value
+    ex.source_menu.value = "learned"
+    assert ex.direction.value == 0 and bytes(ex.image.value) == learned
+
+
 def test_explorer_at_zero_strength_shows_the_original_twice(smoke, unet, discovery):
     left, right = Explorer(unet, discovery, smoke.discovery).render()
     assert torch.equal(left, right)
