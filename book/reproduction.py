@@ -34,8 +34,8 @@ models = ""  # default: models/<dataset>-<preset> (train_dm.json, train.json)
 # %%
 from IPython.display import Markdown, display
 
+from hdisc.files import project_path
 from hdisc.report import load_records, markdown_table, reproduction_tables
-from hdisc.runs import project_path
 
 name = f"{dataset}-{preset}"
 records = {**load_records(project_path(models or f"models/{name}")),

@@ -45,9 +45,9 @@ import json
 import matplotlib.pyplot as plt
 
 from hdisc.bench import gradient_agreement, run_grid
-from hdisc.files import write_json
+from hdisc.files import project_path, shown_path, write_json
 from hdisc.presets import get_preset
-from hdisc.runs import environment, find_dm, project_path, resolve_device, run_dir, shown_path
+from hdisc.runs import environment, find_dm, resolve_device, run_dir
 
 cfg = get_preset(dataset, preset)
 Ms = list(Ms) or ([2, 4, 8] if preset == "smoke" else [5, 10, 20, 40, 80])
@@ -108,4 +108,4 @@ record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "devic
           "rows": rows, "skipped": skipped, "grad_max_rel_diff": grad_diff, "step_time_ratio": ratio,
           "step_time_ratio_M": M_ratio, "environment": old["environment"] if from_record else environment()}
 write_json(out / "benchmark.json", record)
-print(f"wrote {out / 'benchmark.json'}")
+print(f"wrote {shown_path(out / 'benchmark.json')}")

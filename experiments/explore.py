@@ -70,4 +70,5 @@ if n_sources:
                if name != "learned (this paper)"}
 explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev),
                     sources=sources)
+explorer.strength.value = d.S / 2  # the saved page shows an edit, not two equal images
 display(explorer)

@@ -46,10 +46,10 @@ import torch
 
 from hdisc.data import held_out_images
 from hdisc.directions import raw_and_shifted
-from hdisc.files import write_json
+from hdisc.files import project_path, shown_path, write_json
 from hdisc.metrics import fd, inception_features, mnist_net
 from hdisc.report import PAPER
-from hdisc.runs import open_trained, project_path, resolve_device, run_dir
+from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
 
@@ -90,4 +90,4 @@ if dataset in paper:
 # %%
 write_json(out / "fid.json", {"dataset": dataset, "preset": preset, "n": n, "M": len(steps), "rows": rows,
                               "paper": paper.get(dataset), "seed": seed})
-print(f"wrote {out / 'fid.json'}")
+print(f"wrote {shown_path(out / 'fid.json')}")

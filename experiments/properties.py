@@ -51,7 +51,7 @@ import torch
 
 from hdisc.data import held_out_images
 from hdisc.directions import chain_scale, compare_shifts, invert, ranked
-from hdisc.files import write_json
+from hdisc.files import shown_path, write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
@@ -88,4 +88,4 @@ for r in rows:
 write_json(out / "properties.json", {"dataset": dataset, "preset": preset, "n_mean": n_mean, "n_real": n_real,
                                      "invert_steps": invert_steps, "strength": d.S,
                                      "strength_scale": chain_scale(inv, d), "rows": rows, "seed": seed})
-print(f"wrote {out / 'properties.json'}")
+print(f"wrote {shown_path(out / 'properties.json')}")

@@ -48,10 +48,10 @@ from IPython.display import display
 
 from hdisc.directions import strengths, sweep
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import write_json
+from hdisc.files import project_path, shown_path, write_json
 from hdisc.metrics import mos
 from hdisc.report import PAPER
-from hdisc.runs import open_trained, project_path, resolve_device, run_dir
+from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.viz import grid
 from hdisc.widgets import MosAnnotator
@@ -100,4 +100,4 @@ else:
 write_json(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K, "rca": rca["rca"], "rca_n": n_rca,
                                   "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[0],
                                   "mos": score, "paper_mos": paper[1], "seed": seed})
-print(f"wrote {out / 'rca_mos.json'}")
+print(f"wrote {shown_path(out / 'rca_mos.json')}")

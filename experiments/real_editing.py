@@ -43,7 +43,7 @@ import torch
 
 from hdisc.data import held_out_images
 from hdisc.directions import chain_scale, invert, ranked, shifted_steps, strengths, sweep
-from hdisc.files import write_json
+from hdisc.files import shown_path, write_json
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
@@ -89,4 +89,4 @@ write_json(out / "real_editing.json", {
     "dataset": dataset, "preset": preset, "n_real": n_real, "invert_steps": invert_steps, "strength_scale": scale,
     "directions": ks,
     "recon_mean_abs_err": err, "recon_max_abs_err": (recon - real).abs().max().item(), "seed": seed})
-print(f"wrote {out / 'real_editing.json'}")
+print(f"wrote {shown_path(out / 'real_editing.json')}")

@@ -42,19 +42,20 @@ device = "auto"
 
 # %%
 import dataclasses
+import json
 
 import torch
 
 from hdisc.backbone import load_unet
 from hdisc.data import open_dataset
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import write_json
+from hdisc.files import project_path, shown_path, write_json
 from hdisc.presets import departures, get_preset
 from hdisc.report import PAPER
-from hdisc.runs import environment, find_dm, resolve_device, run_dir, shown_path
+from hdisc.runs import environment, find_dm, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
-from hdisc.viz import plot_curves
+from hdisc.viz import plot_curves, plot_points
 
 cfg = get_preset(dataset, preset)
 d = dataclasses.replace(cfg.discovery, clip=clip, head_init_std=head_init_std)
@@ -118,4 +119,23 @@ record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S
           "rca_curve_is": "R's accuracy on each step's training pairs (k, s), averaged over the logging window",
           "log": log, "environment": environment()}
 write_json(out / "train.json", record)
-print(f"wrote {out / 'train.json'}")
+print(f"wrote {shown_path(out / 'train.json')}")
+
+# %% [markdown]
+# ## How the recipe was chosen: recognisable against nameable
+# Each point is one short probe (`scripts/probe_discovery.py`, recorded in
+# `results/<dataset>-<preset>/probes.json`): its RCA on fresh pairs against the share of its
+# directions that pass the interpretability evaluation (signed, smooth, digit kept at
+# $|s| = S/2$; the directions chapter). RCA alone rewards edits that wreck the digit,
+# which are easy to recognise; a useful recipe sits up and to the right.
+
+# %%
+probes_path = project_path(f"results/{cfg.name}/probes.json")
+scored = [p for p in json.loads(probes_path.read_text())["probes"] if p.get("interpretability")] \
+    if probes_path.is_file() else []
+if scored:
+    plot_points([{"name": p["name"], "rca": p["rca"], "fraction": p["interpretability"]["interpretable_fraction"]}
+                 for p in scored], "fraction", "rca", "name", "probes: RCA against interpretable directions",
+                "fraction of directions that pass", "RCA (fresh pairs)");
+else:
+    print(f"no scored probes in {shown_path(probes_path)}")

@@ -91,3 +91,18 @@ def show_matrix(m: torch.Tensor | np.ndarray, rows: list, cols: list | None = No
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_points(points: list[dict], x: str, y: str, label: str, title: str | None = None,
+                xlabel: str | None = None, ylabel: str | None = None) -> plt.Figure:
+    """A scatter of ``points`` (dicts) at (``x``, ``y``), each annotated with its ``label``."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.scatter([p[x] for p in points], [p[y] for p in points])
+    for p in points:
+        ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

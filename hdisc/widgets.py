@@ -20,7 +20,7 @@ from torch import nn
 from .backbone import load_unet
 from .directions import Shift, chain_scale, edit, invert
 from .discovery import DiscoveryModel
-from .files import write_json
+from .files import project_path, write_json
 from .presets import DiscoveryConfig
 from .schedule import ddim_steps
 from .training import load_directions
@@ -112,13 +112,14 @@ class Explorer:
 
 
 def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, **kwargs) -> Explorer:
-    """One call for any notebook: the explorer for a direction model file (``directions.pt``).
+    """One call for any notebook: the explorer for a direction model file (``directions.pt``;
+    a relative path is taken from the project root, whatever folder the notebook runs in).
 
     ``dm``: the diffusion model it was trained on; by default ``dm_ema.pt`` beside the
     direction file. Other keyword arguments go to :class:`Explorer`.
     """
-    directions = Path(directions)
-    dm = directions.parent / "dm_ema.pt" if dm is None else Path(dm)
+    directions = project_path(directions)  # relative paths: from the project root, as the notebooks' are
+    dm = directions.parent / "dm_ema.pt" if dm is None else project_path(dm)
     if not dm.is_file():
         raise FileNotFoundError(f"no diffusion model at {dm}: pass dm=PATH, the DM the directions in "
                                 f"{directions} were trained on")

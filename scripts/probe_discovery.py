@@ -5,13 +5,15 @@
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
 runs/probe/NAME (resumable), then writes runs/probe/NAME/probe.json with the logged curve,
-the RCA on 256 fresh pairs and the interpretability evaluation (hdisc.interpret) on
-``n_eval`` noises (default 16) at 9 strengths.
+the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on ``n_eval``
+noises (default 16) at 9 strengths and FD-MnistNet of shifted over raw samples (500 each),
+and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 
 import torch
@@ -20,11 +22,11 @@ from hdisc.backbone import load_unet
 from hdisc.data import held_out_images
 from hdisc.directions import raw_and_shifted
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import write_json
+from hdisc.files import project_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset
-from hdisc.runs import find_dm, project_path
+from hdisc.runs import find_dm
 from hdisc.schedule import ddim_steps
 from hdisc.training import load_directions, train_discovery
 
@@ -53,10 +55,15 @@ def main(name: str, *overrides: str) -> None:
     real = held_out_images(preset.data, None, 500)
     raw, shifted = raw_and_shifted(unet, model, cfg, 500, ddim_steps(cfg.M), seed=3)
     fidelity = realism(net, net.features, raw, shifted, real)
-    write_json(out / "probe.json", {"name": name, "config": dataclasses.asdict(cfg),
-                                    "init_from": result["init_from"], "steps": result["steps"], **rca,
-                                    "interpretability": scores["summary"], "fidelity": fidelity,
-                                    "wall_s": result["wall_s"], "log": result["log"]})
+    entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
+             "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
+             "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
+             "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
+    write_json(out / "probe.json", {**entry, "log": result["log"]})
+    record = project_path(f"results/{preset.name}/probes.json")  # every probe, for the book's trade-off plot
+    book = json.loads(record.read_text()) if record.is_file() else {"probes": []}
+    book["probes"] = [p for p in book["probes"] if p["name"] != name] + [entry]
+    write_json(record, book)
     print(name, rca, scores["summary"], fidelity, f"{result['wall_s']:.0f}s")
 
 

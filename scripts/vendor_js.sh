@@ -4,6 +4,11 @@
 set -euo pipefail
 dest=${1:?usage: vendor_js.sh DEST}
 [ -f "$dest/.complete" ] && exit 0
+if ! command -v npm >/dev/null; then
+  echo "vendor_js.sh: npm is not on the PATH. The book's pages load MathJax, require.js and the widget" >&2
+  echo "manager from $dest, fetched once with 'npm pack': install Node.js and npm (Debian: apt-get install npm)." >&2
+  exit 2
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.7 >/dev/null)

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from hdisc.runs import project_path, shown_path
+from hdisc.files import project_path, shown_path
 
 
 def test_shown_path_is_relative_inside_the_project():

@@ -3,7 +3,7 @@ import torch
 
 from hdisc.backbone import asymmetric, capture_h, load_unet, shift_h
 from hdisc.data import load_mnist
-from hdisc.runs import project_path
+from hdisc.files import project_path
 from hdisc.sampling import Shifted, ddim_update, generate, invert_ddim, predict_x0, sample_ddim
 from hdisc.schedule import ddim_steps, linear_alphas_cumprod
 
