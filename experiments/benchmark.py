@@ -109,3 +109,17 @@ record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "devic
           "step_time_ratio_M": M_ratio, "environment": old["environment"] if from_record else environment()}
 write_json(out / "benchmark.json", record)
 print(f"wrote {shown_path(out / 'benchmark.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`benchmark.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("benchmark", json.loads((out / "benchmark.json").read_text()))))

@@ -160,3 +160,17 @@ write_json(out / "compare.json", {
     "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},
     "seed": seed})
 print(f"wrote {shown_path(out / 'compare.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`compare.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("compare", json.loads((out / "compare.json").read_text()))))

@@ -177,3 +177,17 @@ write_json(out / "directions.json", {
     "ranked_by": "passes the interpretability evaluation, then change * realism" if interp
     else "change * realism", **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed})
 print(f"wrote {shown_path(out / 'directions.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`directions.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("directions", json.loads((out / "directions.json").read_text()))))

@@ -91,3 +91,17 @@ if dataset in paper:
 write_json(out / "fid.json", {"dataset": dataset, "preset": preset, "n": n, "M": len(steps), "rows": rows,
                               "paper": paper.get(dataset), "seed": seed})
 print(f"wrote {shown_path(out / 'fid.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`fid.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("fid", json.loads((out / "fid.json").read_text()))))

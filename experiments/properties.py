@@ -89,3 +89,17 @@ write_json(out / "properties.json", {"dataset": dataset, "preset": preset, "n_me
                                      "invert_steps": invert_steps, "strength": d.S,
                                      "strength_scale": chain_scale(inv, d), "rows": rows, "seed": seed})
 print(f"wrote {shown_path(out / 'properties.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`properties.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("properties", json.loads((out / "properties.json").read_text()))))

@@ -101,3 +101,17 @@ write_json(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K
                                   "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[0],
                                   "mos": score, "paper_mos": paper[1], "seed": seed})
 print(f"wrote {shown_path(out / 'rca_mos.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`rca_mos.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("rca_mos", json.loads((out / "rca_mos.json").read_text()))))

@@ -90,3 +90,17 @@ write_json(out / "real_editing.json", {
     "directions": ks,
     "recon_mean_abs_err": err, "recon_max_abs_err": (recon - real).abs().max().item(), "seed": seed})
 print(f"wrote {shown_path(out / 'real_editing.json')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`real_editing.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("real_editing", json.loads((out / "real_editing.json").read_text()))))

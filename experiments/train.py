@@ -139,3 +139,17 @@ if scored:
                 "fraction of directions that pass", "RCA (fresh pairs)");
 else:
     print(f"no scored probes in {shown_path(probes_path)}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`train.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("train", json.loads((out / "train.json").read_text()))))

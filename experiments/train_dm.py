@@ -111,3 +111,17 @@ record = {"dataset": dataset, "preset": preset, "seed": seed, "config": cfg.to_d
           "quality": quality, "environment": environment()}
 write_json(out / "train_dm.json", record)
 print(f"wrote {shown_path(out / 'train_dm.json')} and {shown_path(out / 'samples.png')}")
+
+
+# %% [markdown]
+# ## What this shows
+# Generated from this chapter's record (`train_dm.json`), so the numbers are this run's.
+
+# %%
+import json
+
+from IPython.display import Markdown, display
+
+from hdisc.prose import what_this_shows
+
+display(Markdown(what_this_shows("train_dm", json.loads((out / "train_dm.json").read_text()))))

@@ -1,0 +1,139 @@
+"""The "what this shows" paragraph that ends each chapter, filled from its record.
+
+Every number in these paragraphs is read from the chapter's JSON record (never typed in),
+and each paragraph says what the numbers do not show as plainly as what they do: an RCA
+is never reported without the fidelity and interpretability beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _train_dm(r: dict) -> str:
+    q = r.get("quality")
+    text = f"The DM trained {r['steps']:,} steps (`{r['preset']}` preset; final noise-prediction loss {r['final_loss']:.4f})."
+    if q:
+        text += (f" On DDIM-{r['sampling']['steps']} samples the digit classifier is {q['samples']['mean_confidence']:.2f} "
+                 f"confident (real test digits: {q['real']['mean_confidence']:.2f}) and FD-MnistNet to test digits is "
+                 f"{q['samples']['fd_mnistnet']:.1f} (one half of the test set to the other: "
+                 f"{q['real']['fd_mnistnet']:.1f}): the samples are recognisable digits, but measurably less clean than "
+                 "real ones, and the directions can only be as clean as the samples they edit.")
+    return text
+
+
+def _train(r: dict) -> str:
+    return (f"After {r['steps']:,} steps (`{r['preset']}` preset, K={r['K']}, M={r['M']}, batch {r['batch']}), the "
+            f"reconstructor recognises the direction of {_pct(r['rca'])} of fresh pairs (chance {_pct(1 / r['K'])}). "
+            f"That says the directions differ, not that they are useful: the discriminator gives "
+            f"{r['d_fake']:.2f} to shifted samples against {r['d_real']:.2f} to unshifted ones (the paper reports "
+            "about 0.5 for both), and whether a person could name the edits is measured in the directions "
+            "chapter, not here.")
+
+
+def _benchmark(r: dict) -> str:
+    rows = {(x["method"], x["M"]): x for x in r["rows"]}
+    Ms = r["Ms"]
+    chain = [rows[("chain", M)]["peak_mb"] for M in Ms]
+    vanilla = [rows[("vanilla", M)]["peak_mb"] for M in Ms if ("vanilla", M) in rows]
+    text = (f"Back-propagating through the chain node by node keeps peak memory between {min(chain):.0f} and "
+            f"{max(chain):.0f} MB for M = {Ms[0]}..{Ms[-1]} (batch {r['batch']}, {r['device']})")
+    if vanilla:
+        text += f", while vanilla autograd grows to {max(vanilla):.0f} MB"
+    return text + (f"; the gradients agree to a relative {r['grad_max_rel_diff']:.1e}. The price is time: a step costs "
+                   f"{r['step_time_ratio']:.2f}x the vanilla step at M={r['step_time_ratio_M']} on this device "
+                   "(each step's forward pass runs once more during the backward pass).")
+
+
+def _directions(r: dict) -> str:
+    interp = r.get("interpretability")
+    lead = r["order"][0]
+    text = (f"The direction shown first is {lead} (change {r['change'][0]:.3f}, realism {r['realism'][0]:.2f}); "
+            f"the mean |cosine| between two directions' image changes is {r['mean_abs_similarity_all']:.2f}, so "
+            + ("they do different things." if r["mean_abs_similarity_all"] < 0.5 else "many do the same thing."))
+    if not interp:
+        return text + " No interpretability evaluation was run for this dataset."
+    s = interp["summary"]
+    rows = interp["directions"]
+    named = [x for x in rows if x["attribute"]]
+    text += (f" Measured on {interp['n_images']} noises at {len(interp['svals'])} strengths, "
+             f"{len(s['interpretable'])} of {s['K']} directions ({_pct(s['interpretable_fraction'])}) are signed, "
+             f"smooth and keep the digit at |s| = S/2: {_pct(s['signed_fraction'])} move the image in opposite ways "
+             f"for opposite signs, {_pct(s['smooth_fraction'])} grow without a jump, and the classifier keeps the "
+             f"digit in {_pct(s['median_keep_half'])} of the edits at |s| = S/2 for the median direction.")
+    if named:
+        best = max(named, key=lambda x: abs(x["attribute_rho"]))
+        text += (f" A stroke measure names {_pct(s['named_fraction'])} of them (the clearest: direction "
+                 f"{best['k']}, {best['attribute']}, rho {best['attribute_rho']:.2f}); disentanglement "
+                 f"{s['disentanglement']:.2f} (1: one measure per direction).")
+    if s["interpretable_fraction"] < 0.5:
+        text += (" Most directions therefore change what the digit is rather than how it is drawn: a high RCA "
+                 "here rewards edits that are easy to recognise, not edits a person can name.")
+    return text
+
+
+def _real_editing(r: dict) -> str:
+    return (f"DDIM inversion with {r['invert_steps']} steps reconstructs held-out digits with mean absolute error "
+            f"{r['recon_mean_abs_err']:.3f} (largest single pixel {r['recon_max_abs_err']:.2f}), so edits start "
+            f"from the digit itself. On that chain s is scaled by {r['strength_scale']:.3g} so an edit has the size "
+            "it had on the training chain.")
+
+
+def _properties(r: dict) -> str:
+    rows = r["rows"]
+    worst = max(rows, key=lambda x: x["global_vs_sample"])
+    return (f"Over {len(rows)} directions, editing with the mean shift differs from the per-sample edit by "
+            f"{min(x['mean_vs_sample'] for x in rows):.2f}-{max(x['mean_vs_sample'] for x in rows):.2f} of the edit's "
+            f"own size, and with one global shift by {min(x['global_vs_sample'] for x in rows):.2f}-"
+            f"{max(x['global_vs_sample'] for x in rows):.2f} (direction {worst['k']} the most). The paper reports "
+            "'almost the same effects'; a difference near 1 means the global direction does something else.")
+
+
+def _rca_mos(r: dict) -> str:
+    text = (f"RCA on {r['rca_n']:,} fresh pairs is {r['rca']:.3f} (chance {r['chance']:.3f}; the paper, at its own "
+            f"settings: {r['paper_rca']}), with magnitude error {r['mag_err']:.2f}.")
+    if r.get("mos"):
+        return text + f" MOS from {len(r['mos']['assessors'])} assessors: {r['mos']['mos']:.2f} (paper {r['paper_mos']})."
+    return text + (" No human marks were collected, so there is no MOS; the directions chapter's measured "
+                   "interpretability is the complement this book offers, not a substitute.")
+
+
+def _fid(r: dict) -> str:
+    row = r["rows"][0]
+    ratio = row["shifted"] / row["raw"]
+    return (f"{row['features']} to test digits rises from {row['raw']:.1f} (raw samples) to {row['shifted']:.1f} "
+            f"(shifted, n={r['n']}, DDIM M={r['M']}): a ratio of {ratio:.2f}, where the paper's FID ratios lie "
+            "between 0.96 and 1.06. " + ("Editing costs little realism here." if ratio <= 1.2 else
+                                         "Editing costs realism here: the shifted samples are visibly less like digits."))
+
+
+def _compare(r: dict) -> str:
+    rows = r["rows"]
+    by_pass = max(rows, key=lambda x: x["interpretable_fraction"])
+    by_rca = max(rows, key=lambda x: x["posthoc_rca"])
+    rand = next((x for x in rows if x["method"] == "random"), None)
+    text = (f"At one step size (|dh| = |s| x {r['rel']} x rms(h)), {by_pass['method']} has the most directions that "
+            f"pass ({_pct(by_pass['interpretable_fraction'])}) and {by_rca['method']} the most recognisable ones "
+            f"(post-hoc RCA {by_rca['posthoc_rca']:.2f}, chance {by_rca['posthoc_chance']:.2f}).")
+    if rand:
+        text += (f" Random directions, the floor, reach {_pct(rand['interpretable_fraction'])} and a post-hoc RCA of "
+                 f"{rand['posthoc_rca']:.2f}: a method is only worth its cost where it beats them.")
+    return text
+
+
+WRITERS: dict[str, Callable[[dict], str]] = {
+    "train_dm": _train_dm, "train": _train, "benchmark": _benchmark, "directions": _directions,
+    "real_editing": _real_editing, "properties": _properties, "rca_mos": _rca_mos, "fid": _fid, "compare": _compare,
+}
+
+
+def what_this_shows(chapter: str, record: dict) -> str:
+    """The closing paragraph of ``chapter`` (a key of :data:`WRITERS`) from its record, as
+    Markdown starting with "**What this shows.**"."""
+    if chapter not in WRITERS:
+        raise ValueError(f"no paragraph for chapter {chapter!r}: choose one of {', '.join(WRITERS)}")
+    return "**What this shows.** " + WRITERS[chapter](record)

@@ -1,0 +1,53 @@
+"""Each chapter's closing paragraph is filled from its record: known numbers in, the same out."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hdisc.prose import WRITERS, what_this_shows
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "mnist32-cpu"
+
+
+def test_the_directions_paragraph_reads_its_record():
+    record = {"order": [7, 5], "change": [0.581, 0.3], "realism": [0.29, 0.44], "mean_abs_similarity_all": 0.32,
+              "interpretability": {"n_images": 32, "svals": list(range(9)), "summary": {
+                  "K": 32, "interpretable": [1, 2, 3], "interpretable_fraction": 3 / 32, "signed_fraction": 0.125,
+                  "smooth_fraction": 0.6875, "median_keep_half": 0.23, "named_fraction": 0.5, "disentanglement": 0.07},
+                  "directions": [{"k": 4, "attribute": "slant+", "attribute_rho": 0.81},
+                                 {"k": 9, "attribute": None, "attribute_rho": 0.1}]}}
+    text = what_this_shows("directions", record)
+    assert text.startswith("**What this shows.** The direction shown first is 7 (change 0.581, realism 0.29)")
+    assert "3 of 32 directions (9%) are signed" in text and "12% move the image" in text
+    assert "keeps the digit in 23% of the edits" in text and "direction 4, slant+, rho 0.81" in text
+    assert "a high RCA here rewards edits that are easy to recognise" in text  # the caveat below half
+
+
+def test_the_fid_paragraph_says_when_editing_costs_realism():
+    record = {"n": 1000, "M": 5, "rows": [{"features": "FD-MnistNet", "raw": 238.2, "shifted": 431.0}]}
+    text = what_this_shows("fid", record)
+    assert "rises from 238.2 (raw samples) to 431.0" in text and "a ratio of 1.81" in text
+    assert "Editing costs realism here" in text
+    record["rows"][0]["shifted"] = 240.0
+    assert "Editing costs little realism" in what_this_shows("fid", record)
+
+
+def test_the_training_paragraph_never_reports_rca_alone():
+    record = {"steps": 9850, "preset": "cpu", "K": 32, "M": 5, "batch": 16, "rca": 0.863, "d_fake": 0.27, "d_real": 0.76}
+    text = what_this_shows("train", record)
+    assert "86% of fresh pairs (chance 3%)" in text and "0.27 to shifted samples against 0.76" in text
+
+
+@pytest.mark.parametrize("chapter", sorted(set(WRITERS) - {"compare"}))
+def test_every_committed_record_has_its_paragraph(chapter):
+    path = RESULTS / f"{chapter}.json"
+    if chapter in ("train_dm", "train"):
+        path = RESULTS.parents[1] / "models" / "mnist32-cpu" / f"{chapter}.json"
+    text = what_this_shows(chapter, json.loads(path.read_text()))
+    assert text.startswith("**What this shows.**") and len(text) > 80
+
+
+def test_an_unknown_chapter_is_refused():
+    with pytest.raises(ValueError, match="no paragraph for chapter 'nope'"):
+        what_this_shows("nope", {})
