@@ -16,13 +16,15 @@ def _pct(x: float) -> str:
 
 def _train_dm(r: dict) -> str:
     q = r.get("quality")
-    text = f"The DM trained {r['steps']:,} steps (`{r['preset']}` preset; final noise-prediction loss {r['final_loss']:.4f})."
+    text = (f"The DM trained {r['steps']:,} steps (`{r['preset']}` preset; final noise-prediction loss "
+            f"{r['final_loss']:.4f}).")
     if q:
-        text += (f" On DDIM-{r['sampling']['steps']} samples the digit classifier is {q['samples']['mean_confidence']:.2f} "
-                 f"confident (real test digits: {q['real']['mean_confidence']:.2f}) and FD-MnistNet to test digits is "
+        text += (f" On DDIM-{r['sampling']['steps']} samples the digit classifier is "
+                 f"{q['samples']['mean_confidence']:.2f} confident (real test digits: "
+                 f"{q['real']['mean_confidence']:.2f}) and FD-MnistNet to test digits is "
                  f"{q['samples']['fd_mnistnet']:.1f} (one half of the test set to the other: "
-                 f"{q['real']['fd_mnistnet']:.1f}): the samples are recognisable digits, but measurably less clean than "
-                 "real ones, and the directions can only be as clean as the samples they edit.")
+                 f"{q['real']['fd_mnistnet']:.1f}): the samples are recognisable digits, but measurably less "
+                 "clean than real ones, and the directions can only be as clean as the samples they edit.")
     return text
 
 
@@ -97,7 +99,8 @@ def _rca_mos(r: dict) -> str:
     text = (f"RCA on {r['rca_n']:,} fresh pairs is {r['rca']:.3f} (chance {r['chance']:.3f}; the paper, at its own "
             f"settings: {r['paper_rca']}), with magnitude error {r['mag_err']:.2f}.")
     if r.get("mos"):
-        return text + f" MOS from {len(r['mos']['assessors'])} assessors: {r['mos']['mos']:.2f} (paper {r['paper_mos']})."
+        mos = r["mos"]
+        return text + f" MOS from {len(mos['assessors'])} assessors: {mos['mos']:.2f} (paper {r['paper_mos']})."
     return text + (" No human marks were collected, so there is no MOS; the directions chapter's measured "
                    "interpretability is the complement this book offers, not a substitute.")
 
@@ -107,8 +110,9 @@ def _fid(r: dict) -> str:
     ratio = row["shifted"] / row["raw"]
     return (f"{row['features']} to test digits rises from {row['raw']:.1f} (raw samples) to {row['shifted']:.1f} "
             f"(shifted, n={r['n']}, DDIM M={r['M']}): a ratio of {ratio:.2f}, where the paper's FID ratios lie "
-            "between 0.96 and 1.06. " + ("Editing costs little realism here." if ratio <= 1.2 else
-                                         "Editing costs realism here: the shifted samples are visibly less like digits."))
+            "between 0.96 and 1.06. "
+            + ("Editing costs little realism here." if ratio <= 1.2
+               else "Editing costs realism here: the shifted samples are visibly less like digits."))
 
 
 def _compare(r: dict) -> str:

@@ -34,7 +34,8 @@ def test_the_fid_paragraph_says_when_editing_costs_realism():
 
 
 def test_the_training_paragraph_never_reports_rca_alone():
-    record = {"steps": 9850, "preset": "cpu", "K": 32, "M": 5, "batch": 16, "rca": 0.863, "d_fake": 0.27, "d_real": 0.76}
+    record = {"steps": 9850, "preset": "cpu", "K": 32, "M": 5, "batch": 16, "rca": 0.863,
+              "d_fake": 0.27, "d_real": 0.76}
     text = what_this_shows("train", record)
     assert "86% of fresh pairs (chance 3%)" in text and "0.27 to shifted samples against 0.76" in text
 
