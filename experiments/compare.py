@@ -96,7 +96,7 @@ methods, diag = every_method(unet, model.shift, d, net, n_pca, rel, seed=seed, j
 spectra, sigma = diag["pca_spectra"], diag["jacobian_sigma"]
 spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
               **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}}
-             for i in range(min(32, len(spectra["pooled"])))]
+             for i in range(min(32, *(len(v) for v in spectra["per_t"].values())))]
 plot_curves(spec_rows, "component", {key: key for key in spec_rows[0] if key != "component"},
             "explained variance of h's principal components");
 print({name: len(names) for name, (_, names) in methods.items()})

@@ -44,7 +44,7 @@ device = "auto"
 
 # %%
 import torch
-from IPython.display import display
+from IPython.display import Image, Markdown, display
 
 from hdisc.directions import strengths, sweep
 from hdisc.discovery import reconstructor_accuracy
@@ -53,7 +53,7 @@ from hdisc.metrics import mos
 from hdisc.report import PAPER
 from hdisc.runs import open_trained, resolve_device, run_dir
 from hdisc.schedule import ddim_steps
-from hdisc.viz import grid
+from hdisc.viz import grid, png_bytes
 from hdisc.widgets import MosAnnotator
 
 dev = resolve_device(device)
@@ -73,7 +73,8 @@ print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
 # %% [markdown]
 # ## MOS
 # The panels an assessor marks: one per direction, a row per example, strengths $-S$
-# to $S$ left to right. Set `assessor` to your name to mark them here.
+# to $S$ left to right. Set `assessor` to your name to mark them here; without it they are
+# shown read-only.
 
 # %%
 shape = (unet.in_channels, unet.image_size, unet.image_size)
@@ -85,12 +86,15 @@ mos_path = project_path(mos_dir or f"results/{cfg.name}/mos")
 model_id = f"{cfg.name}:{d.K}-{d.S:g}-{d.M}-{d.t_stop}"
 if assessor:
     display(MosAnnotator(panels, mos_path, assessor, model_id))
+else:  # the same panels, read-only: set `assessor` to mark them
+    for k, panel in panels.items():
+        display(Markdown(f"direction {k}"), Image(png_bytes(panel, 2)))
 
 # %%
 files = sorted(mos_path.glob("*.json")) if mos_path.is_dir() else []
 score = mos(files)
 if score is None:
-    print(f"No MOS: no annotation files in {mos_path}. None were collected for this run, so the book "
+    print(f"No MOS: no annotation files in {shown_path(mos_path)}. None were collected for this run, so the book "
           "reports none.")
 else:
     print(f"MOS {score['mos']:.3f} from {len(score['assessors'])} assessors, {score['n_marks']} marks "

@@ -82,7 +82,7 @@ n_gen = max(n_samples, n_eval if dataset == "mnist32" else 0)
 samples = generate(unet, n_gen, (cfg.unet.in_channels, cfg.unet.image_size, cfg.unet.image_size),
                    ddim_steps(cfg.sample_steps), seed=seed, batch=min(64, cfg.unet.sample_batch()), device=dev)
 save_grid(samples[:n_samples], out / "samples.png", nrow=8)
-show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_steps} samples (EMA)")
+show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_steps} samples (EMA)");
 
 # %% [markdown]
 # ## Are the samples digits?
