@@ -181,13 +181,13 @@ def draw_shifts(batch: int, cfg: DiscoveryConfig, generator: torch.Generator) ->
 
 
 def shifted_model(unet: nn.Module, shift: ShiftBlock, k: torch.Tensor, s: torch.Tensor,
-                  t_stop: int, symmetric: bool = False, references: int = 0) -> Shifted:
+                  t_stop: int, references: int = 0) -> Shifted:
     """The eps-model of eq. 2 for directions k [B] and magnitudes s [B].
 
     ``references``: leading rows of each batch that run the plain chain alongside.
     """
     scale = s.view(-1, 1, 1, 1)
-    return Shifted(unet, lambda h, emb: scale * shift(h, emb, k), t_stop, symmetric, references)
+    return Shifted(unet, lambda h, emb: scale * shift(h, emb, k), t_stop, references)
 
 
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DATASETS = ("mnist32", "anime64", "celebahq128", "afhq128")
 SCALES = ("paper", "cpu", "smoke")
@@ -191,7 +191,6 @@ class Preset:
     dm: DMTrainConfig
     discovery: DiscoveryConfig
     sample_steps: int = 20
-    diffusion_steps: int = field(default=1000)
 
     @property
     def name(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import Delta, asymmetric, shift_h
+from .backbone import Delta, asymmetric
 from .schedule import Steps
 
 EpsPrediction = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -103,24 +103,16 @@ class Shifted:
 
     ``delta(h, emb)`` gives dh (already scaled by the magnitude). Above ``t_stop`` a call
     returns ``(eps(x_t | h + dh), eps(x_t))`` from one encoder pass; at or below it,
-    plain ``eps(x_t)``. With ``symmetric=True`` it shifts both terms instead (plain
-    h-editing, used for comparisons). With ``references=R`` the first R rows of every
-    batch are an unshifted chain run alongside (``delta`` sees only the other rows).
+    plain ``eps(x_t)``. With ``references=R`` the first R rows of every batch are an
+    unshifted chain run alongside (``delta`` sees only the other rows).
     """
 
-    def __init__(self, unet: torch.nn.Module, delta: Delta, t_stop: int, symmetric: bool = False,
-                 references: int = 0):
-        self.unet, self.delta, self.t_stop, self.symmetric = unet, delta, t_stop, symmetric
-        self.references = references
+    def __init__(self, unet: torch.nn.Module, delta: Delta, t_stop: int, references: int = 0):
+        self.unet, self.delta, self.t_stop, self.references = unet, delta, t_stop, references
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> EpsPrediction:
         if int(t[0]) <= self.t_stop:
             return self.unet(x, t)
-        if self.symmetric:
-            if self.references:
-                raise ValueError("symmetric shifting does not support reference rows")
-            with shift_h(self.unet, self.delta):
-                return self.unet(x, t)
         with asymmetric(self.unet, self.delta, first=self.references):
             eps = self.unet(x, t)
         orig, shifted = eps[:len(x)], eps[len(x):]
