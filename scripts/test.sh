@@ -4,7 +4,7 @@
 # SKIP_BOOK=1 reuses an existing _build/html instead of rebuilding the smoke book.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "installing Debian's chromium for the browser tests"
   apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
