@@ -123,9 +123,9 @@ if interp:
 # standard deviations of that measure over the plain samples, at each strength.
 
 # %%
-if interp:
+named = [k for k in order if interp["directions"][k]["attribute"]][:n_show] if interp else []
+if named:
     sv = interp["svals"]
-    named = [k for k in order if interp["directions"][k]["attribute"]][:n_show]
     curves = [{"s": s, **{f"{k}: {interp['directions'][k]['attribute']}":
                           interp["response"][k][MEASURES.index(interp["directions"][k]["attribute"][:-1])][i]
                           for k in named}} for i, s in enumerate(sv)]

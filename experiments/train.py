@@ -62,7 +62,7 @@ d = dataclasses.replace(cfg.discovery, clip=clip, head_init_std=head_init_std)
 out = run_dir(out_dir, cfg)
 dev = resolve_device(device)
 name = f"{dataset.upper()}-{d.t_stop}-{d.M}-{d.K}-{d.S:g}"
-print(f"{name} ({cfg.name}), {d}\nwriting to {out}")
+print(f"{name} ({cfg.name}), {d}\nwriting to {shown_path(out)}")
 print("departures from the paper:", departures(cfg) or "none")
 
 # %% [markdown]

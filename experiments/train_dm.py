@@ -54,7 +54,7 @@ from hdisc.viz import plot_curves, save_grid, show_grid
 cfg = get_preset(dataset, preset)
 out = run_dir(out_dir, cfg)
 dev = resolve_device(device)
-print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {out}")
+print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {shown_path(out)}")
 
 # %% [markdown]
 # ## Training

@@ -69,7 +69,8 @@ def plot_curves(rows: list[dict], x: str, series: dict[str, str], title: str | N
     for label, key in series.items():
         ax.plot(xs, [r[key] for r in rows], label=label)
     ax.set_xlabel(x)
-    ax.legend()
+    if series:
+        ax.legend()
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -192,3 +192,32 @@ def test_reproduction_tables_put_ours_beside_the_paper_with_a_preset(browser, bo
         col = t[0].index("preset")
         assert all(r[col] in ("cpu", "smoke", "paper", "") for r in t[1:])
     assert outside == []
+
+
+def _book_pages() -> list[str]:
+    """Every page of the built book that a reader reaches from the table of contents."""
+    skip = ("genindex.html", "search.html")
+    return sorted(p.relative_to(BOOK).as_posix() for p in BOOK.rglob("*.html")
+                  if not p.relative_to(BOOK).parts[0].startswith("_") and p.name not in skip)
+
+
+def test_every_book_page_is_clean(browser, book_server):
+    """No console error, no absolute path of the build machine, no output cut off at the edge."""
+    pages = _book_pages()
+    assert len(pages) >= 12, pages
+    problems = []
+    for rel in pages:
+        errors: list[str] = []
+        page = browser.new_page()
+        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.goto(f"{book_server}/{rel}", wait_until="networkidle")
+        page.wait_for_timeout(500)
+        text = page.inner_text("body")
+        paths = [w for w in text.split() if w.startswith(("/tmp/", "/root/", "/home/", "/work/", str(ROOT)))]
+        cut = page.evaluate("""() => [...document.querySelectorAll('.output pre, .cell_output pre')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.slice(0, 60))""")
+        if errors or paths or cut:
+            problems.append({"page": rel, "console": errors[:5], "paths": paths[:5], "cut": cut[:3]})
+        page.close()
+    assert problems == []
