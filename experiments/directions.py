@@ -94,6 +94,8 @@ if dataset == "mnist32" and n_interp > 0:
           f"{len(summ['interpretable'])} of {summ['K']} ({summ['interpretable_fraction']:.0%})"],
          ["signed", f"{summ['signed_fraction']:.0%}"], ["smooth", f"{summ['smooth_fraction']:.0%}"],
          ["median class kept at S/2", f"{summ['median_keep_half']:.0%}"],
+         ["median class kept at S (the stronger test)", f"{summ['median_keep_full']:.0%}"],
+         ["median mean abs change of the image at S/2 (pixels in [-1, 1])", f"{summ['median_change_half']:.3f}"],
          ["named by a stroke measure", f"{summ['named_fraction']:.0%}"],
          ["disentanglement / completeness (DCI-style, 1 = one measure per direction)",
           f"{summ['disentanglement']:.2f} / {summ['completeness']:.2f}"]])))

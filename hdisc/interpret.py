@@ -166,6 +166,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
             "signed_fraction": sum(r["signed"] for r in rows) / K,
             "smooth_fraction": sum(r["smooth"] for r in rows) / K,
             "median_keep_half": float(np.median([r["keep_half"] for r in rows])),
+            "median_keep_full": float(np.median([r["keep_full"] for r in rows])),
+            "median_change_half": float(np.median([r["change_by_s"][half] for r in rows])),
             "named_fraction": sum(r["attribute"] is not None for r in rows) / K,
             **disentanglement(rho)}}
 

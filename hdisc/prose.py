@@ -66,7 +66,8 @@ def _directions(r: dict) -> str:
              f"{len(s['interpretable'])} of {s['K']} directions ({_pct(s['interpretable_fraction'])}) are signed, "
              f"smooth and keep the digit at |s| = S/2: {_pct(s['signed_fraction'])} move the image in opposite ways "
              f"for opposite signs, {_pct(s['smooth_fraction'])} grow without a jump, and the classifier keeps the "
-             f"digit in {_pct(s['median_keep_half'])} of the edits at |s| = S/2 for the median direction.")
+             f"digit in {_pct(s['median_keep_half'])} of the edits at |s| = S/2 for the median direction"
+             + (f" and in {_pct(s['median_keep_full'])} at |s| = S." if "median_keep_full" in s else "."))
     if named:
         best = max(named, key=lambda x: abs(x["attribute_rho"]))
         text += (f" A stroke measure names {_pct(s['named_fraction'])} of them (the clearest: direction "
