@@ -70,14 +70,15 @@ class Explorer:
         self.update()
 
     def _switch_source(self) -> None:
-        """List the chosen source's directions in the direction menu (which redraws)."""
+        """List the chosen source's directions in the direction menu, select its first, redraw."""
         options = self.sources[self.source_menu.value][1]
-        if self.direction.value == options[0][1]:
+        self._switching = True  # the menu passes through other values (None among them) meanwhile
+        try:
             self.direction.options = options
-            self.update()
-        else:
-            self.direction.options = options  # resets the value, which redraws
             self.direction.value = options[0][1]
+        finally:
+            self._switching = False
+        self.update()
 
     def start(self) -> torch.Tensor:
         """x_T [1, C, H, W] for the current seed or (inverted) real image."""
@@ -101,6 +102,8 @@ class Explorer:
 
     def update(self) -> None:
         """Recompute the edit and show it."""
+        if getattr(self, "_switching", False) or self.direction.value is None:
+            return
         self.image.value = png_bytes(grid(self.render(), nrow=2), self.scale)
         label = dict((k, lab) for lab, k in self.sources[self.source_menu.value][1])[self.direction.value]
         self.caption.value = (f"left: original; right: {self.source_menu.value} direction {label} "

@@ -65,7 +65,9 @@ def jupyterlab(tmp_path, trained):
     work = tmp_path / "lab"
     work.mkdir()
     nb = load_notebook_node(str(ROOT / "experiments" / "explore.ipynb"))
-    nb = parameterize_notebook(nb, {"preset": "smoke", "n_real": 2, "n_rank": 2, "n_sources": 16, **trained})
+    # rel 2: the random untrained smoke UNet needs large shifts for an edit to show in 8-bit pixels
+    nb = parameterize_notebook(nb, {"preset": "smoke", "n_real": 2, "n_rank": 2, "n_sources": 16, "rel": 2.0,
+                                    **trained})
     nbformat.write(nb, work / "explore.ipynb")
     port, token = _free_port(), "hdisc-test"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt")}
@@ -121,9 +123,13 @@ def test_explorer_slider_changes_the_image_in_jupyterlab(browser, jupyterlab):
     # another source of directions: the direction menu lists its directions and the image follows
     before = image.get_attribute("src")
     page.locator(".widget-dropdown select").first.select_option(label="random")
+    try:
+        page.get_by_text("random direction R0").wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path="/tmp/lab_source.png", full_page=True)
+        raise
     page.wait_for_function("src => document.querySelector('.widget-image').src !== src", arg=before,
                            timeout=60_000)
-    page.get_by_text("random direction R0").wait_for(timeout=30_000)
     assert page.locator(".widget-dropdown select").nth(1).locator("option").first.inner_text() == "R0"
 
 
