@@ -215,8 +215,12 @@ def test_every_book_page_is_clean(browser, book_server):
     for rel in pages:
         errors: list[str] = []
         page = browser.new_page()
-        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+        # resource failures are checked by their responses (which name the URL), other console errors as they come
+        page.on("console", lambda m, errors=errors: errors.append(m.text)
+                if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
         page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.on("response", lambda r, errors=errors: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400
+                else None)
         page.goto(f"{book_server}/{rel}", wait_until="networkidle")
         page.wait_for_timeout(500)
         text = page.inner_text("body")
