@@ -52,17 +52,18 @@ class FixedDirections(nn.Module):
 
 @torch.no_grad()
 def collect_h(unet: nn.Module, z: torch.Tensor, steps: Steps, t_stop: int, batch: int = 100,
-              clip: bool = True) -> dict[int, torch.Tensor]:
+              clip: bool = True) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """h along the plain DDIM chains of noises z [N, C, H, W], at every step with t > t_stop:
-    {t: h [N, C_h, H_h, W_h]} on the CPU."""
+    {t: h [N, C_h, H_h, W_h]}, and the samples those chains end in, x_0 [N, C, H, W]; on the CPU."""
     keep = [i for i in range(len(steps)) if steps.t[i] > t_stop]
     out: dict[int, list[torch.Tensor]] = {int(steps.t[i]): [] for i in keep}
+    x0 = []
     for start in range(0, len(z), batch):
         with capture_h(unet) as store:
-            sample_ddim(unet, z[start:start + batch], steps, clip=clip, disable=True)
+            x0.append(sample_ddim(unet, z[start:start + batch], steps, clip=clip, disable=True).cpu())
         for i in keep:
             out[int(steps.t[i])].append(store[i].cpu())
-    return {t: torch.cat(v) for t, v in out.items()}
+    return {t: torch.cat(v) for t, v in out.items()}, torch.cat(x0)
 
 
 def principal_components(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +195,7 @@ def every_method(unet: nn.Module, learned: nn.Module, cfg: DiscoveryConfig, clas
     steps = ddim_steps(cfg.M)
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    hs = collect_h(unet, z, steps, cfg.t_stop, clip=cfg.clip)
+    hs, x0 = collect_h(unet, z, steps, cfg.t_stop, clip=cfg.clip)
     pca, spectra = pca_directions(hs, min(cfg.K, n))
     jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), cfg.K, iters=jacobian_iters, seed=seed)
     fixed = copy.deepcopy(learned).cpu()
@@ -206,8 +207,6 @@ def every_method(unet: nn.Module, learned: nn.Module, cfg: DiscoveryConfig, clas
     }
     if classifier is not None:
         with torch.no_grad():
-            x0 = torch.cat([sample_ddim(unet, z[i:i + 100], steps, clip=cfg.clip, disable=True).cpu()
-                            for i in range(0, n, 100)])
             labels = classifier.cpu()(x0).argmax(1)
         m = torch.from_numpy(morphometry(x0)).float()
         sup, names = supervised_directions(torch.stack(list(hs.values())).mean(0), labels,

@@ -33,6 +33,7 @@ from skimage.measure import regionprops
 from skimage.morphology import skeletonize
 
 from .directions import Shift, all_sweeps, strengths
+from .metrics import fd
 from .presets import DiscoveryConfig
 from .schedule import ddim_steps
 
@@ -179,8 +180,6 @@ def realism(classify: Callable[[torch.Tensor], torch.Tensor], features: Callable
     samples ``raw`` from the same noises and chain, each against held-out ``real`` images,
     their ratio (1: editing costs no realism), and the classifier's mean max-softmax
     confidence on edits and raw samples."""
-    from .metrics import fd
-
     def conf(x: torch.Tensor) -> float:
         with torch.no_grad():
             return torch.cat([classify(b).softmax(1).max(1).values for b in x.split(512)]).mean().item()

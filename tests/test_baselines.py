@@ -92,7 +92,8 @@ def test_fixed_directions_have_the_asked_size_relative_to_h(unet, smoke):
 
 def test_pca_of_h_along_the_chain(unet, smoke):
     z = torch.randn(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    hs = collect_h(unet, z, ddim_steps(4), t_stop=400, batch=4)
+    hs, x0 = collect_h(unet, z, ddim_steps(4), t_stop=400, batch=4)
+    assert x0.shape == (6, 1, 32, 32)
     assert sorted(hs) == [666, 999] and hs[999].shape == (6, 64, 16, 16)
     dirs, spectra = pca_directions(hs, 2)
     assert dirs.shape == (2, 64, 16, 16) and set(spectra["per_t"]) == {666, 999}
