@@ -45,9 +45,9 @@ import json
 import matplotlib.pyplot as plt
 
 from hdisc.bench import gradient_agreement, run_grid
-from hdisc.files import project_path, shown_path, write_json
+from hdisc.files import project_path, shown_path
 from hdisc.presets import get_preset
-from hdisc.runs import environment, find_dm, resolve_device, run_dir
+from hdisc.runs import environment, find_dm, resolve_device, run_dir, write_record
 
 cfg = get_preset(dataset, preset)
 Ms = list(Ms) or ([2, 4, 8] if preset == "smoke" else [5, 10, 20, 40, 80])
@@ -107,7 +107,7 @@ print(f"max relative gradient difference {grad_diff:.2e}; step time chain / vani
 record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "device": dev, "dm_checkpoint": dm_shown,
           "rows": rows, "skipped": skipped, "grad_max_rel_diff": grad_diff, "step_time_ratio": ratio,
           "step_time_ratio_M": M_ratio, "environment": old["environment"] if from_record else environment()}
-write_json(out / "benchmark.json", record)
+write_record(out / "benchmark.json", record, {"dm": dm})
 print(f"wrote {shown_path(out / 'benchmark.json')}")
 
 

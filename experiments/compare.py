@@ -45,38 +45,34 @@ seed = 0
 rel = 0.1  # size of dh relative to rms(h) at strength 1, for every method
 n_pca = 1000  # samples whose h the PCA and the supervised directions are computed from
 jacobian_iters = 10  # subspace iterations for the Jacobian's singular vectors
-n_interp = 16  # noises per direction for the interpretability evaluation
-n_train = 256  # noises for the post-hoc reconstructor's training edits (4 edits each)
+n_interp = 4  # noises per direction for the interpretability evaluation (K x 4 x 9 images per method)
+n_train = 128  # noises for the post-hoc reconstructor's training edits (4 edits each)
 n_test = 64  # noises for its held-out edits (4 edits each)
 epochs = 8  # passes of the post-hoc reconstructor over its training edits
 n_show = 4  # leading directions shown per method
 device = "auto"
 
 # %%
-import dataclasses
-
 import torch
 from IPython.display import Markdown, display
 
 from hdisc.baselines import every_method
 from hdisc.data import held_out_images
-from hdisc.directions import strengths, sweep
-from hdisc.files import project_path, shown_path, write_json
-from hdisc.interpret import interpretability, realism
+from hdisc.direction_set import DirectionSet, strengths
+from hdisc.files import project_path, shown_path
 from hdisc.metrics import mnist_net
-from hdisc.posthoc import edit_pairs, posthoc_rca
+from hdisc.posthoc import score_directions
 from hdisc.report import markdown_table
-from hdisc.runs import open_trained, resolve_device, run_dir
-from hdisc.schedule import ddim_steps
+from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.viz import plot_curves, show_grid
 
 if dataset != "mnist32":
     raise ValueError("the comparison scores directions with MNIST's classifier and stroke measures: "
                      "run it with dataset='mnist32'")
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-steps = ddim_steps(d.M)
+dirs = DirectionSet.of(model.shift, d)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 net = mnist_net(project_path("models/mnist_net.pt"))
 
@@ -91,15 +87,14 @@ net = mnist_net(project_path("models/mnist_net.pt"))
 # measure the top quartile minus the bottom one with the digit directions projected out.
 
 # %%
-methods, diag = every_method(unet, model.shift, d, net, n_pca, rel, seed=seed, jacobian_iters=jacobian_iters,
-                             device=dev)
+methods, diag = every_method(unet, dirs, net, n_pca, rel, seed=seed, jacobian_iters=jacobian_iters, device=dev)
 spectra, sigma = diag["pca_spectra"], diag["jacobian_sigma"]
 spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
               **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}}
              for i in range(min(32, *(len(v) for v in spectra["per_t"].values())))]
 plot_curves(spec_rows, "component", {key: key for key in spec_rows[0] if key != "component"},
             "explained variance of h's principal components");
-print({name: len(names) for name, (_, names) in methods.items()})
+print({name: other.K for name, other in methods.items()})
 
 # %% [markdown]
 # ## Scores
@@ -109,25 +104,10 @@ print({name: len(names) for name, (_, names) in methods.items()})
 # %%
 real = held_out_images(cfg.data, None, 1000)
 rows, evals = [], {}
-for name, (shift, names) in methods.items():
-    shift = shift.to(dev)
-    dk = dataclasses.replace(d, K=len(names))
-    ev = interpretability(unet, shift, dk, n_interp, net, seed=seed + 1, device=dev)
-    ev.pop("sweeps")
-    evals[name] = ev
-    train_pairs = edit_pairs(unet, shift, dk.K, d.S, d.t_stop, steps, n_train, 4, seed=seed + 2, clip=d.clip,
-                             device=dev)
-    test_pairs = edit_pairs(unet, shift, dk.K, d.S, d.t_stop, steps, n_test, 4, seed=seed + 3, clip=d.clip,
-                            device=dev)
-    vp = posthoc_rca(train_pairs, test_pairs, dk.K, epochs=epochs, seed=seed)
-    fid = realism(net, net.features, train_pairs[0][::4], train_pairs[1], real)
-    s = ev["summary"]
-    rows.append({"method": name, "K": dk.K, "interpretable_fraction": s["interpretable_fraction"],
-                 "signed_fraction": s["signed_fraction"], "smooth_fraction": s["smooth_fraction"],
-                 "median_keep_half": s["median_keep_half"], "named_fraction": s["named_fraction"],
-                 "disentanglement": s["disentanglement"], "posthoc_rca": vp["rca"], "posthoc_chance": vp["chance"],
-                 "fd_ratio": fid["fd_ratio"], "fd_edits": fid["fd_edits"], "fd_raw": fid["fd_raw"],
-                 "attributes": [r["attribute"] for r in ev["directions"]], "names": names})
+for name, other in methods.items():
+    row, evals[name] = score_directions(unet, other.to(dev), net, real, n_interp=n_interp, n_train=n_train,
+                                        n_test=n_test, epochs=epochs, seed=seed, device=dev)
+    rows.append({"method": name, **row})
 
 display(Markdown(markdown_table(
     ["method", "K", "pass (signed, smooth, class kept)", "class kept at S/2 (median)", "named", "DCI",
@@ -144,21 +124,21 @@ display(Markdown(markdown_table(
 # %%
 svals = strengths(d.S, 5)
 zz = torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed + 4)).to(dev)
-for name, (shift, names) in methods.items():
+for name, other in methods.items():
     ev = evals[name]["directions"]
-    lead = sorted(range(len(names)), key=lambda k, ev=ev: (not ev[k]["passes"], -ev[k]["keep_half"]))[:n_show]
-    imgs = torch.cat([sweep(unet, shift.to(dev), zz, k, svals, steps, d.t_stop, d.clip)[0] for k in lead])
-    title = f"{name}: " + ", ".join(f"{names[k]} ({ev[k]['attribute'] or 'unnamed'})" for k in lead)
+    lead = sorted(range(other.K), key=lambda k, ev=ev: (not ev[k]["passes"], -ev[k]["keep_half"]))[:n_show]
+    imgs = torch.cat([other.to(dev).sweep(unet, zz, k, svals)[0] for k in lead])
+    title = f"{name}: " + ", ".join(f"{other.label(k)} ({ev[k]['attribute'] or 'unnamed'})" for k in lead)
     show_grid(imgs, nrow=len(svals), title=title, scale=0.9);
 
 # %%
-write_json(out / "compare.json", {
+write_record(out / "compare.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
     "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
     "rows": rows, "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
     "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": diag["jacobian_t"], "noise": 0},
     "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},
-    "seed": seed})
+    "seed": seed}, files)
 print(f"wrote {shown_path(out / 'compare.json')}")
 
 

@@ -32,7 +32,7 @@ dm_checkpoint = ""  # default: the DM beside it, as in train.ipynb
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
 n_rank = 16  # seeds used to rank the directions
-n_interp = 32  # noises per direction for the interpretability evaluation (MNIST; 0: skip)
+n_interp = 12  # noises per direction for the interpretability evaluation (MNIST; 0: skip): K x 12 x 9 images
 n_examples = 4  # examples per direction in the figures
 n_show = 8  # directions shown large
 device = "auto"
@@ -41,19 +41,19 @@ device = "auto"
 import torch
 from IPython.display import Markdown, display
 
-from hdisc.directions import mean_abs_offdiag, ranked, strengths, sweep
-from hdisc.files import project_path, shown_path, write_json
+from hdisc.direction_set import DirectionSet, strengths
+from hdisc.directions import mean_abs_offdiag, ranked
+from hdisc.files import project_path, shown_path
 from hdisc.interpret import MEASURES, interpretability
 from hdisc.metrics import mnist_net
 from hdisc.report import markdown_table
-from hdisc.runs import open_trained, resolve_device, run_dir
-from hdisc.schedule import ddim_steps
-from hdisc.viz import plot_curves, show_grid, show_matrix
+from hdisc.runs import open_trained, resolve_device, run_dir, write_record
+from hdisc.viz import plot_curves, save_grid, show_grid, show_matrix
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-steps = ddim_steps(d.M)
+dirs = DirectionSet.of(model.shift, d)  # the learned directions on their training chain
 gen = torch.Generator().manual_seed(seed)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 
@@ -64,7 +64,7 @@ shape = (unet.in_channels, unet.image_size, unet.image_size)
 # samples (1: as real). The paper ranks no directions; this order is ours.
 
 # %%
-ranking = ranked(unet, model, d, n_rank, seed=seed, device=dev)
+ranking = ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev)
 change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.similarity, ranking.order
 
 # %% [markdown]
@@ -82,7 +82,7 @@ change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.
 interp = None
 if dataset == "mnist32" and n_interp > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
-    interp = interpretability(unet, model.shift, d, n_interp, net, seed=seed + 1, device=dev)
+    interp = interpretability(unet, dirs, n_interp, net, seed=seed + 1, device=dev)
     interp.pop("sweeps")
     rows = interp["directions"]
     passes = {row["k"]: row["passes"] for row in rows}
@@ -157,7 +157,7 @@ show_matrix(sim[top][:, top], top, title="similarity of the 16 leading direction
 svals = strengths(d.S, 5)
 z = torch.randn((n_examples, *shape), generator=gen).to(dev)
 for k in order[:n_show]:
-    imgs = sweep(unet, model.shift, z, k, svals, steps, d.t_stop)
+    imgs = dirs.sweep(unet, z, k, svals)
     name = f", {interp['directions'][k]['attribute'] or 'unnamed'}, " + \
         ("passes" if interp["directions"][k]["passes"] else "fails") if interp else ""
     title = f"direction {k}{name} (change {change[k]:.3f}, realism {real[k]:.2f})"
@@ -166,18 +166,20 @@ for k in order[:n_show]:
 # %% [markdown]
 # ## Every direction at a glance
 # One example each, all $K$ directions in the same order (rows), the same five strengths.
+# The first six rows are saved as `directions.png` beside the record (the README's figure).
 
 # %%
-sweep_all = torch.cat([sweep(unet, model.shift, z[:1], k, svals, steps, d.t_stop)[0] for k in order])
+sweep_all = torch.cat([dirs.sweep(unet, z[:1], k, svals)[0] for k in order])
 show_grid(sweep_all, nrow=len(svals), title="all directions, in order", scale=0.8);
+save_grid(sweep_all[:6 * len(svals)], out / "directions.png", nrow=len(svals), scale=3)  # README's figure
 
 # %%
-write_json(out / "directions.json", {
+write_record(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
     "order": order, "change": [change[k].item() for k in order],
     "realism": [real[k].item() for k in order],
     "ranked_by": "passes the interpretability evaluation, then change * realism" if interp
-    else "change * realism", **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed})
+    else "change * realism", **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed}, files)
 print(f"wrote {shown_path(out / 'directions.json')}")
 
 

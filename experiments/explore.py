@@ -53,6 +53,7 @@ from IPython.display import display
 
 from hdisc.baselines import every_method
 from hdisc.data import held_out_images
+from hdisc.direction_set import DirectionSet
 from hdisc.directions import ranked
 from hdisc.files import project_path
 from hdisc.metrics import mnist_net
@@ -60,15 +61,15 @@ from hdisc.runs import open_trained, resolve_device
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
-order = ranked(unet, model, d, n_rank, seed=seed, device=dev).order
+cfg, unet, model, d, _ = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+dirs = DirectionSet.of(model.shift, d)
+order = ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order
 sources = {}
 if n_sources:
     net = mnist_net(project_path("models/mnist_net.pt")) if dataset == "mnist32" else None
-    methods, _ = every_method(unet, model.shift, d, net, n_sources, rel, seed=seed, jacobian_iters=5, device=dev)
-    sources = {name: (shift.to(dev), names) for name, (shift, names) in methods.items()
-               if name != "learned (this paper)"}
-explorer = Explorer(unet, model, d, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev),
+    methods, _ = every_method(unet, dirs, net, n_sources, rel, seed=seed, jacobian_iters=5, device=dev)
+    sources = {name: other.to(dev) for name, other in methods.items() if name != "learned (this paper)"}
+explorer = Explorer(unet, dirs, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev),
                     sources=sources)
-explorer.strength.value = d.S / 2  # the saved page shows an edit, not two equal images
+explorer.strength.value = dirs.S / 2  # the saved page shows an edit, not two equal images
 display(explorer)

@@ -45,18 +45,21 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
+from hdisc.direction_set import DirectionSet
 from hdisc.directions import raw_and_shifted
-from hdisc.files import project_path, shown_path, write_json
+from hdisc.files import project_path, shown_path
 from hdisc.metrics import fd, inception_features, mnist_net
 from hdisc.report import PAPER
-from hdisc.runs import open_trained, resolve_device, run_dir
+from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-steps = ddim_steps(d.M if sample_steps < 0 else sample_steps)
+dirs = DirectionSet.of(model.shift, d)
+if sample_steps > 0:  # another chain: the strength is rescaled to keep the edit's size
+    dirs = dirs.on(ddim_steps(sample_steps))
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 paper = PAPER["fid"]
 
@@ -65,7 +68,7 @@ paper = PAPER["fid"]
 # Raw samples and shifted samples from the same noise (one random $k$ and $s$ per image).
 
 # %%
-raw, shifted = raw_and_shifted(unet, model, d, n, steps, seed=seed, device=dev)
+raw, shifted = raw_and_shifted(unet, dirs, n, seed=seed, device=dev)
 show_grid(torch.cat([raw[:16], shifted[:16]]), nrow=16, title="raw (top) and shifted (bottom)");
 
 # %% [markdown]
@@ -88,8 +91,8 @@ if dataset in paper:
     print(f"paper FID at its own preset: raw {paper[dataset][0]}, shifted {paper[dataset][1]}")
 
 # %%
-write_json(out / "fid.json", {"dataset": dataset, "preset": preset, "n": n, "M": len(steps), "rows": rows,
-                              "paper": paper.get(dataset), "seed": seed})
+write_record(out / "fid.json", {"dataset": dataset, "preset": preset, "n": n, "M": len(dirs.steps), "rows": rows,
+                                "paper": paper.get(dataset), "seed": seed}, files)
 print(f"wrote {shown_path(out / 'fid.json')}")
 
 

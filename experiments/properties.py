@@ -50,26 +50,29 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
-from hdisc.directions import chain_scale, compare_shifts, invert, ranked
-from hdisc.files import shown_path, write_json
-from hdisc.runs import open_trained, resolve_device, run_dir
+from hdisc.direction_set import DirectionSet
+from hdisc.directions import compare_shifts, invert, ranked
+from hdisc.files import shown_path
+from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)
-ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev).order[:n_dirs]
+dirs = DirectionSet.of(model.shift, d)
+ks = ks or ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order[:n_dirs]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
 inv = ddim_steps(invert_steps)
 x_T, recon = invert(unet, real, inv)
+on_inv = dirs.on(inv)  # the same directions on the inversion chain, s rescaled to keep the edit's size
 
 # %% [markdown]
 # ## Per-sample, mean and global shifts on real images
 # Rows: reconstruction, per-sample shift, mean shift, global shift, at strength $S$
-# (scaled by `chain_scale` to the size it had on the training chain, as in the real-editing
+# (rescaled by `DirectionSet.on` to the size it had on the training chain, as in the real-editing
 # chapter). The mean and global directions are measured on the 100-step chain used for
 # editing.
 
@@ -77,7 +80,7 @@ x_T, recon = invert(unet, real, inv)
 rows = []
 for k in ks:
     noise = torch.randn((n_mean, *shape), generator=gen).to(dev)
-    row, images = compare_shifts(unet, model.shift, x_T, recon, k, d.S * chain_scale(inv, d), noise, inv, d.t_stop)
+    row, images = compare_shifts(unet, on_inv, x_T, recon, k, d.S, noise)
     rows.append(row)
     show_grid(images, nrow=n_real, title=f"direction {k}: reconstruction / per-sample / mean / global", scale=1.0);
 for r in rows:
@@ -85,9 +88,9 @@ for r in rows:
           f"global {r['global_vs_sample']:.3f}")
 
 # %%
-write_json(out / "properties.json", {"dataset": dataset, "preset": preset, "n_mean": n_mean, "n_real": n_real,
-                                     "invert_steps": invert_steps, "strength": d.S,
-                                     "strength_scale": chain_scale(inv, d), "rows": rows, "seed": seed})
+write_record(out / "properties.json", {"dataset": dataset, "preset": preset, "n_mean": n_mean, "n_real": n_real,
+                                       "invert_steps": invert_steps, "strength": d.S,
+                                       "strength_scale": on_inv.scale, "rows": rows, "seed": seed}, files)
 print(f"wrote {shown_path(out / 'properties.json')}")
 
 

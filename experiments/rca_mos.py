@@ -46,27 +46,27 @@ device = "auto"
 import torch
 from IPython.display import Image, Markdown, display
 
-from hdisc.directions import strengths, sweep
+from hdisc.direction_set import DirectionSet, strengths
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import project_path, shown_path, write_json
+from hdisc.files import project_path, shown_path
 from hdisc.metrics import mos
 from hdisc.report import PAPER
-from hdisc.runs import open_trained, resolve_device, run_dir
-from hdisc.schedule import ddim_steps
+from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.viz import grid, png_bytes
 from hdisc.widgets import MosAnnotator
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-steps = ddim_steps(d.M)
+dirs = DirectionSet.of(model.shift, d)
 paper = (PAPER["rca"][dataset], PAPER["mos"][dataset])
 
 # %% [markdown]
 # ## RCA
 
 # %%
-rca = reconstructor_accuracy(unet, model, d, steps, n_rca, d.batch, torch.Generator().manual_seed(seed), device=dev)
+rca = reconstructor_accuracy(unet, model, d, dirs.steps, n_rca, d.batch, torch.Generator().manual_seed(seed),
+                             device=dev)
 print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
       f"paper {paper[0]} at its own preset; mean |s_hat - s| {rca['mag_err']:.3f}")
 
@@ -80,7 +80,7 @@ print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 z = torch.randn((n_examples, *shape), generator=torch.Generator().manual_seed(seed + 1)).to(dev)
 svals = strengths(d.S, 5)
-panels = {k: grid(sweep(unet, model.shift, z, k, svals, steps, d.t_stop).flatten(0, 1), nrow=len(svals))
+panels = {k: grid(dirs.sweep(unet, z, k, svals).flatten(0, 1), nrow=len(svals))
           for k in range(d.K)}
 mos_path = project_path(mos_dir or f"results/{cfg.name}/mos")
 model_id = f"{cfg.name}:{d.K}-{d.S:g}-{d.M}-{d.t_stop}"
@@ -91,8 +91,8 @@ else:  # the same panels, read-only: set `assessor` to mark them
         display(Markdown(f"direction {k}"), Image(png_bytes(panel, 2)))
 
 # %%
-files = sorted(mos_path.glob("*.json")) if mos_path.is_dir() else []
-score = mos(files)
+mos_files = sorted(mos_path.glob("*.json")) if mos_path.is_dir() else []
+score = mos(mos_files)
 if score is None:
     print(f"No MOS: no annotation files in {shown_path(mos_path)}. None were collected for this run, so the book "
           "reports none.")
@@ -101,9 +101,9 @@ else:
           f"(paper {paper[1]})")
 
 # %%
-write_json(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K, "rca": rca["rca"], "rca_n": n_rca,
-                                  "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[0],
-                                  "mos": score, "paper_mos": paper[1], "seed": seed})
+write_record(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K, "rca": rca["rca"], "rca_n": n_rca,
+                                    "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[0],
+                                    "mos": score, "paper_mos": paper[1], "seed": seed}, files)
 print(f"wrote {shown_path(out / 'rca_mos.json')}")
 
 

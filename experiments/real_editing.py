@@ -42,16 +42,18 @@ device = "auto"
 import torch
 
 from hdisc.data import held_out_images
-from hdisc.directions import chain_scale, invert, ranked, shifted_steps, strengths, sweep
-from hdisc.files import shown_path, write_json
-from hdisc.runs import open_trained, resolve_device, run_dir
+from hdisc.direction_set import DirectionSet, shifted_steps, strengths
+from hdisc.directions import invert, ranked
+from hdisc.files import shown_path
+from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
-cfg, unet, model, d = open_trained(dataset, preset, directions, dm_checkpoint, dev)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
-ks = ks or ranked(unet, model, d, n_rank, seed=seed, device=dev).order[:n_dirs]
+dirs = DirectionSet.of(model.shift, d)
+ks = ks or ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order[:n_dirs]
 print("directions:", ks)
 
 # %% [markdown]
@@ -72,23 +74,24 @@ show_grid(torch.cat([real, recon]), nrow=n_real, title="real (top) and reconstru
 # One panel per direction: a row per real image, strengths $-S \dots S$ (middle: the
 # reconstruction). The edit runs on the inversion's chain, whose shifted steps outnumber
 # the training chain's, and every asymmetric step moves the image by about the same
-# amount whatever its size; so $s$ is scaled by their ratio (`chain_scale`) to give an
+# amount whatever its size; so $s$ is scaled by their ratio (`DirectionSet.on`) to give an
 # edit the size it had in training.
 
 # %%
 svals = strengths(d.S, 5)
-scale = chain_scale(inv, d)
-print(f"shifted steps: {shifted_steps(inv, d.t_stop)} here, {shifted_steps(ddim_steps(d.M), d.t_stop)} in "
+on_inv = dirs.on(inv)
+scale = on_inv.scale
+print(f"shifted steps: {shifted_steps(inv, d.t_stop)} here, {shifted_steps(dirs.steps, d.t_stop)} in "
       f"training; s scaled by {scale:.3f}")
 for k in ks:
-    show_grid(sweep(unet, model.shift, x_T, k, svals * scale, inv, d.t_stop).flatten(0, 1), nrow=len(svals),
+    show_grid(on_inv.sweep(unet, x_T, k, svals).flatten(0, 1), nrow=len(svals),
               title=f"direction {k} on real images", scale=1.0);
 
 # %%
-write_json(out / "real_editing.json", {
+write_record(out / "real_editing.json", {
     "dataset": dataset, "preset": preset, "n_real": n_real, "invert_steps": invert_steps, "strength_scale": scale,
     "directions": ks,
-    "recon_mean_abs_err": err, "recon_max_abs_err": (recon - real).abs().max().item(), "seed": seed})
+    "recon_mean_abs_err": err, "recon_max_abs_err": (recon - real).abs().max().item(), "seed": seed}, files)
 print(f"wrote {shown_path(out / 'real_editing.json')}")
 
 

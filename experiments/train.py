@@ -49,10 +49,10 @@ import torch
 from hdisc.backbone import load_unet
 from hdisc.data import open_dataset
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import project_path, shown_path, write_json
+from hdisc.files import project_path, shown_path
 from hdisc.presets import departures, get_preset
 from hdisc.report import PAPER
-from hdisc.runs import environment, find_dm, resolve_device, run_dir
+from hdisc.runs import find_dm, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
 from hdisc.viz import plot_curves, plot_points
@@ -117,8 +117,8 @@ record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S
           "seed": seed, "dm_checkpoint": shown_path(dm_path), "departures_from_paper": departures(cfg),
           "rca_curve": [[r["step"], r["acc"]] for r in log],
           "rca_curve_is": "R's accuracy on each step's training pairs (k, s), averaged over the logging window",
-          "log": log, "environment": environment()}
-write_json(out / "train.json", record)
+          "log": log}
+write_record(out / "train.json", record, {"dm": dm_path, "directions": out / "directions.pt"})
 print(f"wrote {shown_path(out / 'train.json')}")
 
 # %% [markdown]

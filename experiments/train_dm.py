@@ -42,10 +42,10 @@ device = "auto"
 
 from hdisc.backbone import load_unet
 from hdisc.data import load_mnist, open_dataset
-from hdisc.files import project_path, shown_path, write_json
+from hdisc.files import project_path, shown_path
 from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
-from hdisc.runs import environment, resolve_device, run_dir
+from hdisc.runs import resolve_device, run_dir, write_record
 from hdisc.sampling import generate
 from hdisc.schedule import ddim_steps
 from hdisc.training import DM_CHECKPOINT, checkpoint_step, train_dm
@@ -108,8 +108,8 @@ record = {"dataset": dataset, "preset": preset, "seed": seed, "config": cfg.to_d
           "steps": summary["steps"], "final_loss": summary["final_loss"],
           "wall_s": summary["wall_s"], "loss_curve": summary["loss_curve"],
           "sampling": {"steps": cfg.sample_steps, "eta": 0.0, "clip_x0": True, "weights": "ema"},
-          "quality": quality, "environment": environment()}
-write_json(out / "train_dm.json", record)
+          "quality": quality}
+write_record(out / "train_dm.json", record, {"dm": out / "dm_ema.pt"})
 print(f"wrote {shown_path(out / 'train_dm.json')} and {shown_path(out / 'samples.png')}")
 
 

@@ -11,10 +11,11 @@
   :func:`project_out` to remove one direction's component from another;
 - :func:`random_directions`: the floor.
 
-Every method returns directions [K, C, H, W]; :class:`FixedDirections` turns them into a
-shift with the learned shift block's signature ``(h, emb, k) -> dh``, each scaled to the
-same size relative to rms(h), so every function that edits with a shift block
-(:func:`hdisc.directions.sweep`, :func:`hdisc.interpret.interpretability`, ...) edits with them.
+Every method returns directions [K, C, H, W]; :func:`every_method` wraps them in
+:class:`hdisc.direction_set.FixedDirections`, each scaled to the same size relative to
+rms(h), and in a :class:`hdisc.direction_set.DirectionSet` on the learned directions'
+chain, so everything that edits with learned directions (the interpretability evaluation,
+post-hoc RCA, the explorer) edits with them.
 """
 
 from __future__ import annotations
@@ -26,28 +27,10 @@ import torch
 from torch import nn
 
 from .backbone import capture_h, shift_h
+from .direction_set import DirectionSet, FixedDirections
 from .interpret import MEASURES, morphometry
-from .presets import DiscoveryConfig
 from .sampling import sample_ddim
-from .schedule import Steps, ddim_steps
-
-
-class FixedDirections(nn.Module):
-    """Global directions as a shift: dh = dirs[k] / rms(dirs[k]) * rel * rms(h), for every
-    timestep and image, so that at strength s, |dh| = |s| rel rms(h) (root mean squares per
-    image). dirs [K, C, H, W]; forward h [B, C, H, W], emb (unused), k [B] -> dh [B, C, H, W]."""
-
-    def __init__(self, dirs: torch.Tensor, rel: float):
-        super().__init__()
-        if not torch.isfinite(dirs).all():
-            raise ValueError("FixedDirections: the directions hold NaN or infinite values")
-        unit = dirs / dirs.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12)[:, None, None, None]
-        self.register_buffer("dirs", unit)
-        self.rel, self.K = rel, len(dirs)
-
-    def forward(self, h: torch.Tensor, emb: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        rms = h.pow(2).mean((1, 2, 3)).sqrt()
-        return self.dirs[k] * (self.rel * rms)[:, None, None, None]
+from .schedule import Steps
 
 
 @torch.no_grad()
@@ -181,29 +164,34 @@ def random_directions(k: int, shape: tuple[int, ...], seed: int = 0) -> torch.Te
     return torch.randn((k, *shape), generator=torch.Generator().manual_seed(seed))
 
 
-def every_method(unet: nn.Module, learned: nn.Module, cfg: DiscoveryConfig, classifier: nn.Module | None, n: int,
-                 rel: float, *, seed: int = 0, jacobian_iters: int = 10, device: str | torch.device = "cpu"
-                 ) -> tuple[dict[str, tuple[nn.Module, list[str]]], dict]:
-    """Every family of directions for one DM, on the chain of ``cfg``, each scaled so that
-    |dh| = |s| ``rel`` rms(h): the ``learned`` shift block (a copy set to that fixed size),
-    PCA of h over ``n`` samples (pooled over the shifting interval), the Jacobian's top
-    singular vectors for the first sample at the chain's first step, supervised directions
-    (when a digit ``classifier`` is given: digits and stroke measures) and random ones.
+def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module | None, n: int, rel: float, *,
+                 seed: int = 0, jacobian_iters: int = 10, device: str | torch.device = "cpu"
+                 ) -> tuple[dict[str, DirectionSet], dict]:
+    """Every family of directions for one DM, each a :class:`DirectionSet` on the chain of
+    ``learned`` and scaled so that |dh| = |s| ``rel`` rms(h): the learned shift block (a
+    copy set to that fixed size), PCA of h over ``n`` samples (pooled over the shifting
+    interval), the Jacobian's top singular vectors for the first sample at the chain's first
+    step, supervised directions (when a digit ``classifier`` is given: digits and stroke
+    measures) and random ones.
 
-    Returns ``{name: (shift, direction names)}`` and the diagnostics ``{"pca_spectra",
-    "jacobian_sigma", "jacobian_t"}``."""
-    steps = ddim_steps(cfg.M)
+    Returns ``{name: direction set}`` (each with its directions' names) and the diagnostics
+    ``{"pca_spectra", "jacobian_sigma", "jacobian_t"}``."""
+    steps, K = learned.steps, learned.K
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    hs, x0 = collect_h(unet, z, steps, cfg.t_stop, clip=cfg.clip)
-    pca, spectra = pca_directions(hs, min(cfg.K, n))
-    jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), cfg.K, iters=jacobian_iters, seed=seed)
-    fixed = copy.deepcopy(learned).cpu()
+    hs, x0 = collect_h(unet, z, steps, learned.t_stop, clip=learned.clip)
+    pca, spectra = pca_directions(hs, min(K, n))
+    jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), K, iters=jacobian_iters, seed=seed)
+    fixed = copy.deepcopy(learned.shift).cpu()
     fixed.norm, fixed.rms = "fixed", rel
+
+    def fixed_set(dirs: torch.Tensor, names: list[str]) -> DirectionSet:
+        return learned.with_shift(FixedDirections(dirs, rel), len(dirs), tuple(names))
+
     methods = {
-        "learned (this paper)": (fixed, [str(k) for k in range(cfg.K)]),
-        "PCA (pooled)": (FixedDirections(pca, rel), [f"PC{k + 1}" for k in range(len(pca))]),
-        "Jacobian (one image)": (FixedDirections(jac, rel), [f"SV{k + 1}" for k in range(cfg.K)]),
+        "learned (this paper)": learned.with_shift(fixed, K, tuple(str(k) for k in range(K))),
+        "PCA (pooled)": fixed_set(pca, [f"PC{k + 1}" for k in range(len(pca))]),
+        "Jacobian (one image)": fixed_set(jac, [f"SV{k + 1}" for k in range(K)]),
     }
     if classifier is not None:
         with torch.no_grad():
@@ -211,7 +199,7 @@ def every_method(unet: nn.Module, learned: nn.Module, cfg: DiscoveryConfig, clas
         m = torch.from_numpy(morphometry(x0)).float()
         sup, names = supervised_directions(torch.stack(list(hs.values())).mean(0), labels,
                                            {name: m[:, j] for j, name in enumerate(MEASURES)})
-        methods["supervised"] = (FixedDirections(sup, rel), names)
-    rand = random_directions(cfg.K, tuple(hs[int(steps.t[0])].shape[1:]), seed)
-    methods["random"] = (FixedDirections(rand, rel), [f"R{k}" for k in range(cfg.K)])
+        methods["supervised"] = fixed_set(sup, names)
+    rand = random_directions(K, tuple(hs[int(steps.t[0])].shape[1:]), seed)
+    methods["random"] = fixed_set(rand, [f"R{k}" for k in range(K)])
     return methods, {"pca_spectra": spectra, "jacobian_sigma": sigma, "jacobian_t": int(steps.t[0])}

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from .backbone import build_unet, load_unet, perturb_zero_params
 from .chain import backprop_chain, record_chain, run_chain
-from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers, shifted_model
+from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
 from .presets import get_preset
-from .sampling import ddim_step
+from .sampling import Shifted, ddim_step
 from .schedule import ddim_steps
 
 
@@ -59,7 +59,7 @@ def measure(dataset: str, scale: str, method: str, M: int, batch: int, repeats: 
     times = []
     for _ in range(repeats + 1):
         z = torch.randn(shape, generator=gen).to(device)
-        k, s = draw_shifts(batch, cfg, gen)
+        k, s = draw_shifts(batch, cfg.K, cfg.S, gen, cfg.s_min)
         start = time.perf_counter()
         discovery_step(unet, model, cfg, steps, z, k.to(device), s.to(device), opt_g, opt_d, method=method)
         if device.startswith("cuda"):
@@ -82,8 +82,8 @@ def gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | N
     gen = torch.Generator().manual_seed(1)
     z = torch.randn((batch, preset.unet.in_channels, preset.unet.image_size, preset.unet.image_size),
                     generator=gen)
-    k, s = draw_shifts(batch, cfg, gen)
-    eps_model = shifted_model(unet, model.shift, k, s, cfg.t_stop)
+    k, s = draw_shifts(batch, cfg.K, cfg.S, gen, cfg.s_min)
+    eps_model = Shifted(unet, model.shift, k, s, cfg.t_stop)
 
     def step(x: torch.Tensor, i: int) -> torch.Tensor:
         return ddim_step(eps_model, x, steps, i, clip=True)

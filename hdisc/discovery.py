@@ -27,11 +27,12 @@ from .schedule import Steps
 
 
 class ShiftBlock(nn.Module):
-    """f_phi(h, emb, k): an input 1x1 conv, the DM's timestep embedding added,
+    """f_phi(h, emb, t, k): an input 1x1 conv, the DM's timestep embedding added,
     GroupNorm + SiLU, then the k-th of K independent 1x1 output convolutions.
 
-    h [B, C, H, W], emb [B, E] (the UNet's ``time_embed`` output), k [B] long
-    -> dh [B, C, H, W]. Heads start at zero (``head_init_std=0``) unless asked otherwise.
+    h [B, C, H, W], emb [B, E] (the UNet's ``time_embed`` output), t [B] (unused: the block
+    sees the timestep through emb), k [B] long -> dh [B, C, H, W] (a :data:`hdisc.sampling.Shift`).
+    Heads start at zero (``head_init_std=0``) unless asked otherwise.
 
     ``norm`` sets each sample's output size relative to h's root mean square (rms):
     ``free`` (the paper) leaves it as the heads make it; ``cap`` rescales outputs larger than
@@ -60,7 +61,7 @@ class ShiftBlock(nn.Module):
         gram = flat @ flat.T
         return (gram.square().sum() - gram.diagonal().square().sum()) / (self.K * (self.K - 1))
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
         out = torch.einsum("bchw,boc->bohw", a, self.head_weight[k]) + self.head_bias[k][:, :, None, None]
         if self.norm == "free":
@@ -171,23 +172,14 @@ class StepStats:
     mag_err: float
 
 
-def draw_shifts(batch: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_shifts(batch: int, K: int, S: float, generator: torch.Generator, s_min: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """k ~ Uniform{0..K-1} [B] and s [B] uniform over [-S, -s_min] and [s_min, S] (the
     paper: s_min = 0, s ~ Uniform[-S, S])."""
-    k = torch.randint(cfg.K, (batch,), generator=generator)
+    k = torch.randint(K, (batch,), generator=generator)
     u = torch.rand(batch, generator=generator) * 2 - 1
-    s = u.sign() * (cfg.s_min + u.abs() * (cfg.S - cfg.s_min))
+    s = u.sign() * (s_min + u.abs() * (S - s_min))
     return k, s
-
-
-def shifted_model(unet: nn.Module, shift: ShiftBlock, k: torch.Tensor, s: torch.Tensor,
-                  t_stop: int, references: int = 0) -> Shifted:
-    """The eps-model of eq. 2 for directions k [B] and magnitudes s [B].
-
-    ``references``: leading rows of each batch that run the plain chain alongside.
-    """
-    scale = s.view(-1, 1, 1, 1)
-    return Shifted(unet, lambda h, emb: scale * shift(h, emb, k), t_stop, references)
 
 
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
@@ -211,7 +203,7 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     clip = cfg.clip
-    eps_model = shifted_model(unet, model.shift, k, s, cfg.t_stop)
+    eps_model = Shifted(unet, model.shift, k, s, cfg.t_stop)
 
     def step(x: torch.Tensor, i: int) -> torch.Tensor:
         return ddim_step(eps_model, x, steps, i, clip)
@@ -223,7 +215,7 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
         x_shift = run_chain(step, z, len(steps))
     else:
         if fuse:  # rows [:B] run the plain chain, rows [B:] the shifted one
-            both = shifted_model(unet, model.shift, k, s, cfg.t_stop, references=len(z))
+            both = Shifted(unet, model.shift, k, s, cfg.t_stop, references=len(z))
             joint = record_chain(lambda x, i: ddim_step(both, x, steps, i, clip), torch.cat([z, z]), len(steps))
             x0, nodes = joint[-1][:len(z)], [n[len(z):] for n in joint]
         else:
@@ -276,10 +268,10 @@ def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: Discover
     for start in tqdm(range(0, n, batch), desc="RCA", disable=progress is False):
         b = min(batch, n - start)
         z = torch.randn((b, *shape), generator=generator).to(device)
-        k, s = draw_shifts(b, cfg, generator)
+        k, s = draw_shifts(b, cfg.K, cfg.S, generator, cfg.s_min)
         k, s = k.to(device), s.to(device)
         x0 = sample_ddim(unet, z, steps, clip=cfg.clip, disable=True)
-        xs = sample_ddim(shifted_model(unet, model.shift, k, s, cfg.t_stop), z, steps, clip=cfg.clip, disable=True)
+        xs = sample_ddim(Shifted(unet, model.shift, k, s, cfg.t_stop), z, steps, clip=cfg.clip, disable=True)
         logits, s_hat = model.reconstructor(x0, xs)
         correct += (logits.argmax(1) == k).sum().item()
         mag_err += (s_hat - s).abs().sum().item()

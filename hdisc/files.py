@@ -3,6 +3,7 @@ tensors and plain containers, and named relative to the project root."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -40,10 +41,36 @@ def atomic_save(obj: object, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+SIGNIFICANT = 6
+"""Significant digits a record keeps of each float."""
+
+
+def _rounded(value: object) -> object:
+    """``value`` with every float rounded to :data:`SIGNIFICANT` significant digits (containers
+    walked), so a rerun whose arithmetic differs only in the last bits writes the same bytes."""
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def write_json(path: str | os.PathLike, record: dict) -> Path:
-    """``record`` as indented JSON at ``path``, atomically."""
-    text = json.dumps(record, indent=2, default=str) + "\n"
+    """``record`` as indented JSON at ``path``, atomically, floats rounded to
+    :data:`SIGNIFICANT` significant digits."""
+    text = json.dumps(_rounded(record), indent=2, default=str) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_file(path: str | os.PathLike, what: str, keys: tuple[str, ...] = ()) -> dict:

@@ -32,10 +32,8 @@ from scipy.stats import spearmanr
 from skimage.measure import regionprops
 from skimage.morphology import skeletonize
 
-from .directions import Shift, all_sweeps, strengths
+from .direction_set import DirectionSet, strengths
 from .metrics import fd
-from .presets import DiscoveryConfig
-from .schedule import ddim_steps
 
 MEASURES = ("thickness", "slant", "width", "height", "length", "area")
 """The Morpho-MNIST measures, in the columns of :func:`morphometry`'s output. When two
@@ -190,16 +188,15 @@ def realism(classify: Callable[[torch.Tensor], torch.Tensor], features: Callable
             "confidence_raw": c_raw, "confidence_edits": c_edit, "confidence_ratio": c_edit / max(c_raw, 1e-12)}
 
 
-def interpretability(unet: torch.nn.Module, shift: Shift, cfg: DiscoveryConfig, n: int,
-                     classifier: torch.nn.Module, *, seed: int = 0, n_strengths: int = 9,
-                     device: str | torch.device = "cpu", progress: bool | None = None) -> dict:
-    """:func:`evaluate` on a set of ``cfg.K`` directions given as a shift (a trained
-    ``model.shift`` or :class:`hdisc.baselines.FixedDirections`): every direction's sweep
-    over ``n_strengths`` strengths in [-S, S] on ``n`` noises drawn from ``seed``, on the
-    chain of ``cfg`` (``cfg.M`` steps, ``cfg.t_stop``). Returns evaluate's record with
-    ``"sweeps"`` [K, n, n_strengths, C, H, W] (images on the CPU) added."""
+def interpretability(unet: torch.nn.Module, dirs: DirectionSet, n: int, classifier: torch.nn.Module, *,
+                     seed: int = 0, n_strengths: int = 9, device: str | torch.device = "cpu",
+                     progress: bool | None = None) -> dict:
+    """:func:`evaluate` on a set of directions (learned, or any of
+    :func:`hdisc.baselines.every_method`'s): every direction's sweep over ``n_strengths``
+    strengths in [-S, S] on ``n`` noises drawn from ``seed``, on the set's chain. Returns
+    evaluate's record with ``"sweeps"`` [K, n, n_strengths, C, H, W] (images on the CPU) added."""
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    svals = strengths(cfg.S, n_strengths)
-    sweeps = all_sweeps(unet, shift, cfg, z, svals, ddim_steps(cfg.M), cfg.clip, progress)
-    return evaluate(sweeps, svals, classifier.cpu(), cfg.S) | {"sweeps": sweeps}
+    svals = strengths(dirs.S, n_strengths)
+    sweeps = dirs.sweeps(unet, z, svals, progress)
+    return evaluate(sweeps, svals, classifier.cpu(), dirs.S) | {"sweeps": sweeps}

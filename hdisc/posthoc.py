@@ -14,29 +14,27 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .directions import Shift, edit
-from .discovery import Reconstructor
-from .sampling import sample_ddim
-from .schedule import Steps
+from .direction_set import DirectionSet
+from .discovery import Reconstructor, draw_shifts
+from .interpret import interpretability, realism
 
 
 @torch.no_grad()
-def edit_pairs(unet: nn.Module, shift: Shift, K: int, S: float, t_stop: int, steps: Steps, n_noise: int,
-               per_noise: int, *, seed: int, clip: bool = True, batch: int = 64, device: str | torch.device = "cpu",
-               progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n_noise * per_noise`` pairs: each noise's plain sample x_0 with ``per_noise`` edits
-    at random k in 0..K-1 and s uniform in [-S, S]. Returns x0, x_shift [n, C, H, W] (CPU),
-    k [n] and s [n]."""
+def edit_pairs(unet: nn.Module, dirs: DirectionSet, n_noise: int, per_noise: int, *, seed: int, batch: int = 64,
+               device: str | torch.device = "cpu", progress: bool | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n_noise * per_noise`` pairs on the chain of ``dirs``: each noise's plain sample x_0
+    with ``per_noise`` edits at random k in 0..K-1 and s uniform in [-S, S]. Returns x0,
+    x_shift [n, C, H, W] (CPU), k [n] and s [n]."""
     gen = torch.Generator().manual_seed(seed)
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n_noise, *shape), generator=gen)
-    k = torch.randint(K, (n_noise * per_noise,), generator=gen)
-    s = (torch.rand(n_noise * per_noise, generator=gen) * 2 - 1) * S
-    x0 = torch.cat([sample_ddim(unet, z[i:i + batch].to(device), steps, clip=clip, disable=True).cpu()
+    k, s = draw_shifts(n_noise * per_noise, dirs.K, dirs.S, gen)
+    x0 = torch.cat([dirs.plain(unet, z[i:i + batch].to(device)).cpu()
                     for i in range(0, n_noise, batch)]).repeat_interleave(per_noise, 0)
     zz = z.repeat_interleave(per_noise, 0)
-    xs = torch.cat([edit(unet, shift, zz[i:i + batch].to(device), k[i:i + batch].to(device),
-                         s[i:i + batch].to(device), steps, t_stop, clip).cpu()
+    xs = torch.cat([dirs.edit(unet, zz[i:i + batch].to(device), k[i:i + batch].to(device),
+                              s[i:i + batch].to(device)).cpu()
                     for i in tqdm(range(0, len(zz), batch), desc="edits", disable=progress is False)])
     return x0, xs, k, s
 
@@ -67,3 +65,29 @@ def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...],
     logits, s_hat = torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
     return {"rca": (logits.argmax(1) == tk).float().mean().item(), "mag_err": (s_hat - tsv).abs().mean().item(),
             "chance": 1 / K, "n_train": len(x0), "n_test": len(t0), "epochs": epochs}
+
+
+def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module, real: torch.Tensor, *,
+                     n_interp: int, n_train: int, n_test: int, epochs: int, seed: int = 0,
+                     device: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """One set of directions on the comparison's yardstick: the interpretability evaluation
+    on ``n_interp`` noises (:func:`hdisc.interpret.interpretability`), post-hoc RCA of a
+    fresh reconstructor trained on ``4 n_train`` edits and scored on ``4 n_test`` held-out
+    ones, and FD-``classifier`` of the training edits against ``real`` images [N, C, H, W]
+    beside that of their unedited samples. Returns the comparison row and the full
+    evaluation record (without its images)."""
+    ev = interpretability(unet, dirs, n_interp, classifier, seed=seed + 1, device=device)
+    ev.pop("sweeps")
+    train_pairs = edit_pairs(unet, dirs, n_train, 4, seed=seed + 2, device=device)
+    test_pairs = edit_pairs(unet, dirs, n_test, 4, seed=seed + 3, device=device)
+    vp = posthoc_rca(train_pairs, test_pairs, dirs.K, epochs=epochs, seed=seed)
+    fid = realism(classifier, classifier.features, train_pairs[0][::4], train_pairs[1], real)
+    s = ev["summary"]
+    row = {"K": dirs.K, "interpretable_fraction": s["interpretable_fraction"],
+           "signed_fraction": s["signed_fraction"], "smooth_fraction": s["smooth_fraction"],
+           "median_keep_half": s["median_keep_half"], "named_fraction": s["named_fraction"],
+           "disentanglement": s["disentanglement"], "posthoc_rca": vp["rca"], "posthoc_chance": vp["chance"],
+           "fd_ratio": fid["fd_ratio"], "fd_edits": fid["fd_edits"], "fd_raw": fid["fd_raw"],
+           "attributes": [r["attribute"] for r in ev["directions"]],
+           "names": [dirs.label(k) for k in range(dirs.K)]}
+    return row, ev

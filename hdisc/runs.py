@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from . import __version__
 from .backbone import UNetModel, load_unet
 from .discovery import DiscoveryModel
-from .files import project_path, shown_path
+from .files import project_path, sha256, shown_path, write_json
 from .presets import DiscoveryConfig, Preset, get_preset
 from .training import load_directions
 
@@ -35,6 +36,15 @@ def environment() -> dict:
     return {"hdisc": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "threads": torch.get_num_threads(), "machine": platform.machine()}
+
+
+def write_record(path: str | os.PathLike, record: dict, files: dict[str, str | os.PathLike | None]) -> Path:
+    """The one writer of chapter records: ``record`` plus ``"models"``, each model file it was
+    computed from as ``{role: {"path": project-relative path, "sha256": ...}}`` (``files``:
+    {role: path}; None for a file that was not used), and ``"environment"``
+    (:func:`environment`, unless the record brings its own, e.g. one re-read from disk)."""
+    models = {role: None if f is None else {"path": shown_path(f), "sha256": sha256(f)} for role, f in files.items()}
+    return write_json(path, {**record, "models": models, "environment": record.get("environment", environment())})
 
 
 def _find(given: str | os.PathLike, preset: Preset, filename: str, param: str, what: str) -> Path | None:
@@ -64,10 +74,23 @@ USE_SETTINGS = ("K", "S", "M", "t_stop", "clip", "shift_norm", "shift_rms")
 """The discovery settings that decide what a direction model's edits are."""
 
 
+class Trained(NamedTuple):
+    """What :func:`open_trained` returns."""
+
+    preset: Preset
+    unet: UNetModel
+    model: DiscoveryModel
+    cfg: DiscoveryConfig
+    """The direction model's settings (the preset's, or the file's with ``settings="file"``)."""
+    files: dict[str, Path]
+    """{"dm": path, "directions": path}: what a chapter's record names (:func:`write_record`)."""
+
+
 def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
                  dm_checkpoint: str | os.PathLike = "", device: str | torch.device = "cpu",
-                 settings: str = "preset") -> tuple[Preset, UNetModel, DiscoveryModel, DiscoveryConfig]:
-    """What every chapter after training needs: the preset, the DM and the direction model.
+                 settings: str = "preset") -> Trained:
+    """What every chapter after training needs: the preset, the DM, the direction model and
+    the paths of both files.
 
     Paths default as in :func:`find_dm` (``directions.pt`` for the directions). A missing
     model raises and names the notebook that makes it. A direction model whose edit settings
@@ -99,4 +122,4 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
     if differ:
         print(f"using the file's settings, not the preset's: {differ}")
     print(f"DM: {shown_path(dm_path)}\ndirections: {shown_path(dir_path)} ({dcfg})")
-    return cfg, unet.to(device), model.to(device), dcfg
+    return Trained(cfg, unet.to(device), model.to(device), dcfg, {"dm": dm_path, "directions": dir_path})

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import Delta, asymmetric
+from .backbone import asymmetric
 from .schedule import Steps
 
 EpsPrediction = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -98,22 +98,35 @@ def invert_ddim(model: EpsModel, x: torch.Tensor, steps: Steps, *, clip: bool = 
     return x
 
 
+Shift = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""A set of directions: ``shift(h [B, C, H, W], emb [B, E], t [B], k [B]) -> dh [B, C, H, W]``
+per unit strength (a trained :class:`hdisc.discovery.ShiftBlock`,
+:class:`hdisc.direction_set.FixedDirections`, ...)."""
+
+
 class Shifted:
     """Model adapter for the paper's eq. 2: asymmetric steps for t > t_stop, plain below.
 
-    ``delta(h, emb)`` gives dh (already scaled by the magnitude). Above ``t_stop`` a call
-    returns ``(eps(x_t | h + dh), eps(x_t))`` from one encoder pass; at or below it,
-    plain ``eps(x_t)``. With ``references=R`` the first R rows of every batch are an
-    unshifted chain run alongside (``delta`` sees only the other rows).
+    At such a step h becomes ``h + s * shift(h, emb, t, k)`` for directions k [B] and
+    strengths s [B], and a call returns ``(eps(x_t | h + dh), eps(x_t))`` from one encoder
+    pass; at or below ``t_stop``, plain ``eps(x_t)``. With ``references=R`` the first R rows
+    of every batch are an unshifted chain run alongside (k and s belong to the other rows).
     """
 
-    def __init__(self, unet: torch.nn.Module, delta: Delta, t_stop: int, references: int = 0):
-        self.unet, self.delta, self.t_stop, self.references = unet, delta, t_stop, references
+    def __init__(self, unet: torch.nn.Module, shift: Shift, k: torch.Tensor, s: torch.Tensor, t_stop: int,
+                 references: int = 0):
+        self.unet, self.shift, self.k, self.t_stop, self.references = unet, shift, k, t_stop, references
+        self.scale = s.view(-1, 1, 1, 1)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> EpsPrediction:
         if int(t[0]) <= self.t_stop:
             return self.unet(x, t)
-        with asymmetric(self.unet, self.delta, first=self.references):
+        rows_t = t[self.references:]
+
+        def delta(h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+            return self.scale * self.shift(h, emb, rows_t, self.k)
+
+        with asymmetric(self.unet, delta, first=self.references):
             eps = self.unet(x, t)
         orig, shifted = eps[:len(x)], eps[len(x):]
         return torch.cat([orig[:self.references], shifted]), orig

@@ -297,7 +297,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
 
     def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
         z = torch.randn((cfg.batch, *shape), generator=gen)
-        k, s = draw_shifts(cfg.batch, cfg, gen)
+        k, s = draw_shifts(cfg.batch, cfg.K, cfg.S, gen, cfg.s_min)
         stats = discovery_step(unet, model, cfg, ddim, z.to(device), k.to(device), s.to(device),
                                opt_g, opt_d, method=method)
         return dataclasses.asdict(stats)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from .files import atomic_write
+
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Images [N, C, H, W] in [-1, 1] -> uint8 array [N, H, W, C]."""
@@ -42,13 +44,11 @@ def png_bytes(g: np.ndarray, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def save_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
-    """Write ``grid(x, nrow)`` as a PNG; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    g = grid(x, nrow)
-    plt.imsave(path, g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=255)
-    return path
+def save_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int = 8, scale: int = 1) -> Path:
+    """Write ``grid(x, nrow)`` as a PNG (:func:`png_bytes`, enlarged ``scale`` times),
+    atomically; returns the path."""
+    data = png_bytes(grid(x, nrow), scale)
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def show_grid(x: torch.Tensor, nrow: int = 8, title: str | None = None, scale: float = 0.6) -> plt.Figure:

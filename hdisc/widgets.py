@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from .backbone import load_unet
-from .directions import Shift, chain_scale, edit, invert
-from .discovery import DiscoveryModel
+from .direction_set import DirectionSet
+from .directions import invert
 from .files import project_path, write_json
-from .presets import DiscoveryConfig
 from .schedule import ddim_steps
 from .training import load_directions
 from .viz import grid, png_bytes
@@ -31,33 +30,33 @@ class Explorer:
     """Pick a source of directions, a direction, a strength in [-S, S] and a seed (or a real
     image): the original and the edited image update live. ``widget`` is the ipywidgets box.
 
-    ``sources``: other sets of directions to offer beside the learned ones, {name: (shift,
-    names of its directions)} (e.g. :func:`hdisc.baselines.every_method`'s PCA, Jacobian,
-    supervised and random directions).
-    ``order``: directions in the order the menu lists them (e.g. by how much they change
-    the image). ``real``: images [N, C, H, W] in [-1, 1], inverted with ``invert_steps``
-    DDIM steps when first shown.
+    ``dirs``: the learned directions (:class:`hdisc.direction_set.DirectionSet` on their
+    training chain). ``sources``: other sets to offer beside them, {name: DirectionSet}
+    (e.g. :func:`hdisc.baselines.every_method`'s PCA, Jacobian, supervised and random
+    directions). ``order``: the learned directions in the order the menu lists them (e.g. by
+    how much they change the image). ``real``: images [N, C, H, W] in [-1, 1], inverted with
+    ``invert_steps`` DDIM steps when first shown (and edited on that chain, with s rescaled
+    by :meth:`DirectionSet.on`).
     """
 
-    def __init__(self, unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, *,
-                 order: list[int] | None = None, real: torch.Tensor | None = None,
-                 invert_steps: int = 100, clip: bool = True, scale: int = 6,
-                 sources: dict[str, tuple[Shift, list[str]]] | None = None):
-        self.unet, self.model, self.cfg, self.clip, self.scale = unet, model, cfg, clip, scale
-        self.steps, self.invert_steps = ddim_steps(cfg.M), ddim_steps(invert_steps)
+    def __init__(self, unet: nn.Module, dirs: DirectionSet, *, order: list[int] | None = None,
+                 real: torch.Tensor | None = None, invert_steps: int = 100, scale: int = 6,
+                 sources: dict[str, DirectionSet] | None = None):
+        self.unet, self.dirs, self.scale = unet, dirs, scale
+        self.invert_steps = ddim_steps(invert_steps)
         self.real, self._inverted = real, {}
-        order = list(range(cfg.K)) if order is None else order
-        # every source of directions: {name: (shift, [(menu label, k), ...])}, the learned ones first
-        self.sources = {"learned": (model.shift, [(f"k = {k}", k) for k in order])}
-        for name, (shift, names) in (sources or {}).items():
-            self.sources[name] = (shift, [(label, k) for k, label in enumerate(names)])
+        order = list(range(dirs.K)) if order is None else order
+        # every source of directions: {name: (set, [(menu label, k), ...])}, the learned ones first
+        self.sources = {"learned": (dirs, [(f"k = {k}", k) for k in order])}
+        for name, other in (sources or {}).items():
+            self.sources[name] = (other, [(other.label(k), k) for k in range(other.K)])
         self.source_menu = W.Dropdown(options=list(self.sources), value="learned", description="directions")
         self.direction = W.Dropdown(options=self.sources["learned"][1], value=order[0], description="direction")
         self.source_menu.observe(lambda _: self._switch_source(), names="value")
-        self.strength = W.FloatSlider(value=0.0, min=-cfg.S, max=cfg.S, step=cfg.S / 20, description="strength",
+        self.strength = W.FloatSlider(value=0.0, min=-dirs.S, max=dirs.S, step=dirs.S / 20, description="strength",
                                       continuous_update=False, readout_format=".2f")
-        sources = ["seed"] + (["real image"] if real is not None else [])
-        self.source = W.ToggleButtons(options=sources, value="seed", description="start from")
+        starts = ["seed"] + (["real image"] if real is not None else [])
+        self.source = W.ToggleButtons(options=starts, value="seed", description="start from")
         self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
         self.index = W.IntSlider(value=0, min=0, max=max(len(real) - 1, 0) if real is not None else 0,
                                  description="real image", disabled=real is None)
@@ -94,11 +93,11 @@ class Explorer:
     def render(self) -> torch.Tensor:
         """[original, edited] images [2, C, H, W] for the current controls."""
         x_T = self.start()
-        steps = self.invert_steps if self.source.value == "real image" else self.steps
-        s = self.strength.value * chain_scale(steps, self.cfg)  # the size the strength had in training
-        shift = self.sources[self.source_menu.value][0]
-        return edit(self.unet, shift, torch.cat([x_T, x_T]), self.direction.value,
-                    torch.tensor([0.0, s]), steps, self.cfg.t_stop, self.clip)
+        dirs = self.sources[self.source_menu.value][0]
+        if self.source.value == "real image":
+            dirs = dirs.on(self.invert_steps)  # the strength keeps the size it has on the directions' chain
+        return dirs.edit(self.unet, torch.cat([x_T, x_T]), self.direction.value,
+                         torch.tensor([0.0, self.strength.value]))
 
     def update(self) -> None:
         """Recompute the edit and show it."""
@@ -128,7 +127,7 @@ def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, 
                                 f"{directions} were trained on")
     model, cfg = load_directions(directions)
     unet, _ = load_unet(dm)
-    return Explorer(unet, model, cfg, **kwargs)
+    return Explorer(unet, DirectionSet.of(model.shift, cfg), **kwargs)
 
 
 _ASSESSOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

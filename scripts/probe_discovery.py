@@ -20,6 +20,7 @@ import torch
 
 from hdisc.backbone import load_unet
 from hdisc.data import held_out_images
+from hdisc.direction_set import DirectionSet
 from hdisc.directions import raw_and_shifted
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import project_path, write_json
@@ -27,7 +28,6 @@ from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm
-from hdisc.schedule import ddim_steps
 from hdisc.training import load_directions, train_discovery
 
 
@@ -49,11 +49,12 @@ def main(name: str, *overrides: str) -> None:
     out = project_path("runs/probe") / name
     result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, progress=True, log_every=10)
     model, _ = load_directions(out / "directions.pt")
-    rca = reconstructor_accuracy(unet, model, cfg, ddim_steps(cfg.M), 256, 32, torch.Generator().manual_seed(1))
+    dirs = DirectionSet.of(model.shift, cfg)
+    rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, 256, 32, torch.Generator().manual_seed(1))
     net = mnist_net(project_path("models/mnist_net.pt"))
-    scores = interpretability(unet, model.shift, cfg, n_eval, net, seed=2)
+    scores = interpretability(unet, dirs, n_eval, net, seed=2)
     real = held_out_images(preset.data, None, 500)
-    raw, shifted = raw_and_shifted(unet, model, cfg, 500, ddim_steps(cfg.M), seed=3)
+    raw, shifted = raw_and_shifted(unet, dirs, 500, seed=3)
     fidelity = realism(net, net.features, raw, shifted, real)
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hdisc.backbone import build_unet, perturb_zero_params, save_unet
+from hdisc.direction_set import DirectionSet
 from hdisc.discovery import DiscoveryModel
 from hdisc.presets import get_preset
 from hdisc.training import train_discovery
@@ -32,6 +33,12 @@ def discovery(smoke, unet):
     model = DiscoveryModel(smoke.unet, smoke.discovery)
     perturb_zero_params(model.shift, std=0.05, seed=2)  # non-zero heads so shifts matter
     return model
+
+
+@pytest.fixture
+def dirs(smoke, discovery):
+    """The perturbed learned directions on the smoke training chain (4 steps, t_stop 400)."""
+    return DirectionSet.of(discovery.shift, smoke.discovery)
 
 
 @pytest.fixture(scope="session")

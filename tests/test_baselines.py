@@ -3,13 +3,11 @@
 import torch
 
 from hdisc.baselines import (
-    FixedDirections,
     collect_h,
     jacobian_directions,
     pca_directions,
     principal_components,
     project_out,
-    random_directions,
     supervised_directions,
     top_singular,
 )
@@ -79,15 +77,6 @@ def test_supervised_directions_point_from_one_group_to_the_other():
     assert thick[1] > 0.5  # points to thicker strokes
     for c in range(3):  # and has no component along any class direction
         assert abs((thick @ dirs[c].flatten()).item()) < 1e-5
-
-
-def test_fixed_directions_have_the_asked_size_relative_to_h(unet, smoke):
-    dirs = random_directions(3, (64, 16, 16))
-    shift = FixedDirections(dirs, rel=0.5)
-    h = torch.randn(4, 64, 16, 16) * 3
-    dh = shift(h, None, torch.tensor([0, 1, 2, 0]))
-    ratio = dh.pow(2).mean((1, 2, 3)).sqrt() / h.pow(2).mean((1, 2, 3)).sqrt()
-    assert torch.allclose(ratio, torch.full((4,), 0.5), atol=1e-5)
 
 
 def test_pca_of_h_along_the_chain(unet, smoke):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from hdisc.chain import backprop_chain, record_chain, run_chain
-from hdisc.discovery import DiscoveryModel, discovery_step, make_optimizers, shifted_model
+from hdisc.discovery import DiscoveryModel, discovery_step, make_optimizers
 from hdisc.presets import DATASETS, departures, get_preset
-from hdisc.sampling import ddim_step, sample_ddim
+from hdisc.sampling import Shifted, ddim_step, sample_ddim
 from hdisc.schedule import ddim_steps
 
 
@@ -67,7 +67,7 @@ def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, disco
     cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
     z = torch.randn(2, 1, 32, 32)
     k, s = torch.tensor([0, 3]), torch.tensor([2.0, -4.0])
-    eps_model = shifted_model(unet, discovery.shift, k, s, cfg.t_stop)
+    eps_model = Shifted(unet, discovery.shift, k, s, cfg.t_stop)
 
     def step(x, i):
         return ddim_step(eps_model, x, steps, i, clip=False)
@@ -96,11 +96,11 @@ def test_zero_initialised_heads_leave_the_sample_unchanged(smoke, unet):
     model = DiscoveryModel(smoke.unet, smoke.discovery)
     steps = ddim_steps(smoke.discovery.M)
     z = torch.randn(3, 1, 32, 32)
-    eps_model = shifted_model(unet, model.shift, torch.tensor([0, 1, 3]), torch.tensor([5.0, -5.0, 1.0]),
-                              smoke.discovery.t_stop)
+    eps_model = Shifted(unet, model.shift, torch.tensor([0, 1, 3]), torch.tensor([5.0, -5.0, 1.0]),
+                        smoke.discovery.t_stop)
     with torch.no_grad():
         h, emb = torch.randn(3, *smoke.unet.h_shape), torch.randn(3, 4 * smoke.unet.model_channels)
-        assert not model.shift(h, emb, torch.tensor([0, 1, 3])).any()
+        assert not model.shift(h, emb, torch.full((3,), 999), torch.tensor([0, 1, 3])).any()
         shifted_eps, orig_eps = eps_model(z, steps.t[0].expand(3))
         torch.testing.assert_close(shifted_eps, orig_eps, rtol=0, atol=1e-5)
         x0 = sample_ddim(unet, z, steps, disable=True)
@@ -134,7 +134,8 @@ def test_discovery_parts_accept_every_paper_preset(dataset):
     c, size, K = p.unet.in_channels, p.unet.image_size, p.discovery.K
     h = torch.randn(1, *p.unet.h_shape)
     with torch.no_grad():
-        assert model.shift(h, torch.randn(1, 4 * p.unet.model_channels), torch.tensor([K - 1])).shape == h.shape
+        emb = torch.randn(1, 4 * p.unet.model_channels)
+        assert model.shift(h, emb, torch.tensor([999]), torch.tensor([K - 1])).shape == h.shape
         x = torch.randn(2, c, size, size)
         logits, s_hat = model.reconstructor(x, x)
         assert logits.shape == (2, K) and s_hat.shape == (2,)
@@ -169,7 +170,7 @@ def test_head_overlap_is_zero_for_orthogonal_heads_and_one_for_parallel(smoke):
 def _shift_inputs(smoke, C):
     g = torch.Generator().manual_seed(0)
     h = torch.randn(3, C, 4, 4, generator=g) * 2
-    return h, torch.randn(3, 4 * smoke.unet.model_channels, generator=g), torch.tensor([0, 1, 2])
+    return h, torch.randn(3, 4 * smoke.unet.model_channels, generator=g), torch.full((3,), 999), torch.tensor([0, 1, 2])
 
 
 def _rms(t):
@@ -179,19 +180,19 @@ def _rms(t):
 def test_capped_shift_keeps_zero_heads_exact_and_caps_large_outputs(smoke):
     cfg = dataclasses.replace(smoke.discovery, shift_norm="cap", shift_rms=0.2)
     shift = DiscoveryModel(smoke.unet, cfg).shift
-    h, emb, k = _shift_inputs(smoke, shift.head_weight.shape[1])
+    h, emb, t, k = _shift_inputs(smoke, shift.head_weight.shape[1])
     h.requires_grad_(True)
-    out = shift(h, emb, k)
+    out = shift(h, emb, t, k)
     assert torch.equal(out, torch.zeros_like(out))  # zero heads: x'_0 == x_0 as without the cap
     out.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in shift.parameters() if p.grad is not None)
     assert torch.isfinite(h.grad).all()
     with torch.no_grad():
         shift.head_weight.normal_(0, 10.0)
-        big = shift(h, emb, k)
+        big = shift(h, emb, t, k)
         free = DiscoveryModel(smoke.unet, smoke.discovery).shift
         free.load_state_dict(shift.state_dict())
-        raw = free(h, emb, k)
+        raw = free(h, emb, t, k)
     assert (_rms(raw) > 0.2 * _rms(h)).all()
     assert torch.allclose(_rms(big), 0.2 * _rms(h), rtol=1e-5)  # capped ...
     cos = torch.nn.functional.cosine_similarity(big.flatten(1), raw.flatten(1))
@@ -201,8 +202,8 @@ def test_capped_shift_keeps_zero_heads_exact_and_caps_large_outputs(smoke):
 def test_fixed_shift_starts_random_at_the_given_size(smoke):
     cfg = dataclasses.replace(smoke.discovery, shift_norm="fixed", shift_rms=0.3)
     shift = DiscoveryModel(smoke.unet, cfg).shift
-    h, emb, k = _shift_inputs(smoke, shift.head_weight.shape[1])
-    out = shift(h, emb, k)
+    h, emb, t, k = _shift_inputs(smoke, shift.head_weight.shape[1])
+    out = shift(h, emb, t, k)
     assert torch.allclose(_rms(out), 0.3 * _rms(h), rtol=1e-5)
     assert shift.head_overlap().item() < 0.1  # random heads, nearly orthogonal
 

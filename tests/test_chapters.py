@@ -52,8 +52,11 @@ def test_rca_mos_chapter_aggregates_annotation_files(tmp_path, trained):
 
 def test_fid_chapter(tmp_path, trained):
     out = run("fid", tmp_path, n=20, **trained)
-    rows = json.loads((out / "fid.json").read_text())["rows"]
+    record = json.loads((out / "fid.json").read_text())
+    rows = record["rows"]
     assert rows[0]["features"] == "FD-MnistNet" and rows[0]["raw"] > 0 and rows[0]["shifted"] > 0
+    assert record["models"]["dm"]["path"] == trained["dm_checkpoint"]  # outside the project: absolute
+    assert record["models"]["directions"]["path"] == trained["directions"] and record["environment"]["torch"]
 
 
 def test_explore_chapter_saves_the_explorer_widget(tmp_path, trained):

@@ -2,7 +2,8 @@
 
 import torch
 
-from hdisc.baselines import FixedDirections, random_directions
+from hdisc.baselines import random_directions
+from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.posthoc import edit_pairs, posthoc_rca
 from hdisc.schedule import ddim_steps
 
@@ -27,8 +28,8 @@ def test_distinct_edits_are_recognised_and_unrelated_ones_are_not():
 
 
 def test_edit_pairs_of_fixed_directions(unet):
-    shift = FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5)
-    x0, xs, k, s = edit_pairs(unet, shift, 3, 2.0, 400, ddim_steps(3), n_noise=2, per_noise=3, seed=0, batch=4)
+    dirs = DirectionSet(FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5), 3, 2.0, ddim_steps(3), 400)
+    x0, xs, k, s = edit_pairs(unet, dirs, n_noise=2, per_noise=3, seed=0, batch=4)
     assert x0.shape == xs.shape == (6, 1, 32, 32) and k.max() < 3 and s.abs().max() <= 2
     assert torch.equal(x0[0], x0[2]) and not torch.equal(x0[0], x0[3])  # one plain sample per noise
     assert (xs - x0).abs().mean() > 0

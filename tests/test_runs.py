@@ -1,6 +1,11 @@
+import hashlib
+import json
 from pathlib import Path
 
-from hdisc.files import project_path, shown_path
+import torch
+
+from hdisc.files import project_path, shown_path, write_json
+from hdisc.runs import write_record
 
 
 def test_shown_path_is_relative_inside_the_project():
@@ -9,3 +14,23 @@ def test_shown_path_is_relative_inside_the_project():
 
 def test_shown_path_stays_absolute_outside_the_project(tmp_path):
     assert Path(shown_path(tmp_path / "x.pt")).is_absolute()
+
+
+def test_records_name_their_model_files_and_environment(tmp_path):
+    model = tmp_path / "dm_ema.pt"
+    model.write_bytes(b"weights")
+    write_record(tmp_path / "r.json", {"x": 1}, {"dm": model, "directions": None})
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["x"] == 1 and record["models"]["directions"] is None
+    assert record["models"]["dm"] == {"path": str(model), "sha256": hashlib.sha256(b"weights").hexdigest()}
+    assert record["environment"]["torch"] == torch.__version__
+    write_record(tmp_path / "r.json", {"environment": {"measured": "elsewhere"}}, {})
+    assert json.loads((tmp_path / "r.json").read_text())["environment"] == {"measured": "elsewhere"}
+
+
+def test_records_are_the_same_bytes_when_floats_differ_in_their_last_bits(tmp_path):
+    a, b = 0.1 + 0.2, 0.3  # 0.30000000000000004 and 0.3
+    write_json(tmp_path / "a.json", {"v": a, "rows": [{"w": 1 / 3}], "t": (a, 2)})
+    write_json(tmp_path / "b.json", {"v": b, "rows": [{"w": 0.33333333333}], "t": (b, 2)})
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert json.loads((tmp_path / "a.json").read_text()) == {"v": 0.3, "rows": [{"w": 0.333333}], "t": [0.3, 2]}

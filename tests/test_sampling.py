@@ -88,7 +88,8 @@ def test_zero_shift_leaves_outputs_unchanged(unet):
         steps = ddim_steps(4)
         z = torch.randn(2, 1, 32, 32)
         plain = sample_ddim(unet, z, steps, disable=True)
-        shifted = sample_ddim(Shifted(unet, zero, t_stop=400), z, steps, disable=True)
+        shifted = sample_ddim(Shifted(unet, lambda h, emb, t, k: torch.zeros_like(h), torch.zeros(2, dtype=torch.long),
+                                      torch.ones(2), t_stop=400), z, steps, disable=True)
         torch.testing.assert_close(plain, shifted, rtol=0, atol=1e-3)
 
 

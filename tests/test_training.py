@@ -166,11 +166,11 @@ def test_shifts_are_the_papers_uniform_draw_unless_s_min_is_set(smoke):
     from hdisc.discovery import draw_shifts
 
     gen, ref = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-    k, s = draw_shifts(64, smoke.discovery, gen)
+    k, s = draw_shifts(64, smoke.discovery.K, smoke.discovery.S, gen, smoke.discovery.s_min)
     assert torch.equal(k, torch.randint(smoke.discovery.K, (64,), generator=ref))
     assert torch.equal(s, (torch.rand(64, generator=ref) * 2 - 1) * smoke.discovery.S)  # the paper's draw, bit for bit
     cfg = dataclasses.replace(smoke.discovery, s_min=2.0)
-    _, s = draw_shifts(1000, cfg, torch.Generator().manual_seed(0))
+    _, s = draw_shifts(1000, cfg.K, cfg.S, torch.Generator().manual_seed(0), cfg.s_min)
     assert s.abs().min() >= 2.0 and s.abs().max() <= cfg.S
     assert (s > 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
     with pytest.raises(ValueError, match=r"s_min=5.0 is out of range: valid \[0, 5\)"):

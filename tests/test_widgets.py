@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from hdisc.direction_set import DirectionSet
 from hdisc.widgets import Explorer, MosAnnotator
 
 
-def test_explorer_updates_the_image_when_a_control_moves(smoke, unet, discovery):
+def test_explorer_updates_the_image_when_a_control_moves(smoke, unet, dirs):
     real = torch.rand(2, 1, 32, 32) * 2 - 1
-    ex = Explorer(unet, discovery, smoke.discovery, order=[2, 0, 1, 3], real=real, invert_steps=4)
+    ex = Explorer(unet, dirs, order=[2, 0, 1, 3], real=real, invert_steps=4)
     assert ex.direction.value == 2 and ex.strength.min == -smoke.discovery.S
     first = bytes(ex.image.value)
     assert first.startswith(b"\x89PNG")
@@ -25,10 +26,12 @@ def test_explorer_updates_the_image_when_a_control_moves(smoke, unet, discovery)
 
 
 def test_explorer_switches_the_source_of_directions(smoke, unet, discovery):
-    from hdisc.baselines import FixedDirections, random_directions
+    from hdisc.baselines import random_directions
+    from hdisc.direction_set import FixedDirections
 
-    rand = FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5)
-    ex = Explorer(unet, discovery, smoke.discovery, order=[2, 0, 1, 3], sources={"random": (rand, ["R0", "R1", "R2"])})
+    learned = DirectionSet.of(discovery.shift, smoke.discovery)
+    rand = learned.with_shift(FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5), 3, ("R0", "R1", "R2"))
+    ex = Explorer(unet, learned, order=[2, 0, 1, 3], sources={"random": rand})
     ex.strength.value = smoke.discovery.S
     learned = bytes(ex.image.value)
     ex.source_menu.value = "random"
@@ -40,8 +43,8 @@ def test_explorer_switches_the_source_of_directions(smoke, unet, discovery):
     assert ex.direction.value == 2 and bytes(ex.image.value) == learned
 
 
-def test_explorer_at_zero_strength_shows_the_original_twice(smoke, unet, discovery):
-    left, right = Explorer(unet, discovery, smoke.discovery).render()
+def test_explorer_at_zero_strength_shows_the_original_twice(unet, dirs):
+    left, right = Explorer(unet, dirs).render()
     assert torch.equal(left, right)
 
 
