@@ -64,6 +64,7 @@ from hdisc.metrics import mnist_net
 from hdisc.posthoc import score_directions
 from hdisc.report import markdown_table
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
+from hdisc.schedule import schedule_of
 from hdisc.viz import plot_curves, show_grid
 
 if dataset != "mnist32":
@@ -72,7 +73,7 @@ if dataset != "mnist32":
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d)
+dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 net = mnist_net(project_path("models/mnist_net.pt"))
 

@@ -48,12 +48,13 @@ from hdisc.interpret import MEASURES, interpretability
 from hdisc.metrics import mnist_net
 from hdisc.report import markdown_table
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
+from hdisc.schedule import schedule_of
 from hdisc.viz import plot_curves, save_grid, show_grid, show_matrix
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d)  # the learned directions on their training chain
+dirs = DirectionSet.of(model.shift, d, schedule_of(unet))  # the learned directions on their training chain
 gen = torch.Generator().manual_seed(seed)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 

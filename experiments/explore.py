@@ -58,11 +58,12 @@ from hdisc.directions import ranked
 from hdisc.files import project_path
 from hdisc.metrics import mnist_net
 from hdisc.runs import open_trained, resolve_device
+from hdisc.schedule import schedule_of
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
 cfg, unet, model, d, _ = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
-dirs = DirectionSet.of(model.shift, d)
+dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
 order = ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order
 sources = {}
 if n_sources:

@@ -53,7 +53,7 @@ from hdisc.files import project_path, shown_path
 from hdisc.presets import departures, get_preset
 from hdisc.report import PAPER
 from hdisc.runs import find_dm, resolve_device, run_dir, write_record
-from hdisc.schedule import ddim_steps
+from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
 from hdisc.viz import plot_curves, plot_points
 
@@ -103,7 +103,7 @@ plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accu
 
 # %%
 model, _ = load_directions(out / "directions.pt", cfg.unet, d)
-rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M), n_rca, d.batch,
+rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M, schedule_of(unet)), n_rca, d.batch,
                              torch.Generator().manual_seed(seed + 1), device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "
       f"{PAPER['rca'][dataset]})")

@@ -47,7 +47,7 @@ from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import resolve_device, run_dir, write_record
 from hdisc.sampling import generate
-from hdisc.schedule import ddim_steps
+from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.training import DM_CHECKPOINT, checkpoint_step, train_dm
 from hdisc.viz import plot_curves, save_grid, show_grid
 
@@ -80,7 +80,8 @@ unet, _ = load_unet(out / "dm_ema.pt")
 unet.to(dev)
 n_gen = max(n_samples, n_eval if dataset == "mnist32" else 0)
 samples = generate(unet, n_gen, (cfg.unet.in_channels, cfg.unet.image_size, cfg.unet.image_size),
-                   ddim_steps(cfg.sample_steps), seed=seed, batch=min(64, cfg.unet.sample_batch()), device=dev)
+                   ddim_steps(cfg.sample_steps, schedule_of(unet)), seed=seed, batch=min(64, cfg.unet.sample_batch()),
+                   device=dev)
 save_grid(samples[:n_samples], out / "samples.png", nrow=8)
 show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_steps} samples (EMA)");
 

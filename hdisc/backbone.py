@@ -24,6 +24,7 @@ from torch import nn
 
 from .files import atomic_save, load_file
 from .presets import UNetConfig, config_diff
+from .schedule import DEFAULT, Schedule
 
 with warnings.catch_warnings():  # guided_diffusion.nn warns about torch.cuda.amp at import
     warnings.simplefilter("ignore", FutureWarning)
@@ -62,9 +63,11 @@ def build_encoder(cfg: UNetConfig, out_channels: int = 1) -> EncoderUNetModel:
     return EncoderUNetModel(out_channels=out_channels, pool="adaptive", **_common_kwargs(cfg))
 
 
-def save_unet(unet: nn.Module, cfg: UNetConfig, path: str | os.PathLike) -> None:
-    """Write ``{"config": dataclass fields, "state_dict": weights}`` atomically."""
-    atomic_save({"config": dataclasses.asdict(cfg), "state_dict": unet.state_dict()}, path)
+def save_unet(unet: nn.Module, cfg: UNetConfig, path: str | os.PathLike, schedule: Schedule = DEFAULT) -> None:
+    """Write ``{"config": dataclass fields, "schedule": the noise schedule it was trained
+    with, "state_dict": weights}`` atomically."""
+    atomic_save({"config": dataclasses.asdict(cfg), "schedule": schedule.to_dict(), "state_dict": unet.state_dict()},
+                path)
 
 
 def config_from_dict(d: dict) -> UNetConfig:
@@ -99,12 +102,16 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         )
 
 
-def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None) -> tuple[UNetModel, UNetConfig]:
+def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None,
+              schedule: Schedule | None = None) -> tuple[UNetModel, UNetConfig]:
     """Load a UNet from an hdisc checkpoint or from a plain guided-diffusion state dict.
 
-    hdisc files carry their configuration; a guided-diffusion ``.pt`` file (a bare state
-    dict, as openai publishes them) needs ``cfg``. If both are given they must agree.
-    Returns the model in eval mode and its configuration.
+    hdisc files carry their configuration and noise schedule; a guided-diffusion ``.pt``
+    file (a bare state dict, as openai publishes them) needs ``cfg``, and ``schedule`` when
+    it was not trained with T=1000 linear betas (the default, assumed with a warning). Given
+    both ways, they must agree. hdisc files written before schedules were stored were all
+    trained with the default. Returns the model in eval mode, its schedule set as
+    ``unet.schedule`` (what :func:`hdisc.schedule.schedule_of` reads), and its configuration.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,9 +129,17 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None) -> tuple[U
                          "pass cfg (e.g. get_preset(dataset, scale).unet)")
     else:
         state = blob
+    stored = Schedule.from_dict(blob["schedule"]) if "schedule" in blob else None
+    if stored is not None and schedule is not None and stored != schedule:
+        raise ValueError(f"{path} was trained with the noise schedule {stored}, not the requested {schedule}: "
+                         "leave schedule unset to use the file's")
     unet = build_unet(cfg)
     check_state_dict(unet, state, str(path))
     unet.load_state_dict(state)
+    if stored is None and schedule is None and "config" not in blob:
+        warnings.warn(f"{path} does not say which noise schedule it was trained with: assuming T=1000 linear betas "
+                      "1e-4..0.02 (pass schedule=Schedule(...) if it was another)", stacklevel=2)
+    unet.schedule = stored or schedule or DEFAULT
     return unet.eval(), cfg
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .presets import DiscoveryConfig
 from .sampling import Shift, Shifted, sample_ddim
-from .schedule import Steps, ddim_steps
+from .schedule import Schedule, Steps, ddim_steps
 
 
 def shifted_steps(steps: Steps, t_stop: int) -> int:
@@ -94,9 +94,11 @@ class DirectionSet:
     names: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, shift: Shift, cfg: DiscoveryConfig, names: tuple[str, ...] | list[str] = ()) -> DirectionSet:
-        """``shift`` on the training chain of ``cfg`` (``cfg.M`` steps, its t_stop, K, S, clip)."""
-        return cls(shift, cfg.K, cfg.S, ddim_steps(cfg.M), cfg.t_stop, cfg.clip, 1.0, tuple(names))
+    def of(cls, shift: Shift, cfg: DiscoveryConfig, schedule: Schedule, names: tuple[str, ...] | list[str] = ()
+           ) -> DirectionSet:
+        """``shift`` on the training chain of ``cfg`` (``cfg.M`` steps of the DM's noise
+        ``schedule``, e.g. ``schedule_of(unet)``; its t_stop, K, S, clip)."""
+        return cls(shift, cfg.K, cfg.S, ddim_steps(cfg.M, schedule), cfg.t_stop, cfg.clip, 1.0, tuple(names))
 
     def label(self, k: int) -> str:
         """The name of direction ``k``."""

@@ -17,6 +17,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .schedule import DEFAULT, Schedule
+
 DATASETS = ("mnist32", "anime64", "celebahq128", "afhq128")
 SCALES = ("paper", "cpu", "smoke")
 T = 1000
@@ -82,7 +84,8 @@ class UNetConfig:
 
 @dataclass(frozen=True)
 class DMTrainConfig:
-    """Pretraining of the diffusion model (not given by the paper: chosen here)."""
+    """Pretraining of the diffusion model (not given by the paper: chosen here). ``schedule``
+    is the noise schedule it trains with; it is stored with the weights."""
 
     lr: float
     batch: int
@@ -91,6 +94,7 @@ class DMTrainConfig:
     warmup: int = 500
     grad_clip: float = 1.0
     checkpoint_every: int = 500
+    schedule: Schedule = DEFAULT
 
     def __post_init__(self) -> None:
         _check("DMTrainConfig", "lr", self.lr, low=0, open_low=True, fix="e.g. 2e-4")

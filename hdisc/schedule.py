@@ -1,20 +1,96 @@
 """Timestep bookkeeping: the noise schedule and its respacing to M DDIM steps.
 
 No network lives here (the split of guided-diffusion's ``respace.py``): a sampler asks
-this module which timesteps to visit and which cumulative alphas belong to them.
+this module which timesteps to visit and which cumulative alphas belong to them. The
+schedule a DM was trained with travels with its checkpoint (:func:`hdisc.backbone.save_unet`
+writes it, :func:`hdisc.backbone.load_unet` puts it on the model as ``unet.schedule``), so
+every chain is built from the model's own schedule (:func:`schedule_of`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
 
+KINDS = ("linear", "scaled_linear", "cosine")
 
-def linear_alphas_cumprod(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """abar_t = prod_{s<=t} (1 - beta_s) for the linear schedule; float64, shape [T]."""
-    betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
+
+@dataclass(frozen=True)
+class Schedule:
+    """The noise schedule of a DM: ``T`` training timesteps whose betas are ``linear`` from
+    ``beta_start`` to ``beta_end`` (DDPM; guided-diffusion's ``linear``), ``scaled_linear``
+    (linear in sqrt(beta); diffusers' name) or ``cosine`` (Nichol & Dhariwal 2021; betas
+    capped at 0.999, guided-diffusion's and diffusers' ``squaredcos_cap_v2``)."""
+
+    T: int = 1000
+    kind: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Schedule: kind={self.kind!r} is not known: valid {KINDS}")
+        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 2:
+            raise ValueError(f"Schedule: T={self.T!r} is out of range: valid an int >= 2 (e.g. 1000)")
+        if self.kind != "cosine" and not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(f"Schedule: beta_start={self.beta_start}, beta_end={self.beta_end} are out of range: "
+                             "valid 0 < beta_start < beta_end < 1 (e.g. 1e-4 and 0.02)")
+
+    def betas(self) -> torch.Tensor:
+        """beta_t for t = 0..T-1; float64, shape [T]."""
+        if self.kind == "linear":
+            return torch.linspace(self.beta_start, self.beta_end, self.T, dtype=torch.float64)
+        if self.kind == "scaled_linear":
+            return torch.linspace(self.beta_start ** 0.5, self.beta_end ** 0.5, self.T, dtype=torch.float64) ** 2
+
+        def abar(u: float) -> float:
+            return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        return torch.tensor([min(1 - abar((i + 1) / self.T) / abar(i / self.T), 0.999) for i in range(self.T)],
+                            dtype=torch.float64)
+
+    def alphas_cumprod(self) -> torch.Tensor:
+        """abar_t = prod_{s<=t} (1 - beta_s); float64, shape [T]."""
+        return torch.cumprod(1.0 - self.betas(), dim=0)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Schedule:
+        """The schedule from its :meth:`to_dict` form (unknown keys raise)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - fields:
+            raise ValueError(f"unknown schedule keys {sorted(set(d) - fields)}; expected {sorted(fields)}")
+        return cls(**d)
+
+    @classmethod
+    def from_diffusers(cls, config: dict) -> Schedule:
+        """The schedule of a diffusers ``scheduler_config.json`` (DDPM or DDIM scheduler)."""
+        kinds = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
+        name = config.get("beta_schedule", "linear")
+        if name not in kinds:
+            raise ValueError(f"scheduler_config.json: beta_schedule={name!r} is not supported: valid {sorted(kinds)}")
+        if config.get("trained_betas") is not None:
+            raise ValueError("scheduler_config.json: trained_betas (an explicit beta array) is not supported")
+        if config.get("prediction_type", "epsilon") != "epsilon":
+            raise ValueError(f"scheduler_config.json: prediction_type={config['prediction_type']!r}: hdisc's "
+                             "samplers need a noise-predicting model (prediction_type 'epsilon')")
+        return cls(int(config.get("num_train_timesteps", 1000)), kinds[name],
+                   float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02)))
+
+
+DEFAULT = Schedule()
+"""T = 1000 linear betas from 1e-4 to 0.02: guided-diffusion's and DDPM's default, and what
+checkpoints written before schedules were stored were trained with."""
+
+def schedule_of(unet: torch.nn.Module) -> Schedule:
+    """The schedule ``unet`` was trained with, as :func:`hdisc.backbone.load_unet` (or
+    :func:`hdisc.training.train_dm`) set it; :data:`DEFAULT` for a model built in memory."""
+    return getattr(unet, "schedule", DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -34,14 +110,13 @@ class Steps:
         return len(self.t)
 
 
-def ddim_steps(M: int, T: int = 1000) -> Steps:
-    """M timesteps spread evenly over [0, T-1], both ends included (as Asyrp does).
-
-    Starting at T-1 means the chain starts from (almost) pure noise.
-    """
+def ddim_steps(M: int, schedule: Schedule = DEFAULT) -> Steps:
+    """M timesteps of ``schedule`` spread evenly over [0, T-1], both ends included (as
+    Asyrp does). Starting at T-1 means the chain starts from (almost) pure noise."""
+    T = schedule.T
     if not 1 <= M <= T:
         raise ValueError(f"number of DDIM steps M={M} must be between 1 and T={T}")
-    abar_all = linear_alphas_cumprod(T)
+    abar_all = schedule.alphas_cumprod()
     t = torch.linspace(0, T - 1, M, dtype=torch.float64).round().long().unique().flip(0)
     if len(t) != M:
         raise ValueError(f"M={M} steps do not fit in T={T} distinct timesteps")

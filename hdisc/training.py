@@ -25,7 +25,7 @@ from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimiz
 from .files import atomic_save, load_file, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
-from .schedule import ddim_steps, linear_alphas_cumprod
+from .schedule import DEFAULT, ddim_steps, schedule_of
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
 DM_WEIGHTS = "dm_ema.pt"
@@ -61,6 +61,8 @@ def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | t
     blob = load_file(path, "training checkpoint", keys=("step", *parts))
 
     def comparable(key: str, value: object) -> object:
+        if value is None and key in (defaults or {}):  # a field written after the checkpoint
+            value = {}
         if not isinstance(value, dict):
             return value
         value = {**(defaults or {}).get(key, {}), **value}
@@ -194,19 +196,20 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     unet = build_unet(unet_cfg).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.Adam(unet.parameters(), lr=train_cfg.lr)
-    identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed}
+    identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed, "schedule": train_cfg.schedule.to_dict()}
     parts = {"model": unet, "ema": ema, "opt": opt}
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None},
-                   device)
+                   device, defaults={"schedule": DEFAULT.to_dict()})  # older checkpoints: the default schedule
     losses = state.pop("losses")
     if losses:  # checkpoints written before the shared loop logged [step, loss] pairs
         state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, identity, parts, state)
-        save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS)
+        save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
 
-    abar_all = linear_alphas_cumprod()
+    abar_all = train_cfg.schedule.alphas_cumprod()
+    unet.schedule = ema.schedule = train_cfg.schedule
     unet.train()
 
     def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
@@ -285,7 +288,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0}, device,
                    defaults={"discovery_config": field_defaults(DiscoveryConfig)},
                    budget={"discovery_config": ("steps", "checkpoint_every")})
-    ddim = ddim_steps(cfg.M)
+    ddim = ddim_steps(cfg.M, schedule_of(unet))
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
     def weights() -> None:

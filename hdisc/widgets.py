@@ -21,7 +21,7 @@ from .backbone import load_unet
 from .direction_set import DirectionSet
 from .directions import invert
 from .files import project_path, write_json
-from .schedule import ddim_steps
+from .schedule import ddim_steps, schedule_of
 from .training import load_directions
 from .viz import grid, png_bytes
 
@@ -43,7 +43,7 @@ class Explorer:
                  real: torch.Tensor | None = None, invert_steps: int = 100, scale: int = 6,
                  sources: dict[str, DirectionSet] | None = None):
         self.unet, self.dirs, self.scale = unet, dirs, scale
-        self.invert_steps = ddim_steps(invert_steps)
+        self.invert_steps = ddim_steps(invert_steps, schedule_of(unet))
         self.real, self._inverted = real, {}
         order = list(range(dirs.K)) if order is None else order
         # every source of directions: {name: (set, [(menu label, k), ...])}, the learned ones first
@@ -127,7 +127,7 @@ def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, 
                                 f"{directions} were trained on")
     model, cfg = load_directions(directions)
     unet, _ = load_unet(dm)
-    return Explorer(unet, DirectionSet.of(model.shift, cfg), **kwargs)
+    return Explorer(unet, DirectionSet.of(model.shift, cfg, schedule_of(unet)), **kwargs)
 
 
 _ASSESSOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -28,6 +28,7 @@ from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm
+from hdisc.schedule import schedule_of
 from hdisc.training import load_directions, train_discovery
 
 
@@ -49,7 +50,7 @@ def main(name: str, *overrides: str) -> None:
     out = project_path("runs/probe") / name
     result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, progress=True, log_every=10)
     model, _ = load_directions(out / "directions.pt")
-    dirs = DirectionSet.of(model.shift, cfg)
+    dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
     rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, 256, 32, torch.Generator().manual_seed(1))
     net = mnist_net(project_path("models/mnist_net.pt"))
     scores = interpretability(unet, dirs, n_eval, net, seed=2)

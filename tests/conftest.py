@@ -13,6 +13,7 @@ from hdisc.backbone import build_unet, perturb_zero_params, save_unet
 from hdisc.direction_set import DirectionSet
 from hdisc.discovery import DiscoveryModel
 from hdisc.presets import get_preset
+from hdisc.schedule import DEFAULT
 from hdisc.training import train_discovery
 
 
@@ -38,7 +39,7 @@ def discovery(smoke, unet):
 @pytest.fixture
 def dirs(smoke, discovery):
     """The perturbed learned directions on the smoke training chain (4 steps, t_stop 400)."""
-    return DirectionSet.of(discovery.shift, smoke.discovery)
+    return DirectionSet.of(discovery.shift, smoke.discovery, DEFAULT)
 
 
 @pytest.fixture(scope="session")

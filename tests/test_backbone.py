@@ -55,7 +55,8 @@ def test_bare_guided_diffusion_state_dict_needs_and_takes_a_config(tmp_path, smo
     torch.save(unet.state_dict(), tmp_path / "openai.pt")
     with pytest.raises(ValueError, match="pass cfg"):
         load_unet(tmp_path / "openai.pt")
-    loaded, _ = load_unet(tmp_path / "openai.pt", smoke.unet)
+    with pytest.warns(UserWarning, match="does not say which noise schedule"):
+        loaded, _ = load_unet(tmp_path / "openai.pt", smoke.unet)
     assert torch.equal(loaded.out[2].weight, unet.out[2].weight)
 
 

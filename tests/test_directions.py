@@ -18,6 +18,7 @@ from hdisc.directions import (
 )
 from hdisc.discovery import DiscoveryModel
 from hdisc.sampling import sample_ddim
+from hdisc.schedule import DEFAULT
 
 
 def test_rank_scores_every_direction_and_zero_heads_score_zero(smoke, unet, dirs):
@@ -67,7 +68,7 @@ def test_mean_and_global_directions(smoke, unet, dirs):
 
 def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
     d = dataclasses.replace(smoke.discovery, M=3)
-    dirs = DirectionSet.of(discovery.shift, d)
+    dirs = DirectionSet.of(discovery.shift, d, DEFAULT)
     raw, shifted = raw_and_shifted(unet, dirs, 5, seed=3, batch=2, progress=False)
     again = raw_and_shifted(unet, dirs, 5, seed=3, batch=2, progress=False)
     assert raw.shape == shifted.shape == (5, 1, 32, 32)

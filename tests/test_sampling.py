@@ -5,11 +5,11 @@ from hdisc.backbone import asymmetric, capture_h, load_unet, shift_h
 from hdisc.data import load_mnist
 from hdisc.files import project_path
 from hdisc.sampling import Shifted, ddim_update, generate, invert_ddim, predict_x0, sample_ddim
-from hdisc.schedule import ddim_steps, linear_alphas_cumprod
+from hdisc.schedule import DEFAULT, ddim_steps
 
 
 def test_schedule_matches_linear_betas():
-    abar = linear_alphas_cumprod()
+    abar = DEFAULT.alphas_cumprod()
     assert abar.shape == (1000,) and abar.dtype == torch.float64
     assert abar[0] == pytest.approx(1 - 1e-4)
     assert abar[-1] == pytest.approx(torch.prod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)))
@@ -41,7 +41,7 @@ def test_inversion_then_sampling_is_exact_for_the_ideal_denoiser(M):
     """For data = one point x*, eps(x_t, t) = (x_t - sqrt(abar) x*) / sqrt(1 - abar) exactly,
     so inversion and sampling must undo each other to float64 rounding at any M."""
     x_star = torch.rand(2, 1, 8, 8, dtype=torch.float64) * 2 - 1
-    abar_all = linear_alphas_cumprod()
+    abar_all = DEFAULT.alphas_cumprod()
 
     def ideal(x, t):
         a = abar_all[t].view(-1, 1, 1, 1)

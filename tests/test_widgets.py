@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hdisc.direction_set import DirectionSet
+from hdisc.schedule import DEFAULT
 from hdisc.widgets import Explorer, MosAnnotator
 
 
@@ -29,7 +30,7 @@ def test_explorer_switches_the_source_of_directions(smoke, unet, discovery):
     from hdisc.baselines import random_directions
     from hdisc.direction_set import FixedDirections
 
-    learned = DirectionSet.of(discovery.shift, smoke.discovery)
+    learned = DirectionSet.of(discovery.shift, smoke.discovery, DEFAULT)
     rand = learned.with_shift(FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5), 3, ("R0", "R1", "R2"))
     ex = Explorer(unet, learned, order=[2, 0, 1, 3], sources={"random": rand})
     ex.strength.value = smoke.discovery.S

@@ -1,0 +1,91 @@
+"""The noise schedule travels with the model: stored, read back, and used by every chain."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from guided_diffusion.gaussian_diffusion import get_named_beta_schedule
+
+from hdisc.backbone import build_unet, load_unet, perturb_zero_params, save_unet
+from hdisc.data import TensorImages
+from hdisc.direction_set import DirectionSet
+from hdisc.sampling import sample_ddim
+from hdisc.schedule import DEFAULT, Schedule, ddim_steps, schedule_of
+from hdisc.training import train_dm
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_betas_are_guided_diffusions(kind):
+    ours = Schedule(T=1000, kind=kind).betas().numpy()
+    assert np.allclose(ours, get_named_beta_schedule(kind, 1000), rtol=1e-12, atol=0)
+
+
+def test_scaled_linear_is_linear_in_the_square_root():
+    betas = Schedule(T=10, kind="scaled_linear", beta_start=0.01, beta_end=0.04).betas()
+    assert torch.allclose(betas.sqrt(), torch.linspace(0.1, 0.2, 10, dtype=torch.float64))
+
+
+def test_diffusers_scheduler_configs_map_to_schedules():
+    cfg = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "beta_start": 0.0001,
+           "beta_end": 0.02, "prediction_type": "epsilon"}
+    assert Schedule.from_diffusers(cfg) == Schedule(1000, "cosine", 1e-4, 0.02)
+    assert Schedule.from_diffusers({"beta_schedule": "linear"}) == DEFAULT
+    with pytest.raises(ValueError, match="prediction_type='v_prediction'.*'epsilon'"):
+        Schedule.from_diffusers({**cfg, "prediction_type": "v_prediction"})
+    with pytest.raises(ValueError, match="beta_schedule='sigmoid' is not supported"):
+        Schedule.from_diffusers({"beta_schedule": "sigmoid"})
+
+
+@pytest.mark.parametrize("bad, match", [({"kind": "quadratic"}, "kind='quadratic' is not known"),
+                                        ({"T": 1}, "T=1 is out of range"),
+                                        ({"beta_start": 0.03}, "0 < beta_start < beta_end < 1")])
+def test_bad_schedules_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        Schedule(**bad)
+
+
+def test_a_cosine_model_samples_with_its_own_schedule(tmp_path, smoke):
+    torch.manual_seed(0)
+    unet = perturb_zero_params(build_unet(smoke.unet), std=0.05).eval()
+    cosine = Schedule(kind="cosine")
+    save_unet(unet, smoke.unet, tmp_path / "cos.pt", cosine)
+    loaded, _ = load_unet(tmp_path / "cos.pt")
+    assert schedule_of(loaded) == cosine
+    steps = DirectionSet.of(lambda h, emb, t, k: torch.zeros_like(h), smoke.discovery, schedule_of(loaded)).steps
+    t = steps.t.tolist()
+    assert steps.abar.tolist() == [cosine.alphas_cumprod()[i].item() for i in t]
+    assert not torch.allclose(steps.abar, ddim_steps(len(t)).abar)  # not the linear default's
+    z = torch.randn(2, 1, 32, 32)
+    on_cosine = sample_ddim(loaded, z, steps, disable=True)
+    assert not torch.allclose(on_cosine, sample_ddim(loaded, z, ddim_steps(len(t)), disable=True), atol=1e-3)
+    with pytest.raises(ValueError, match="trained with the noise schedule.*leave schedule unset"):
+        load_unet(tmp_path / "cos.pt", schedule=DEFAULT)
+
+
+def test_files_without_a_schedule(tmp_path, smoke):
+    unet = build_unet(smoke.unet)
+    blob = {"config": dataclasses.asdict(smoke.unet), "state_dict": unet.state_dict()}
+    torch.save(blob, tmp_path / "old.pt")  # hdisc before schedules were stored: always the default
+    assert schedule_of(load_unet(tmp_path / "old.pt")[0]) == DEFAULT
+    torch.save(unet.state_dict(), tmp_path / "openai.pt")  # a bare state dict: unknown, said so
+    with pytest.warns(UserWarning, match="does not say which noise schedule"):
+        assert schedule_of(load_unet(tmp_path / "openai.pt", smoke.unet)[0]) == DEFAULT
+    cosine = Schedule(kind="cosine")
+    assert schedule_of(load_unet(tmp_path / "openai.pt", smoke.unet, schedule=cosine)[0]) == cosine
+
+
+def test_dm_training_uses_and_stores_its_schedule(tmp_path, smoke):
+    images = TensorImages(torch.rand(8, 1, 32, 32) * 2 - 1)
+    cosine = dataclasses.replace(smoke.dm, schedule=Schedule(kind="cosine"))
+    train_dm(smoke.unet, cosine, images, tmp_path, seed=0, steps=1, progress=False)
+    assert schedule_of(load_unet(tmp_path / "dm_ema.pt")[0]) == cosine.schedule
+    with pytest.raises(ValueError, match="belongs to another run.*schedule"):
+        train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=0, steps=2, progress=False)
+
+
+def test_cosine_abar_follows_its_formula():
+    abar = Schedule(T=1000, kind="cosine").alphas_cumprod()
+    f = [math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2 for u in (0.0, 0.5)]
+    assert abar[499].item() == pytest.approx(f[1] / f[0], rel=1e-6)
