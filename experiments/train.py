@@ -46,13 +46,12 @@ import json
 
 import torch
 
-from hdisc.backbone import load_unet
 from hdisc.data import open_dataset
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import project_path, shown_path
 from hdisc.presets import departures, get_preset
 from hdisc.report import PAPER
-from hdisc.runs import find_dm, resolve_device, run_dir, write_record
+from hdisc.runs import find_dm, open_dm, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
 from hdisc.viz import plot_curves, plot_points
@@ -67,8 +66,8 @@ print("departures from the paper:", departures(cfg) or "none")
 
 # %% [markdown]
 # ## The pretrained DM
-# The committed cpu MNIST DM by default; any guided-diffusion checkpoint through
-# `dm_checkpoint`. With neither, a DM is pretrained here from `data_dir` first
+# The committed cpu MNIST DM by default; any guided-diffusion checkpoint or diffusers
+# `save_pretrained` folder through `dm_checkpoint`. With neither, a DM is pretrained here from `data_dir` first
 # (`experiments/train_dm.ipynb` does the same with more to show).
 
 # %%
@@ -77,7 +76,7 @@ if dm_path is None:
     print("no DM checkpoint found: pretraining one first")
     train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed, device=dev)
     dm_path = out / "dm_ema.pt"
-unet, _ = load_unet(dm_path, cfg.unet)
+unet, unet_cfg = open_dm(dm_path, cfg)  # a diffusers folder brings its own UNet configuration
 print(f"DM: {shown_path(dm_path)}")
 
 # %% [markdown]
@@ -89,7 +88,7 @@ print(f"DM: {shown_path(dm_path)}")
 # %%
 if not train:
     steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
-summary = train_discovery(unet, cfg.unet, d, out, seed=seed, steps=None if steps == -1 else steps,
+summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
                           method=method, device=dev)
 log = summary["log"]
 plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
@@ -102,7 +101,7 @@ plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accu
 # Chance is $1/K$.
 
 # %%
-model, _ = load_directions(out / "directions.pt", cfg.unet, d)
+model, _ = load_directions(out / "directions.pt", unet_cfg, d)
 rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M, schedule_of(unet)), n_rca, d.batch,
                              torch.Generator().manual_seed(seed + 1), device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "

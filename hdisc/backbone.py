@@ -104,7 +104,8 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
 
 def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None,
               schedule: Schedule | None = None) -> tuple[UNetModel, UNetConfig]:
-    """Load a UNet from an hdisc checkpoint or from a plain guided-diffusion state dict.
+    """Load a UNet from an hdisc checkpoint, a plain guided-diffusion state dict, or a
+    diffusers ``save_pretrained`` folder (:func:`hdisc.diffusers_unet.load_diffusers`).
 
     hdisc files carry their configuration and noise schedule; a guided-diffusion ``.pt``
     file (a bare state dict, as openai publishes them) needs ``cfg``, and ``schedule`` when
@@ -114,9 +115,13 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None,
     ``unet.schedule`` (what :func:`hdisc.schedule.schedule_of` reads), and its configuration.
     """
     path = Path(path)
+    if path.is_dir():  # a diffusers save_pretrained folder
+        from .diffusers_unet import load_diffusers
+
+        return load_diffusers(path, cfg, schedule)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: pass the path of a .pt file "
-                                "written by hdisc or guided-diffusion")
+        raise FileNotFoundError(f"no checkpoint at {path}: pass the path of a .pt file written by hdisc or "
+                                "guided-diffusion, or of a diffusers save_pretrained folder")
     blob = load_file(path, "UNet checkpoint (hdisc's dm_ema.pt or a guided-diffusion state dict)")
     if "state_dict" in blob and "config" in blob:
         file_cfg = config_from_dict(blob["config"])
@@ -190,6 +195,24 @@ def shift_h(unet: UNetModel, delta: Delta) -> Iterator[None]:
 
 
 @contextmanager
+def _doubled_batch(unet: nn.Module, delta: Delta, first: int) -> Iterator[None]:
+    """:func:`asymmetric` for any backbone whose ``middle_block`` is called as ``(h, emb)``."""
+    n = {}
+
+    def double(module: nn.Module, args: tuple) -> tuple:
+        x, t = args[:2]
+        n["rows"] = len(x)
+        return (torch.cat([x, x[first:]]), torch.cat([t, t[first:]]), *args[2:])
+
+    def shift(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        rows = n["rows"]
+        return torch.cat([out[:rows], out[rows:] + delta(out[rows:], args[1][rows:])])
+
+    with _hooked([unet.register_forward_pre_hook(double), unet.middle_block.register_forward_hook(shift)]):
+        yield
+
+
+@contextmanager
 def asymmetric(unet: UNetModel, delta: Delta, first: int = 0) -> Iterator[None]:
     """Within the block, ``unet(x [N], t [N])`` returns ``[2N - first]``: eps(x_t) for all N
     rows, then eps(x_t | h + dh) for rows ``first..N-1``.
@@ -199,7 +222,15 @@ def asymmetric(unet: UNetModel, delta: Delta, first: int = 0) -> Iterator[None]:
     block's output becomes ``cat([h, h[first:] + delta(h[first:], emb[first:])])``, so
     the decoder computes both predictions in one batched pass. Rows before ``first`` are
     plain references that get no shifted copy (``first=0``: every row is shifted).
+
+    A backbone without guided-diffusion's ``input_blocks`` (diffusers' ``UNet2DModel``)
+    gets the same result from one pass on the doubled batch ``[x; x[first:]]`` whose second
+    part has its h shifted: exact, at the cost of a second encoder pass.
     """
+    if not hasattr(unet, "input_blocks"):
+        with _doubled_batch(unet, delta, first):
+            yield
+        return
     n = {}
 
     def double(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:

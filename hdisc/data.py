@@ -9,10 +9,13 @@ rebuilds numpy arrays. Splits: ``train`` (50k) + ``valid`` (10k) train the DM; `
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
+import json
 import os
 import pickle
 import warnings
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,7 +23,9 @@ import numpy as np
 import torch
 from numpy._core.multiarray import _reconstruct
 from PIL import Image
+from tqdm.auto import tqdm
 
+from .files import atomic_write
 from .presets import DataConfig
 
 MNIST_SPLITS = ("train", "valid", "test")
@@ -165,11 +170,13 @@ class TensorImages(torch.utils.data.Dataset):
 
 
 def open_dataset(data: DataConfig, data_dir: str | os.PathLike | None = None,
-                 split: str | tuple[str, ...] = ("train", "valid")) -> torch.utils.data.Dataset:
+                 split: str | tuple[str, ...] = ("train", "valid"), cache: str | os.PathLike | None = None,
+                 workers: int = 0) -> torch.utils.data.Dataset:
     """The training images of a preset: embedded MNIST, or the folder ``data_dir``.
 
     For MNIST, ``split`` chooses the split(s) and ``data_dir`` must be empty. A folder
-    dataset needs ``data_dir``.
+    dataset needs ``data_dir``; with ``cache`` (a ``.npy`` path) its images are decoded and
+    resized once, by ``workers`` processes, into a :class:`CachedImages` file.
     """
     if data.source == "mnist":
         if data_dir:
@@ -179,22 +186,96 @@ def open_dataset(data: DataConfig, data_dir: str | os.PathLike | None = None,
     if not data_dir:
         raise ValueError("this dataset loads from a folder: pass data_dir=<folder of images> "
                          "(e.g. papermill ... -p data_dir /path/to/images)")
-    return ImageFolder(data_dir, data.image_size, data.channels)
+    folder = ImageFolder(data_dir, data.image_size, data.channels)
+    return CachedImages(folder, cache, workers) if cache else folder
 
 
-def random_batch(dataset: torch.utils.data.Dataset, batch: int, generator: torch.Generator) -> torch.Tensor:
-    """``batch`` images drawn uniformly with replacement: [batch, C, H, W].
-
-    Drawing from an explicit generator makes every step reproducible on its own, which is
-    what lets a resumed run continue exactly where it stopped.
-    """
-    if len(dataset) == 0:
+def draw_indices(n: int, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """The rows a training step takes: ``batch`` indices [batch] uniform in 0..n-1, with
+    replacement, from ``generator`` (the step's own, so a resumed run draws what an
+    uninterrupted one would)."""
+    if n == 0:
         raise ValueError("the dataset is empty: pass a folder (data_dir) that holds images")
-    idx = torch.randint(len(dataset), (batch,), generator=generator)
+    return torch.randint(n, (batch,), generator=generator)
+
+
+def random_batch(dataset: torch.utils.data.Dataset, batch: int, generator: torch.Generator,
+                 rows: slice = slice(None)) -> torch.Tensor:
+    """``batch`` images drawn by :func:`draw_indices`, read in this process: [batch, C, H, W]
+    (only ``rows`` of them: one process's share of a global batch)."""
+    idx = draw_indices(len(dataset), batch, generator)[rows]
     if isinstance(dataset, TensorImages):
         return dataset.images[idx]
     return torch.stack([dataset[int(i)] for i in idx])
 
+
+class _StepIndices(torch.utils.data.Sampler[list[int]]):
+    """For each step of ``steps``, the indices :func:`draw_indices` draws from that step's
+    generator (``generator_for(step)``, a fresh copy of the one the training step gets)."""
+
+    def __init__(self, n: int, batch: int, steps: range, generator_for: Callable[[int], torch.Generator],
+                 rows: slice):
+        self.n, self.batch, self.steps, self.generator_for, self.rows = n, batch, steps, generator_for, rows
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in self.steps:
+            yield draw_indices(self.n, self.batch, self.generator_for(step))[self.rows].tolist()
+
+
+def streamed_batches(dataset: torch.utils.data.Dataset, batch: int, steps: range,
+                     generator_for: Callable[[int], torch.Generator], workers: int,
+                     rows: slice = slice(None)) -> Iterator[torch.Tensor]:
+    """The batches [batch, C, H, W] that :func:`random_batch` would return at each step of
+    ``steps``, decoded and resized by ``workers`` processes of a ``DataLoader`` ahead of the
+    training process. A run that resumes at step s streams ``range(s, total)`` and gets the
+    same images an uninterrupted run gets there; the step must still draw its indices from
+    its generator (:func:`draw_indices`) so that the rest of its random stream is unchanged.
+    ``rows``: this process's share of each batch."""
+    sampler = _StepIndices(len(dataset), batch, steps, generator_for, rows)
+    return iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                            prefetch_factor=4 if workers else None))
+
+
+class CachedImages(torch.utils.data.Dataset):
+    """A folder's images decoded, cropped and resized once into one uint8 array on disk
+    (``path``, a ``.npy`` file read memory-mapped, with ``path.json`` naming what it holds), so
+    later epochs and runs read pixels instead of decoding files. Items equal the folder's
+    bit for bit. The cache is rebuilt when the folder's files, size or channels change."""
+
+    def __init__(self, folder: ImageFolder, path: str | os.PathLike, workers: int = 0):
+        path = Path(path)
+        meta = path.with_name(path.name + ".json")
+        names = "\n".join(f"{p.relative_to(folder.root)}:{p.stat().st_size}" for p in folder.files)
+        key = {"root": str(folder.root), "size": folder.size, "channels": folder.channels, "n": len(folder),
+               "files_sha256": hashlib.sha256(names.encode()).hexdigest()}
+        if not (path.is_file() and meta.is_file() and json.loads(meta.read_text()) == key):
+            self._build(folder, path, workers)
+            atomic_write(meta, lambda f: f.write(json.dumps(key).encode()))
+        self.pixels = np.load(path, mmap_mode="r")
+
+    @staticmethod
+    def _build(folder: ImageFolder, path: Path, workers: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(len(folder), folder.channels, folder.size, folder.size))
+        loader = torch.utils.data.DataLoader(folder, batch_size=64, num_workers=workers)
+        start = 0
+        for images in tqdm(loader, desc="resized cache", leave=False):
+            out[start:start + len(images)] = ((images + 1) * 127.5).round().to(torch.uint8).numpy()
+            start += len(images)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.pixels[index].astype(np.float32)) / 127.5 - 1
 
 
 def held_out_images(data: DataConfig, data_dir: str | os.PathLike | None, n: int) -> torch.Tensor:

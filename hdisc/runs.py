@@ -10,10 +10,10 @@ from typing import NamedTuple
 import torch
 
 from . import __version__
-from .backbone import UNetModel, load_unet
+from .backbone import load_unet
 from .discovery import DiscoveryModel
 from .files import project_path, sha256, shown_path, write_json
-from .presets import DiscoveryConfig, Preset, get_preset
+from .presets import DiscoveryConfig, Preset, UNetConfig, get_preset
 from .training import load_directions
 
 
@@ -52,8 +52,9 @@ def _find(given: str | os.PathLike, preset: Preset, filename: str, param: str, w
     ``runs/<preset>/filename``, else None."""
     if str(given):
         path = project_path(given)
-        if not path.is_file():
-            raise FileNotFoundError(f"{param} {path} does not exist: pass the .pt file of {what}, "
+        if not (path.is_file() or (param == "dm_checkpoint" and path.is_dir())):
+            raise FileNotFoundError(f"{param} {path} does not exist: pass the .pt file of {what}"
+                                    f"{' (or a diffusers folder)' if param == 'dm_checkpoint' else ''}, "
                                     "or leave the parameter empty to use the committed one")
         return path
     for root in ("models", "runs"):
@@ -70,6 +71,12 @@ def find_dm(dm_checkpoint: str | os.PathLike, preset: Preset) -> Path | None:
     return _find(dm_checkpoint, preset, "dm_ema.pt", "dm_checkpoint", "a trained DM")
 
 
+def open_dm(path: Path, preset: Preset) -> tuple[torch.nn.Module, UNetConfig]:
+    """The DM at ``path`` and its UNet configuration: an hdisc or guided-diffusion ``.pt``
+    file is checked against the preset's UNet, a diffusers folder brings its own."""
+    return load_unet(path, None if path.is_dir() else preset.unet)
+
+
 USE_SETTINGS = ("K", "S", "M", "t_stop", "clip", "shift_norm", "shift_rms")
 """The discovery settings that decide what a direction model's edits are."""
 
@@ -78,7 +85,7 @@ class Trained(NamedTuple):
     """What :func:`open_trained` returns."""
 
     preset: Preset
-    unet: UNetModel
+    unet: torch.nn.Module
     model: DiscoveryModel
     cfg: DiscoveryConfig
     """The direction model's settings (the preset's, or the file's with ``settings="file"``)."""
@@ -111,8 +118,8 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
         raise FileNotFoundError(f"no direction model for {cfg.name}: run experiments/train.ipynb first "
                                 f"(papermill experiments/train.ipynb out.ipynb -p dataset {dataset} "
                                 f"-p preset {preset}), or pass directions")
-    unet, _ = load_unet(dm_path, cfg.unet)
-    model, dcfg = load_directions(dir_path, cfg.unet)
+    unet, unet_cfg = open_dm(dm_path, cfg)
+    model, dcfg = load_directions(dir_path, unet_cfg)
     differ = {f: {"file": getattr(dcfg, f), "preset": getattr(cfg.discovery, f)} for f in USE_SETTINGS
               if getattr(dcfg, f) != getattr(cfg.discovery, f)}
     if differ and settings == "preset":

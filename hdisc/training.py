@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
-from .data import random_batch
+from .data import TensorImages, draw_indices, random_batch, streamed_batches
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
+from .distributed import distributed, mean_over_ranks
 from .files import atomic_save, load_file, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
@@ -155,11 +156,16 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, rate: float) -> Non
 
 
 def dm_loss(unet: torch.nn.Module, x0: torch.Tensor, abar_all: torch.Tensor,
-            generator: torch.Generator) -> torch.Tensor:
-    """Noise-prediction MSE at uniformly drawn t: ||eps - eps_theta(x_t, t)||^2 (mean)."""
-    b = x0.shape[0]
-    t = torch.randint(len(abar_all), (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
+            generator: torch.Generator, rows: slice = slice(None), batch: int | None = None) -> torch.Tensor:
+    """Noise-prediction MSE at uniformly drawn t: ||eps - eps_theta(x_t, t)||^2 (mean).
+
+    t and the noise are drawn for a whole batch of ``batch`` rows (default: x0's), of which
+    x0 [B, C, H, W] holds ``rows``: one process's share, so that every process draws the
+    same random numbers and the mean over the processes is the whole batch's loss."""
+    b = len(x0) if batch is None else batch
+    t = torch.randint(len(abar_all), (b,), generator=generator)[rows]
+    noise = torch.randn((b, *x0.shape[1:]), generator=generator)[rows]
+    b = len(x0)
     abar = abar_all[t].float().view(b, 1, 1, 1)
     xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
     dev = next(unet.parameters()).device
@@ -176,7 +182,7 @@ def check_steps(steps: int | None) -> None:
 def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.utils.data.Dataset,
              out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
              device: str | torch.device = "cpu", progress: bool | None = None,
-             log_every: int = 100) -> dict:
+             log_every: int = 100, workers: int = 0) -> dict:
     """Pretrain a guided-diffusion UNet on ``dataset``; resume from ``out_dir`` if possible.
 
     Writes ``out_dir/dm_checkpoint.pt`` (model, EMA, optimiser, step, loss log) every
@@ -184,6 +190,8 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     with their config to ``out_dir/dm_ema.pt``. ``steps`` overrides the preset's step
     count; a finished run asked for more steps continues. A non-finite loss or gradient
     stops training with :class:`NonFiniteError` and leaves the files as they were.
+    ``workers`` > 0 decodes a folder dataset's images in that many ``DataLoader`` processes
+    ahead of training (:func:`hdisc.data.streamed_batches`): the same images, the same run.
     Returns a summary dict.
     """
     check_steps(steps)
@@ -192,10 +200,16 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     out_dir = Path(out_dir)
     total = train_cfg.steps if steps is None else steps
     ckpt_path = out_dir / DM_CHECKPOINT
+    rank, world, device = distributed(device)
+    if train_cfg.batch % world:
+        raise ValueError(f"DMTrainConfig batch={train_cfg.batch} does not split over {world} processes: valid a "
+                         "multiple of the world size (torchrun --nproc_per_node): change the batch or the count")
+    rows = slice(rank * train_cfg.batch // world, (rank + 1) * train_cfg.batch // world)
     torch.manual_seed(seed)
     unet = build_unet(unet_cfg).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.Adam(unet.parameters(), lr=train_cfg.lr)
+    net = torch.nn.parallel.DistributedDataParallel(unet) if world > 1 else unet  # averages gradients over ranks
     identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed, "schedule": train_cfg.schedule.to_dict()}
     parts = {"model": unet, "ema": ema, "opt": opt}
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None},
@@ -205,25 +219,37 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
         state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, identity, parts, state)
-        save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
+        if rank == 0:  # every rank holds the same weights; one writes them
+            save_checkpoint(ckpt_path, identity, parts, state)
+            save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
 
     abar_all = train_cfg.schedule.alphas_cumprod()
     unet.schedule = ema.schedule = train_cfg.schedule
     unet.train()
 
+    stream = None
+    if workers and not isinstance(dataset, TensorImages):  # in-memory images need no loader
+        stream = streamed_batches(dataset, train_cfg.batch, range(state["step"], total),
+                                  lambda step: step_generator(seed, step), workers, rows)
+
     def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
         for group in opt.param_groups:
             group["lr"] = warmup_lr(train_cfg.lr, train_cfg.warmup, step)
-        loss = dm_loss(unet, random_batch(dataset, train_cfg.batch, gen), abar_all, gen)
-        check_finite("noise-prediction loss", loss)
+        if stream is None:
+            images = random_batch(dataset, train_cfg.batch, gen, rows)
+        else:  # the loader drew these indices from a copy of gen; draw them here too to keep gen's stream
+            draw_indices(len(dataset), train_cfg.batch, gen)
+            images = next(stream)
+        loss = dm_loss(net, images, abar_all, gen, rows, train_cfg.batch)
+        whole = mean_over_ranks(loss.detach())  # the whole batch's loss, on every rank (a NaN stops them all)
+        check_finite("noise-prediction loss", whole)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         check_finite_grads("UNet", unet.parameters())
         torch.nn.utils.clip_grad_norm_(unet.parameters(), train_cfg.grad_clip)
         opt.step()
         ema_update(ema, unet, train_cfg.ema)
-        return {"loss": loss.item()}
+        return {"loss": whole.item()}
 
     run_loop("DM", total, state, one_step, log_every, train_cfg.checkpoint_every, checkpoint, ckpt_path,
              seed=seed, progress=progress,

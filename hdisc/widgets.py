@@ -122,7 +122,7 @@ def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, 
     """
     directions = project_path(directions)  # relative paths: from the project root, as the notebooks' are
     dm = directions.parent / "dm_ema.pt" if dm is None else project_path(dm)
-    if not dm.is_file():
+    if not (dm.is_file() or dm.is_dir()):
         raise FileNotFoundError(f"no diffusion model at {dm}: pass dm=PATH, the DM the directions in "
                                 f"{directions} were trained on")
     model, cfg = load_directions(directions)

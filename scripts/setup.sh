@@ -2,7 +2,7 @@
 # Create or refresh the project environment in .venv/ (idempotent; re-runs only when
 # pyproject.toml changed). Used by scripts/main.sh, scripts/test.sh and .ci/run.
 #   bash scripts/setup.sh        the package and the notebook tools (the main job)
-#   bash scripts/setup.sh test   also the test tools (pytest, ruff, Playwright)
+#   bash scripts/setup.sh test   also the test tools (pytest, ruff, Playwright) and diffusers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

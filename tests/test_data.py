@@ -1,10 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hdisc.data import ImageFolder, load_mnist, open_dataset, random_batch
+from hdisc.data import CachedImages, ImageFolder, load_mnist, open_dataset, random_batch, streamed_batches
 from hdisc.presets import get_preset
+from hdisc.training import train_dm
 
 
 def test_mnist_is_padded_scaled_and_split():
@@ -68,3 +71,45 @@ def test_only_bad_files_raise(tmp_path):
     ds = ImageFolder(tmp_path, 32)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="could be read"):
         ds[0]
+
+
+def _jpegs(folder, n, size=40):
+    folder.mkdir()
+    gen = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(gen.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)).save(folder / f"{i:03d}.jpg")
+    return folder
+
+
+def test_streamed_batches_are_random_batchs_from_worker_processes(tmp_path):
+    folder = ImageFolder(_jpegs(tmp_path / "imgs", 12), 32)
+
+    def gen_for(step):
+        return torch.Generator().manual_seed(1000 + step)
+
+    streamed = list(streamed_batches(folder, 5, range(3, 7), gen_for, workers=2))
+    assert len(streamed) == 4
+    for step, batch in zip(range(3, 7), streamed, strict=True):
+        assert torch.equal(batch, random_batch(folder, 5, gen_for(step)))  # the same images, resumable at any step
+
+
+def test_a_resized_cache_holds_the_folders_images_bit_for_bit(tmp_path):
+    folder = ImageFolder(_jpegs(tmp_path / "imgs", 5), 32)
+    cache = CachedImages(folder, tmp_path / "cache" / "imgs.npy", workers=0)
+    assert len(cache) == 5 and cache.pixels.dtype == np.uint8
+    assert all(torch.equal(cache[i], folder[i]) for i in range(5))
+    stamp = (tmp_path / "cache" / "imgs.npy").stat().st_mtime_ns
+    CachedImages(folder, tmp_path / "cache" / "imgs.npy")  # the same folder: reused, not rebuilt
+    assert (tmp_path / "cache" / "imgs.npy").stat().st_mtime_ns == stamp
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "imgs" / "new.png")
+    grown = CachedImages(ImageFolder(tmp_path / "imgs", 32), tmp_path / "cache" / "imgs.npy")
+    assert len(grown) == 6  # another folder: rebuilt
+
+
+def test_dm_training_streams_a_folder_to_the_same_weights(tmp_path):
+    smoke = get_preset("mnist32", "smoke")
+    folder = ImageFolder(_jpegs(tmp_path / "imgs", 8), 32, channels=1)
+    cfg = dataclasses.replace(smoke.dm, steps=3)
+    a = train_dm(smoke.unet, cfg, folder, tmp_path / "a", seed=0, progress=False, log_every=1)
+    b = train_dm(smoke.unet, cfg, folder, tmp_path / "b", seed=0, progress=False, log_every=1, workers=2)
+    assert a["loss_curve"] == b["loss_curve"]
