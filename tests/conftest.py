@@ -5,11 +5,12 @@ which would make every hook and gradient test pass vacuously.
 """
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
-from hdisc.backbone import build_unet, perturb_zero_params, save_unet
+from hdisc.backbone import build_unet, load_unet, perturb_zero_params, save_unet
 from hdisc.direction_set import DirectionSet
 from hdisc.discovery import DiscoveryModel
 from hdisc.presets import get_preset
@@ -40,6 +41,28 @@ def discovery(smoke, unet):
 def dirs(smoke, discovery):
     """The perturbed learned directions on the smoke training chain (4 steps, t_stop 400)."""
     return DirectionSet.of(discovery.shift, smoke.discovery, DEFAULT)
+
+
+@pytest.fixture
+def diffusers_folder(tmp_path):
+    """A small random UNet2DModel (32 px, one channel) saved the way google/ddpm-* are."""
+    from diffusers import UNet2DModel  # the optional backbone: only its tests need it
+
+    torch.manual_seed(0)
+    net = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(32, 64), layers_per_block=1,
+                      down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                      norm_num_groups=8)
+    perturb_zero_params(net, std=0.05)
+    net.save_pretrained(tmp_path / "ddpm")
+    (tmp_path / "ddpm" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+         "beta_start": 0.0001, "beta_end": 0.02, "prediction_type": "epsilon"}))
+    return tmp_path / "ddpm"
+
+
+@pytest.fixture
+def diffusers_unet(diffusers_folder):
+    return load_unet(diffusers_folder)[0]
 
 
 @pytest.fixture(scope="session")

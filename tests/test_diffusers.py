@@ -2,13 +2,12 @@
 chain gradients, and the whole pipeline at smoke scale."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
 from diffusers import UNet2DModel
 
-from hdisc.backbone import asymmetric, capture_h, load_unet, perturb_zero_params, shift_h
+from hdisc.backbone import capture_h, load_unet, perturb_zero_params
 from hdisc.chain import backprop_chain, record_chain, run_chain
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import invert
@@ -19,54 +18,24 @@ from hdisc.training import train_discovery
 from hdisc.widgets import explore
 
 
-@pytest.fixture
-def folder(tmp_path):
-    """A small random UNet2DModel (32 px, one channel) saved the way google/ddpm-* are."""
-    torch.manual_seed(0)
-    net = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(32, 64), layers_per_block=1,
-                      down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                      norm_num_groups=8)
-    perturb_zero_params(net, std=0.05)
-    net.save_pretrained(tmp_path / "ddpm")
-    (tmp_path / "ddpm" / "scheduler_config.json").write_text(json.dumps(
-        {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
-         "beta_start": 0.0001, "beta_end": 0.02, "prediction_type": "epsilon"}))
-    return tmp_path / "ddpm"
-
-
-def test_a_save_pretrained_folder_loads_with_its_schedule(folder, smoke):
-    unet, cfg = load_unet(folder)
+def test_a_save_pretrained_folder_loads_with_its_schedule(diffusers_folder, smoke):
+    unet, cfg = load_unet(diffusers_folder)
     assert schedule_of(unet) == Schedule(kind="cosine")
     assert cfg.h_shape == (64, 16, 16) and unet.in_channels == 1 and unet.image_size == 32
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([999, 10])
     with torch.no_grad(), capture_h(unet) as store:
         eps = unet(x, t)
     assert eps.shape == x.shape and store[0].shape == (2, *cfg.h_shape)
-    assert torch.equal(eps, UNet2DModel.from_pretrained(folder, low_cpu_mem_usage=False)(x, t).sample)
+    assert torch.equal(eps, UNet2DModel.from_pretrained(diffusers_folder, low_cpu_mem_usage=False)(x, t).sample)
     with pytest.raises(ValueError, match="another model than the configured one"):
-        load_unet(folder, dataclasses.replace(cfg, model_channels=64, channel_mult=(1, 1)))
-    (folder / "scheduler_config.json").unlink()
+        load_unet(diffusers_folder, dataclasses.replace(cfg, model_channels=64, channel_mult=(1, 1)))
+    (diffusers_folder / "scheduler_config.json").unlink()
     with pytest.warns(UserWarning, match="no scheduler_config.json"):
-        load_unet(folder)
+        load_unet(diffusers_folder)
 
 
-def test_asymmetric_on_diffusers_matches_two_separate_passes(folder):
-    unet, cfg = load_unet(folder)
-    x, t = torch.randn(3, 1, 32, 32), torch.tensor([900, 900, 900])
-    dh = torch.randn(2, *cfg.h_shape) * 0.5
-    with torch.no_grad():
-        plain = unet(x, t)
-        with shift_h(unet, lambda h, emb: torch.cat([torch.zeros_like(h[:1]), dh])):
-            shifted = unet(x, t)
-        with asymmetric(unet, lambda h, emb: dh, first=1):
-            both = unet(x, t)
-    assert both.shape == (5, 1, 32, 32)
-    assert torch.allclose(both[:3], plain, atol=1e-5) and torch.allclose(both[3:], shifted[1:], atol=1e-5)
-    assert not torch.allclose(shifted[1:], plain[1:], atol=1e-4)
-
-
-def test_chain_backprop_equals_vanilla_on_diffusers(folder, smoke):
-    unet, cfg = load_unet(folder)
+def test_chain_backprop_equals_vanilla_on_diffusers(diffusers_folder, smoke):
+    unet, cfg = load_unet(diffusers_folder)
     unet.requires_grad_(False)
     torch.manual_seed(1)
     model = DiscoveryModel(cfg, smoke.discovery)
@@ -90,13 +59,13 @@ def test_chain_backprop_equals_vanilla_on_diffusers(folder, smoke):
         assert rel < 1e-4, name
 
 
-def test_the_pipeline_runs_on_diffusers(folder, smoke, tmp_path):
-    unet, cfg = load_unet(folder)
+def test_the_pipeline_runs_on_diffusers(diffusers_folder, smoke, tmp_path):
+    unet, cfg = load_unet(diffusers_folder)
     d = dataclasses.replace(smoke.discovery, head_init_std=0.05)
     out = tmp_path / "directions"
     summary = train_discovery(unet, cfg, d, out, steps=2, progress=False)
     assert summary["steps"] == 2
-    ex = explore(out / "directions.pt", dm=folder, real=torch.rand(1, 1, 32, 32) * 2 - 1, invert_steps=4)
+    ex = explore(out / "directions.pt", dm=diffusers_folder, real=torch.rand(1, 1, 32, 32) * 2 - 1, invert_steps=4)
     ex.strength.value = d.S
     left, right = ex.render()
     assert not torch.allclose(left, right)

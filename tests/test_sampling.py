@@ -136,7 +136,9 @@ def test_generate_is_seeded(unet):
     assert a.abs().max() <= 1.0 + 1e-6
 
 
-def test_asymmetric_with_reference_rows_matches_separate_passes(unet):
+@pytest.mark.parametrize("backbone", ["unet", "diffusers_unet"])  # guided-diffusion's one-encoder pass; doubled batch
+def test_asymmetric_with_reference_rows_matches_separate_passes(request, backbone):
+    unet = request.getfixturevalue(backbone)
     x, t = torch.randn(3, 1, 32, 32), torch.tensor([800, 800, 800])
     dh = torch.randn(2, 64, 16, 16) * 0.5
     with torch.no_grad():
@@ -148,3 +150,4 @@ def test_asymmetric_with_reference_rows_matches_separate_passes(unet):
     assert out.shape == (5, 1, 32, 32)
     assert torch.allclose(out[:3], orig, atol=1e-5)
     assert torch.allclose(out[3:], shifted[1:], atol=1e-5)
+    assert not torch.allclose(shifted[1:], orig[1:], atol=1e-4)
