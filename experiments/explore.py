@@ -45,7 +45,7 @@ seed = 0
 n_real = 8
 n_rank = 16
 n_sources = 256  # samples for the training-free directions offered beside the learned ones (0: none)
-rel = 0.1  # their size: dh relative to rms(h) at strength 1 (as in the compare chapter)
+rel = 0.5  # their size: dh relative to rms(h) at strength 1 (as in the compare chapter)
 device = "auto"
 
 # %%

@@ -96,7 +96,7 @@ def jupyterlab(tmp_path, trained):
             proc.wait()
 
 
-def test_explorer_slider_changes_the_image_in_jupyterlab(browser, jupyterlab):
+def test_explorer_in_jupyterlab_follows_the_slider_the_source_and_a_real_digit(browser, jupyterlab):
     url, token = jupyterlab
     page = browser.new_page()
     page.goto(f"{url}/lab/tree/explore.ipynb?token={token}")
@@ -131,6 +131,12 @@ def test_explorer_slider_changes_the_image_in_jupyterlab(browser, jupyterlab):
         page.screenshot(path="/tmp/lab_source.png", full_page=True)
         raise
     assert direction.locator("option").all_inner_texts()[:2] == ["R0", "R1"]
+    # start from a real digit: the kernel inverts it (DDIM) and the image follows
+    before = image.get_attribute("src")
+    page.get_by_role("button", name="real image").click()
+    page.wait_for_function("src => document.querySelector('.widget-image').src !== src", arg=before,
+                           timeout=60_000)
+    assert "real image" in page.locator(".widget-toggle-buttons .mod-active").first.inner_text()
 
 
 @pytest.fixture

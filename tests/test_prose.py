@@ -40,7 +40,7 @@ def test_the_training_paragraph_never_reports_rca_alone():
     assert "86% of fresh pairs (chance 3%)" in text and "0.27 to shifted samples against 0.76" in text
 
 
-@pytest.mark.parametrize("chapter", sorted(set(WRITERS) - {"compare"}))
+@pytest.mark.parametrize("chapter", sorted(WRITERS))
 def test_every_committed_record_has_its_paragraph(chapter):
     path = RESULTS / f"{chapter}.json"
     if chapter in ("train_dm", "train"):
@@ -52,3 +52,21 @@ def test_every_committed_record_has_its_paragraph(chapter):
 def test_an_unknown_chapter_is_refused():
     with pytest.raises(ValueError, match="no paragraph for chapter 'nope'"):
         what_this_shows("nope", {})
+
+
+def _row(method, passing, rca, chance=0.031):
+    return {"method": method, "interpretable_fraction": passing, "posthoc_rca": rca, "posthoc_chance": chance}
+
+
+def test_the_compare_paragraph_says_when_the_yardstick_cannot_tell_methods_apart():
+    small = {"rel": 0.1, "rows": [_row("learned", 0.97, 0.03), _row("PCA (pooled)", 0.88, 0.027),
+                                  _row("random", 1.0, 0.035)]}
+    text = what_this_shows("compare", small)
+    assert "At one step size (|dh| = |s| x 0.1 x rms(h)), random has the most directions that pass (100%)" in text
+    assert "does not tell the methods apart" in text and "below twice chance" in text
+    visible = {"rel": 0.5, "rows": [_row("learned", 0.5, 0.4), _row("PCA (pooled)", 0.38, 0.2),
+                                    _row("random", 0.16, 0.1)]}
+    text = what_this_shows("compare", visible)
+    assert "learned has the most directions that pass (50%) and learned the most recognisable" in text
+    assert "Random directions, the floor, reach 16%" in text
+    assert "does not tell" not in text and "below twice chance" not in text
