@@ -65,8 +65,14 @@ def write_json(path: str | os.PathLike, record: dict) -> Path:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
+    """The SHA-256 of a file's bytes, as hex; of a folder (a diffusers model), of each file's
+    relative name and hash in name order."""
+    path = Path(path)
     digest = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{f.relative_to(path).as_posix()}:{sha256(f)}\n".encode())
+        return digest.hexdigest()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

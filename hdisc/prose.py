@@ -129,8 +129,9 @@ def _compare(r: dict) -> str:
                  f"{rand['posthoc_rca']:.2f}: a method is only worth its cost where it beats them.")
         others = [x for x in rows if x is not rand]
         if others and rand["interpretable_fraction"] >= max(x["interpretable_fraction"] for x in others):
-            text += (" Here none does on the first count: at this step size the test does not tell the methods "
-                     "apart (edits too small to see pass it whatever they are).")
+            text += (" Here none does on the first count: random directions pass at least as often as any method, "
+                     "so at this step size passing does not single a method out (the test is easiest for edits that "
+                     "change little).")
         if all(x["posthoc_rca"] < 2 * x["posthoc_chance"] for x in rows):
             text += " No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)."
     return text

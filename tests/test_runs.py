@@ -24,6 +24,10 @@ def test_records_name_their_model_files_and_environment(tmp_path):
     assert record["x"] == 1 and record["models"]["directions"] is None
     assert record["models"]["dm"] == {"path": str(model), "sha256": hashlib.sha256(b"weights").hexdigest()}
     assert record["environment"]["torch"] == torch.__version__
+    (tmp_path / "ddpm").mkdir()  # a diffusers folder: hashed file by file
+    (tmp_path / "ddpm" / "config.json").write_text("{}")
+    write_record(tmp_path / "r.json", {}, {"dm": tmp_path / "ddpm"})
+    assert len(json.loads((tmp_path / "r.json").read_text())["models"]["dm"]["sha256"]) == 64
     write_record(tmp_path / "r.json", {"environment": {"measured": "elsewhere"}}, {})
     assert json.loads((tmp_path / "r.json").read_text())["environment"] == {"measured": "elsewhere"}
 
