@@ -6,13 +6,16 @@ Writes N_IMAGES (default 10,000) random 128-px JPEGs to a temporary folder, then
 for DM training batches of 32 at 128 px (the celebahq128 / afhq128 presets' size): images per
 second of (a) ``random_batch`` decoding and resizing in the training process, (b)
 ``streamed_batches`` with 1 worker process (on 2 cores: one trains, one decodes), (c) a
-one-time ``CachedImages`` build and (d) reading the cache; each with the peak resident
-memory of the process and of its children. Writes JSON (default
-results/bench_folder.json).
+one-time ``CachedImages`` build and (d) reading the cache. (a), (b) and (d) are measured
+twice: reading alone, and with a stand-in training step per batch (a fixed matrix workload
+on one thread, about as long as decoding a batch), which a worker can overlap and the
+training process cannot. Peak resident memory of the process and of its (finished)
+children. Writes JSON (default results/bench_folder.json).
 """
 
 from __future__ import annotations
 
+import gc
 import resource
 import sys
 import tempfile
@@ -36,10 +39,21 @@ def peak_mb() -> dict[str, float]:
             "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def rate(batches) -> float:
-    """Images per second over STEPS batches."""
+def train_step() -> None:
+    """A stand-in for a training step: 40 products of 512 x 512 matrices."""
+    a = torch.ones(512, 512)
+    for _ in range(40):
+        a = (a @ a).clamp(max=1.0)
+
+
+def rate(batches, step: bool = False) -> float:
+    """Images per second over STEPS batches, with a stand-in training step after each if ``step``."""
     start = time.perf_counter()
-    n = sum(len(next(batches)) for _ in range(STEPS))
+    n = 0
+    for _ in range(STEPS):
+        n += len(next(batches))
+        if step:
+            train_step()
     return n / (time.perf_counter() - start)
 
 
@@ -55,25 +69,34 @@ def main(n: int = 10_000, out: str = "results/bench_folder.json") -> None:
         def gen_for(step: int) -> torch.Generator:
             return torch.Generator().manual_seed(step)
 
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        for _ in range(5):
+            train_step()
+        step_ms = (time.perf_counter() - start) / 5 * 1000
         rows = []
-        in_process = (random_batch(folder, BATCH, gen_for(s)) for s in range(STEPS))
-        rows.append({"loader": "random_batch in the training process (before)", "img_per_s": rate(in_process),
-                     **peak_mb()})
-        stream = streamed_batches(folder, BATCH, range(STEPS), gen_for, workers=1)
-        rows.append({"loader": "streamed_batches, 1 worker process", "img_per_s": rate(stream), **peak_mb()})
-        del stream
+        for label, make in (("random_batch in the training process (before)",
+                             lambda: (random_batch(folder, BATCH, gen_for(s)) for s in range(STEPS))),
+                            ("streamed_batches, 1 worker process",
+                             lambda: streamed_batches(folder, BATCH, range(STEPS), gen_for, workers=1))):
+            alone, with_step = rate(make()), rate(make(), step=True)
+            gc.collect()  # finished loaders' workers exit, so their memory counts under children
+            rows.append({"loader": label, "img_per_s": alone, "img_per_s_with_step": with_step, **peak_mb()})
         start = time.perf_counter()
         cache = CachedImages(folder, Path(tmp) / "cache.npy", workers=1)
         build_s = time.perf_counter() - start
         rows.append({"loader": "CachedImages: one-time build, 1 worker", "img_per_s": n / build_s, "build_s": build_s,
                      **peak_mb()})
-        cached = (random_batch(cache, BATCH, gen_for(s)) for s in range(STEPS))
-        rows.append({"loader": "random_batch from the cache", "img_per_s": rate(cached), **peak_mb()})
+        rows.append({"loader": "random_batch from the cache",
+                     "img_per_s": rate(random_batch(cache, BATCH, gen_for(s)) for s in range(STEPS)),
+                     "img_per_s_with_step": rate((random_batch(cache, BATCH, gen_for(s)) for s in range(STEPS)),
+                                                 step=True), **peak_mb()})
     for r in rows:
-        print(f"{r['loader']:45s} {r['img_per_s']:9.1f} img/s  peak {r['self_mb']:.0f} MB (+ children "
-              f"{r['children_mb']:.0f} MB)")
+        print(f"{r['loader']:45s} {r['img_per_s']:9.1f} img/s alone, {r.get('img_per_s_with_step', 0):7.1f} with "
+              f"a step; peak {r['self_mb']:.0f} MB (+ children {r['children_mb']:.0f} MB)")
     write_json(project_path(out), {"n_images": n, "source_px": [160, 144], "size": SIZE, "batch": BATCH,
-                                   "steps": STEPS, "rows": rows, "environment": environment(),
+                                   "steps": STEPS, "stand_in_step_ms": step_ms, "rows": rows,
+                                   "environment": environment(),
                                    "note": "peak memory is cumulative over the rows, in the order run"})
 
 
