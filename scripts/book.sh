@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+setup_s=$SECONDS  # installing (or checking) the environment
 PRESET=${PRESET:-cpu}
 RENDER=${RENDER:-full}
 case "$RENDER" in
@@ -24,7 +25,7 @@ executed=book/_executed
 mkdir -p "$models" "$results" "$executed"
 bash scripts/vendor_js.sh book/_vendor
 
-timing=()  # "name seconds" per stage, written to $results/book_timing.json at the end
+timing=("setup $setup_s")  # "name seconds" per stage, written to $results/book_timing.json at the end
 pm() {  # pm NOTEBOOK [papermill args...]: execute experiments/NOTEBOOK.ipynb into the book
   local name=$1 start=$SECONDS; shift
   echo "== $name ($PRESET, $RENDER)"
