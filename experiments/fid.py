@@ -46,7 +46,7 @@ import torch
 
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
-from hdisc.directions import raw_and_shifted
+from hdisc.directions import edit_pairs
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import fd, inception_features, mnist_net
 from hdisc.report import PAPER
@@ -68,7 +68,7 @@ paper = PAPER["fid"]
 # Raw samples and shifted samples from the same noise (one random $k$ and $s$ per image).
 
 # %%
-raw, shifted = raw_and_shifted(unet, dirs, n, seed=seed, device=dev)
+raw, shifted, _, _ = edit_pairs(unet, dirs, n, 1, seed=seed, batch=100, device=dev)
 show_grid(torch.cat([raw[:16], shifted[:16]]), nrow=16, title="raw (top) and shifted (bottom)");
 
 # %% [markdown]

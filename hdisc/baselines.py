@@ -186,10 +186,10 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
     fixed.norm, fixed.rms = "fixed", rel
 
     def fixed_set(dirs: torch.Tensor, names: list[str]) -> DirectionSet:
-        return learned.with_shift(FixedDirections(dirs, rel), len(dirs), tuple(names))
+        return learned.with_shift(FixedDirections(dirs, rel), names=tuple(names))
 
     methods = {
-        "learned (this paper)": learned.with_shift(fixed, K, tuple(str(k) for k in range(K))),
+        "learned (this paper)": learned.with_shift(fixed, names=tuple(str(k) for k in range(K))),
         "PCA (pooled)": fixed_set(pca, [f"PC{k + 1}" for k in range(len(pca))]),
         "Jacobian (one image)": fixed_set(jac, [f"SV{k + 1}" for k in range(K)]),
     }

@@ -117,8 +117,10 @@ class DirectionSet:
         return dataclasses.replace(self, steps=steps, scale=self.scale * ratio)
 
     def with_shift(self, shift: Shift, K: int | None = None, names: tuple[str, ...] = ()) -> DirectionSet:
-        """Other directions on the same chain and scale (e.g. a direction's mean over samples)."""
-        return dataclasses.replace(self, shift=shift, K=self.K if K is None else K, names=tuple(names))
+        """Other directions on the same chain and scale (e.g. a direction's mean over samples).
+        K defaults to the shift's own ``K`` (a ShiftBlock's or FixedDirections'), else this set's."""
+        K = getattr(shift, "K", self.K) if K is None else K
+        return dataclasses.replace(self, shift=shift, K=K, names=tuple(names))
 
     def to(self, device: str | torch.device) -> DirectionSet:
         """The set with its shift's weights on ``device``."""

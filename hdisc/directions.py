@@ -108,7 +108,7 @@ def mean_directions(unet: nn.Module, dirs: DirectionSet, x_T: torch.Tensor, k: i
     Along the plain chains of x_T [N, C, H, W], dh of direction k is averaged over the N
     samples at each shifted timestep (the mean direction) and then also over the shifting
     interval (the global direction). Both are returned as one-direction shifts (K = 1) that
-    edit on the same chain: ``dirs.with_shift(mean, K=1).edit(unet, x_T, 0, s)``.
+    edit on the same chain: ``dirs.with_shift(mean).edit(unet, x_T, 0, s)``.
     """
     kk = torch.full((len(x_T),), k, dtype=torch.long, device=x_T.device)
     records: dict[int, torch.Tensor] = {}
@@ -123,20 +123,23 @@ def mean_directions(unet: nn.Module, dirs: DirectionSet, x_T: torch.Tensor, k: i
 
 
 @torch.no_grad()
-def raw_and_shifted(unet: nn.Module, dirs: DirectionSet, n: int, *, seed: int = 0, batch: int = 100,
-                    device: str | torch.device = "cpu", progress: bool | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` raw samples and their shifted versions from the same noise, each with a random
-    direction and strength uniform in [-S, S] (paper 5.6): two tensors [n, C, H, W] on the CPU."""
+def edit_pairs(unet: nn.Module, dirs: DirectionSet, n_noise: int, per_noise: int, *, seed: int, batch: int = 64,
+               device: str | torch.device = "cpu", progress: bool | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw samples and edits on the chain of ``dirs`` (paper 5.6, and the post-hoc
+    reconstructor's pairs): each of ``n_noise`` noises drawn from ``seed`` gives its plain
+    sample x_0 and ``per_noise`` edits at random k in 0..K-1 and s uniform in [-S, S].
+    Returns x0 (repeated per edit), x_shift [n_noise * per_noise, C, H, W] (CPU), k and s."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn((n, unet.in_channels, unet.image_size, unet.image_size), generator=gen)
-    k, s = draw_shifts(n, dirs.K, dirs.S, gen)
-    raw, shifted = [], []
-    for i in tqdm(range(0, n, batch), desc="samples", disable=progress is False):
-        zi = z[i:i + batch].to(device)
-        raw.append(dirs.plain(unet, zi).cpu())
-        shifted.append(dirs.edit(unet, zi, k[i:i + batch], s[i:i + batch]).cpu())
-    return torch.cat(raw), torch.cat(shifted)
+    z = torch.randn((n_noise, unet.in_channels, unet.image_size, unet.image_size), generator=gen)
+    k, s = draw_shifts(n_noise * per_noise, dirs.K, dirs.S, gen)
+    x0 = torch.cat([dirs.plain(unet, z[i:i + batch].to(device)).cpu()
+                    for i in range(0, n_noise, batch)]).repeat_interleave(per_noise, 0)
+    zz = z.repeat_interleave(per_noise, 0)
+    xs = torch.cat([dirs.edit(unet, zz[i:i + batch].to(device), k[i:i + batch].to(device),
+                              s[i:i + batch].to(device)).cpu()
+                    for i in tqdm(range(0, len(zz), batch), desc="edits", disable=progress is False)])
+    return x0, xs, k, s
 
 
 @torch.no_grad()
@@ -153,8 +156,8 @@ def compare_shifts(unet: nn.Module, dirs: DirectionSet, x_T: torch.Tensor, recon
     """
     per_t, global_dir = mean_directions(unet, dirs, noise, k)
     per_sample = dirs.edit(unet, x_T, k, s)
-    mean = dirs.with_shift(per_t, K=1).edit(unet, x_T, 0, s)
-    glob = dirs.with_shift(global_dir, K=1).edit(unet, x_T, 0, s)
+    mean = dirs.with_shift(per_t).edit(unet, x_T, 0, s)
+    glob = dirs.with_shift(global_dir).edit(unet, x_T, 0, s)
     change = (per_sample - recon).abs().mean().item()
     row = {"k": k, "edit_change": change, "mean_vs_sample": (mean - per_sample).abs().mean().item() / change,
            "global_vs_sample": (glob - per_sample).abs().mean().item() / change}

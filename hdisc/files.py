@@ -74,9 +74,7 @@ def sha256(path: str | os.PathLike) -> str:
             digest.update(f"{f.relative_to(path).as_posix()}:{sha256(f)}\n".encode())
         return digest.hexdigest()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_file(path: str | os.PathLike, what: str, keys: tuple[str, ...] = ()) -> dict:

@@ -12,37 +12,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .direction_set import DirectionSet
-from .discovery import Reconstructor, draw_shifts
+from .directions import edit_pairs
+from .discovery import Reconstructor
 from .interpret import interpretability, realism
-
-
-@torch.no_grad()
-def edit_pairs(unet: nn.Module, dirs: DirectionSet, n_noise: int, per_noise: int, *, seed: int, batch: int = 64,
-               device: str | torch.device = "cpu", progress: bool | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n_noise * per_noise`` pairs on the chain of ``dirs``: each noise's plain sample x_0
-    with ``per_noise`` edits at random k in 0..K-1 and s uniform in [-S, S]. Returns x0,
-    x_shift [n, C, H, W] (CPU), k [n] and s [n]."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (unet.in_channels, unet.image_size, unet.image_size)
-    z = torch.randn((n_noise, *shape), generator=gen)
-    k, s = draw_shifts(n_noise * per_noise, dirs.K, dirs.S, gen)
-    x0 = torch.cat([dirs.plain(unet, z[i:i + batch].to(device)).cpu()
-                    for i in range(0, n_noise, batch)]).repeat_interleave(per_noise, 0)
-    zz = z.repeat_interleave(per_noise, 0)
-    xs = torch.cat([dirs.edit(unet, zz[i:i + batch].to(device), k[i:i + batch].to(device),
-                              s[i:i + batch].to(device)).cpu()
-                    for i in tqdm(range(0, len(zz), batch), desc="edits", disable=progress is False)])
-    return x0, xs, k, s
 
 
 def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...], K: int, *, epochs: int = 10,
                 batch: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
     """Train a fresh reconstructor (both images and their difference, the small CNN for 32 px
-    and a ResNet otherwise) on ``train`` pairs (x0, x_shift, k, s) from :func:`edit_pairs`
+    and a ResNet otherwise) on ``train`` pairs (x0, x_shift, k, s) from :func:`hdisc.directions.edit_pairs`
     for ``epochs`` passes, then score its accuracy on ``test`` pairs. Returns
     ``{"rca", "mag_err", "chance", "n_train", "n_test", "epochs"}``."""
     x0, xs, k, s = train
@@ -85,7 +65,8 @@ def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module,
     s = ev["summary"]
     row = {"K": dirs.K, "interpretable_fraction": s["interpretable_fraction"],
            "signed_fraction": s["signed_fraction"], "smooth_fraction": s["smooth_fraction"],
-           "median_keep_half": s["median_keep_half"], "named_fraction": s["named_fraction"],
+           "median_keep_half": s["median_keep_half"], "median_change_half": s["median_change_half"],
+           "named_fraction": s["named_fraction"],
            "disentanglement": s["disentanglement"], "posthoc_rca": vp["rca"], "posthoc_chance": vp["chance"],
            "fd_ratio": fid["fd_ratio"], "fd_edits": fid["fd_edits"], "fd_raw": fid["fd_raw"],
            "attributes": [r["attribute"] for r in ev["directions"]],

@@ -130,8 +130,12 @@ def _compare(r: dict) -> str:
         others = [x for x in rows if x is not rand]
         if others and rand["interpretable_fraction"] >= max(x["interpretable_fraction"] for x in others):
             text += (" Here none does on the first count: random directions pass at least as often as any method, "
-                     "so at this step size passing does not single a method out (the test is easiest for edits that "
-                     "change little).")
+                     "so at this step size passing does not single a method out")
+            if "median_change_half" in rand:
+                text += (f" (the test is easiest for edits that change little: random directions move the image by "
+                         f"{rand['median_change_half']:.3f} at S/2, the median method by "
+                         f"{sorted(x['median_change_half'] for x in others)[len(others) // 2]:.3f})")
+            text += "."
         if all(x["posthoc_rca"] < 2 * x["posthoc_chance"] for x in rows):
             text += " No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)."
     return text

@@ -162,9 +162,9 @@ def dm_loss(unet: torch.nn.Module, x0: torch.Tensor, abar_all: torch.Tensor,
     t and the noise are drawn for a whole batch of ``batch`` rows (default: x0's), of which
     x0 [B, C, H, W] holds ``rows``: one process's share, so that every process draws the
     same random numbers and the mean over the processes is the whole batch's loss."""
-    b = len(x0) if batch is None else batch
-    t = torch.randint(len(abar_all), (b,), generator=generator)[rows]
-    noise = torch.randn((b, *x0.shape[1:]), generator=generator)[rows]
+    whole = len(x0) if batch is None else batch
+    t = torch.randint(len(abar_all), (whole,), generator=generator)[rows]
+    noise = torch.randn((whole, *x0.shape[1:]), generator=generator)[rows]
     b = len(x0)
     abar = abar_all[t].float().view(b, 1, 1, 1)
     xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise

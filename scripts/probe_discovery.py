@@ -21,7 +21,7 @@ import torch
 from hdisc.backbone import load_unet
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
-from hdisc.directions import raw_and_shifted
+from hdisc.directions import edit_pairs
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import project_path, write_json
 from hdisc.interpret import interpretability, realism
@@ -55,7 +55,7 @@ def main(name: str, *overrides: str) -> None:
     net = mnist_net(project_path("models/mnist_net.pt"))
     scores = interpretability(unet, dirs, n_eval, net, seed=2)
     real = held_out_images(preset.data, None, 500)
-    raw, shifted = raw_and_shifted(unet, dirs, 500, seed=3)
+    raw, shifted, _, _ = edit_pairs(unet, dirs, 500, 1, seed=3, batch=100)
     fidelity = realism(net, net.features, raw, shifted, real)
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,

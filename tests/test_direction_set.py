@@ -75,3 +75,5 @@ def test_labels_default_to_indices(dirs):
     assert dirs.label(2) == "2"
     named = dirs.with_shift(dirs.shift, names=("a", "b", "c", "d"))
     assert named.label(2) == "c" and named.K == dirs.K
+    table = dirs.with_shift(FixedDirections(torch.zeros(3, 64, 16, 16)))
+    assert table.K == 3  # the shift's own K

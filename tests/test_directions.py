@@ -10,10 +10,10 @@ from hdisc.directions import (
     change_similarity,
     compare_shifts,
     direction_ends,
+    edit_pairs,
     mean_abs_offdiag,
     mean_directions,
     ranked,
-    raw_and_shifted,
     realism,
 )
 from hdisc.discovery import DiscoveryModel
@@ -69,8 +69,8 @@ def test_mean_and_global_directions(smoke, unet, dirs):
 def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
     d = dataclasses.replace(smoke.discovery, M=3)
     dirs = DirectionSet.of(discovery.shift, d, DEFAULT)
-    raw, shifted = raw_and_shifted(unet, dirs, 5, seed=3, batch=2, progress=False)
-    again = raw_and_shifted(unet, dirs, 5, seed=3, batch=2, progress=False)
+    raw, shifted, _, _ = edit_pairs(unet, dirs, 5, 1, seed=3, batch=2, progress=False)
+    again = edit_pairs(unet, dirs, 5, 1, seed=3, batch=2, progress=False)
     assert raw.shape == shifted.shape == (5, 1, 32, 32)
     assert torch.equal(raw, again[0]) and torch.equal(shifted, again[1])
     z = torch.randn((5, 1, 32, 32), generator=torch.Generator().manual_seed(3))

@@ -4,7 +4,8 @@ import torch
 
 from hdisc.baselines import random_directions
 from hdisc.direction_set import DirectionSet, FixedDirections
-from hdisc.posthoc import edit_pairs, posthoc_rca
+from hdisc.directions import edit_pairs
+from hdisc.posthoc import posthoc_rca
 from hdisc.schedule import ddim_steps
 
 

@@ -61,9 +61,12 @@ def _row(method, passing, rca, chance=0.031):
 def test_the_compare_paragraph_says_when_the_yardstick_cannot_tell_methods_apart():
     small = {"rel": 0.1, "rows": [_row("learned", 0.97, 0.03), _row("PCA (pooled)", 0.88, 0.027),
                                   _row("random", 1.0, 0.035)]}
+    for row, change in zip(small["rows"], (0.02, 0.04, 0.005), strict=True):
+        row["median_change_half"] = change
     text = what_this_shows("compare", small)
     assert "At one step size (|dh| = |s| x 0.1 x rms(h)), random has the most directions that pass (100%)" in text
     assert "passing does not single a method out" in text and "below twice chance" in text
+    assert "random directions move the image by 0.005 at S/2, the median method by 0.040" in text
     visible = {"rel": 0.5, "rows": [_row("learned", 0.5, 0.4), _row("PCA (pooled)", 0.38, 0.2),
                                     _row("random", 0.16, 0.1)]}
     text = what_this_shows("compare", visible)
