@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .backbone import build_encoder
 from .chain import backprop_chain, record_chain, run_chain
+from .distributed import average_gradients, mean_over_ranks
 from .guard import check_finite, check_finite_grads
 from .presets import DiscoveryConfig, UNetConfig
 from .sampling import Shifted, ddim_step, sample_ddim
@@ -234,22 +235,24 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     loss.backward()
     if method == "chain":
         backprop_chain(step, nodes, x_shift.grad)
-    check_finite("generator loss", loss)
-    check_finite_grads("shift block and reconstructor", (*model.shift.parameters(), *model.reconstructor.parameters()))
+    generator = (*model.shift.parameters(), *model.reconstructor.parameters())
+    average_gradients(generator)  # under torchrun: the whole batch's gradient on every rank
+    check_finite("generator loss", mean_over_ranks(loss.detach()))
+    check_finite_grads("shift block and reconstructor", generator)
     opt_g.step()
 
     opt_d.zero_grad(set_to_none=True)
     real, fake = model.discriminator(x0), model.discriminator(x_shift.detach())
     l_d = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-    check_finite("discriminator loss", l_d)
     l_d.backward()
+    average_gradients(model.discriminator.parameters())
+    check_finite("discriminator loss", mean_over_ranks(l_d.detach()))
     check_finite_grads("discriminator", model.discriminator.parameters())
     opt_d.step()
-    return StepStats(l_ce=l_ce.item(), l_mag=l_mag.item(), l_adv=l_adv.item(), l_d=l_d.item(),
-                     d_real=torch.sigmoid(real).mean().item(), d_fake=torch.sigmoid(fake).mean().item(),
-                     acc=(logits.argmax(1) == k).float().mean().item(),
-                     mag_err=(s_hat - s).abs().mean().item())
+    stats = torch.stack([l_ce, l_mag, l_adv, l_d, torch.sigmoid(real).mean(), torch.sigmoid(fake).mean(),
+                         (logits.argmax(1) == k).float().mean(), (s_hat - s).abs().mean()]).detach()
+    return StepStats(*mean_over_ranks(stats).tolist())  # the whole batch's, as one process logs them
 
 
 @torch.no_grad()

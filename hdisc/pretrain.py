@@ -21,18 +21,25 @@ from .runs import resolve_device, run_dir
 from .training import train_dm
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` (default: the command line), train, return train_dm's summary."""
-    p = argparse.ArgumentParser(prog="python -m hdisc.pretrain", description=__doc__.splitlines()[0])
+def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every training command line shares: dataset, preset, output folder,
+    step count, seed and device."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--preset", choices=SCALES, default="cpu")
-    p.add_argument("--data-dir", default="", help="folder of training images (not for mnist32)")
     p.add_argument("--out", default="", help="output folder (default runs/<dataset>-<preset>)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default: the command line), train, return train_dm's summary."""
+    p = training_parser("python -m hdisc.pretrain", __doc__.splitlines()[0])
+    p.add_argument("--data-dir", default="", help="folder of training images (not for mnist32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding folder images")
     p.add_argument("--cache", default="", help="a .npy file: decode and resize the folder once into it")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
     rank, _, device = distributed(resolve_device(args.device))

@@ -22,7 +22,7 @@ from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
-from .distributed import distributed, mean_over_ranks
+from .distributed import distributed, global_batch_norm, mean_over_ranks
 from .files import atomic_save, load_file, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
@@ -179,6 +179,13 @@ def check_steps(steps: int | None) -> None:
                          "(in the notebooks, -1 means the preset's count)")
 
 
+def check_split(config: str, batch: int, world: int) -> None:
+    """Refuse a global batch that does not split evenly over ``world`` processes."""
+    if batch % world:
+        raise ValueError(f"{config} batch={batch} does not split over {world} processes: valid a multiple of the "
+                         "world size (torchrun --nproc_per_node): change the batch or the count")
+
+
 def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.utils.data.Dataset,
              out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
              device: str | torch.device = "cpu", progress: bool | None = None,
@@ -201,9 +208,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     total = train_cfg.steps if steps is None else steps
     ckpt_path = out_dir / DM_CHECKPOINT
     rank, world, device = distributed(device)
-    if train_cfg.batch % world:
-        raise ValueError(f"DMTrainConfig batch={train_cfg.batch} does not split over {world} processes: valid a "
-                         "multiple of the world size (torchrun --nproc_per_node): change the batch or the count")
+    check_split("DMTrainConfig", train_cfg.batch, world)
     rows = slice(rank * train_cfg.batch // world, (rank + 1) * train_cfg.batch // world)
     torch.manual_seed(seed)
     unet = build_unet(unet_cfg).to(device)
@@ -294,9 +299,14 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
     total = cfg.steps if steps is None else steps
+    rank, world, device = distributed(device)
+    check_split("DiscoveryConfig", cfg.batch, world)
+    rows = slice(rank * cfg.batch // world, (rank + 1) * cfg.batch // world)
     unet = unet.to(device).eval().requires_grad_(False)
     torch.manual_seed(seed)
     model = DiscoveryModel(unet_cfg, cfg).to(device)
+    if world > 1:  # the reconstructor normalises with the whole batch's statistics, as in one process
+        global_batch_norm(model.reconstructor)
     opt_g, opt_d = make_optimizers(model, cfg)
     identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
                 "seed": seed}
@@ -318,16 +328,18 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
     def weights() -> None:
-        atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
+        if rank == 0:  # every rank holds the same weights; one writes them
+            atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, identity, parts, state)
+        if rank == 0:
+            save_checkpoint(ckpt_path, identity, parts, state)
         weights()
 
     def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
-        z = torch.randn((cfg.batch, *shape), generator=gen)
+        z = torch.randn((cfg.batch, *shape), generator=gen)  # every rank draws the whole batch, keeps its rows
         k, s = draw_shifts(cfg.batch, cfg.K, cfg.S, gen, cfg.s_min)
-        stats = discovery_step(unet, model, cfg, ddim, z.to(device), k.to(device), s.to(device),
+        stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device), s[rows].to(device),
                                opt_g, opt_d, method=method)
         return dataclasses.asdict(stats)
 

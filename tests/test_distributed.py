@@ -1,4 +1,4 @@
-"""Past one machine: DM pretraining under torchrun trains the weights one process does."""
+"""Past one machine: DM pretraining and discovery training under torchrun train the weights one process does."""
 
 import os
 import subprocess
@@ -9,19 +9,21 @@ import torch
 
 from hdisc.data import TensorImages
 from hdisc.presets import get_preset
-from hdisc.training import DM_CHECKPOINT, train_dm
+from hdisc.training import DISCOVERY_CHECKPOINT, DM_CHECKPOINT, train_discovery, train_dm
+
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def _run(args, out):
+def _run(args, out, command=("hdisc.pretrain",), checkpoint=DM_CHECKPOINT):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ["-m", "hdisc.pretrain", "--dataset", "mnist32", "--preset", "smoke", "--steps", "3", "--out", str(out)]
+    common = ["-m", *command, "--dataset", "mnist32", "--preset", "smoke", "--steps", "3", "--out", str(out)]
     subprocess.run([sys.executable, *args, *common], check=True, env=env, capture_output=True, timeout=600)
-    return torch.load(out / DM_CHECKPOINT, weights_only=True)
+    return torch.load(out / checkpoint, weights_only=True)
 
 
 def test_two_processes_train_the_weights_of_one(tmp_path):
     one = _run([], tmp_path / "one")
-    two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], tmp_path / "two")
+    two = _run(TORCHRUN, tmp_path / "two")
     assert one["step"] == two["step"] == 3
     # Adam divides each gradient by its running size, so a parameter whose gradient is near zero
     # (the zero-initialised output convolutions) can move by rounding alone; bounded far below
@@ -38,3 +40,33 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("hdisc.training.distributed", lambda device: (0, 3, torch.device("cpu")))
     with pytest.raises(ValueError, match=r"batch=2 does not split over 3 processes"):
         train_dm(smoke.unet, smoke.dm, TensorImages(torch.zeros(4, 1, 32, 32)), tmp_path, steps=1, progress=False)
+
+
+def test_two_processes_discover_the_directions_of_one(tmp_path, trained):
+    """Chain backprop, the reconstructor's BatchNorm over the whole batch and both optimisers."""
+    command = ("hdisc.discover", "--dm", trained["dm_checkpoint"], "--init-from", trained["directions"])
+    one = _run([], tmp_path / "one", command, DISCOVERY_CHECKPOINT)
+    two = _run(TORCHRUN, tmp_path / "two", command, DISCOVERY_CHECKPOINT)
+    assert one["step"] == two["step"] == 3
+    # the gradients, through Adam's first moments: within 1e-4 of each optimiser's largest (3e-5 measured)
+    for opt in ("opt_g", "opt_d"):
+        moments = {i: s["exp_avg"] for i, s in one[opt]["state"].items()}
+        scale = max(m.abs().max().item() for m in moments.values())
+        for i, m in moments.items():
+            torch.testing.assert_close(two[opt]["state"][i]["exp_avg"], m, rtol=1e-3, atol=1e-4 * scale,
+                                       msg=f"{opt} parameter {i}")
+    # Adam turns a gradient at rounding level into a full step: the conv biases before the
+    # reconstructor's BatchNorm (which cancels them, |g| ~ 1e-8) move by +-lr either way; the
+    # shift block and the discriminator hold no such weights
+    for name, w in one["model"].items():
+        if name.startswith(("shift.", "discriminator.")):
+            torch.testing.assert_close(two["model"][name], w, rtol=1e-4, atol=1e-4, msg=name)
+    for key in ("l_ce", "l_mag", "l_d", "acc"):
+        assert [e[key] for e in two["log"]] == pytest.approx([e[key] for e in one["log"]], rel=1e-4, abs=1e-6)
+
+
+def test_a_discovery_batch_that_does_not_split_is_refused(tmp_path, monkeypatch, unet):
+    smoke = get_preset("mnist32", "smoke")
+    monkeypatch.setattr("hdisc.training.distributed", lambda device: (0, 3, torch.device("cpu")))
+    with pytest.raises(ValueError, match=r"DiscoveryConfig batch=2 does not split over 3 processes"):
+        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, steps=1, progress=False)
