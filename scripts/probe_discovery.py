@@ -1,6 +1,6 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
-    python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N]
+    python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -8,6 +8,9 @@ runs/probe/NAME (resumable), then writes runs/probe/NAME/probe.json with the log
 the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on ``n_eval``
 noises (default 16) at 9 strengths and FD-MnistNet of shifted over raw samples (500 each),
 and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
+
+``evaluate=true`` trains nothing: it scores the run's latest ``directions.pt`` (a long run
+may still be writing more) and records it as ``NAME@STEP``, a point along the run.
 """
 
 from __future__ import annotations
@@ -29,18 +32,20 @@ from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm
 from hdisc.schedule import schedule_of
-from hdisc.training import load_directions, train_discovery
+from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery
 
 
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
-    fields, init_from, n_eval = {}, None, 16
+    fields, init_from, n_eval, only_evaluate = {}, None, 16, False
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
             init_from = project_path(value)
         elif key == "n_eval":
             n_eval = int(value)
+        elif key == "evaluate":
+            only_evaluate = value.lower() == "true"
         else:
             kind = type(getattr(preset.discovery, key))
             fields[key] = (value.lower() == "true" if kind is bool else kind(float(value)) if kind is int
@@ -48,8 +53,14 @@ def main(name: str, *overrides: str) -> None:
     cfg = dataclasses.replace(preset.discovery, **fields)
     unet, _ = load_unet(find_dm("", preset), preset.unet)
     out = project_path("runs/probe") / name
-    result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, progress=True, log_every=10)
-    model, _ = load_directions(out / "directions.pt")
+    if only_evaluate:
+        checkpoint = torch.load(out / DISCOVERY_CHECKPOINT, weights_only=True)
+        result = {"init_from": checkpoint.get("init_from"), "steps": checkpoint["step"],
+                  "wall_s": checkpoint["wall_s"], "log": checkpoint["log"]}
+        name = f"{name}@{checkpoint['step']}"
+    else:
+        result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, progress=True, log_every=10)
+    model, _ = load_directions(out / "directions.pt", preset.unet, cfg)
     dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
     rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, 256, 32, torch.Generator().manual_seed(1))
     net = mnist_net(project_path("models/mnist_net.pt"))
@@ -61,7 +72,8 @@ def main(name: str, *overrides: str) -> None:
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
-    write_json(out / "probe.json", {**entry, "log": result["log"]})
+    write_json(out / ("probe.json" if not only_evaluate else f"probe@{result['steps']}.json"),
+               {**entry, "log": result["log"]})
     record = project_path(f"results/{preset.name}/probes.json")  # every probe, for the book's trade-off plot
     book = json.loads(record.read_text()) if record.is_file() else {"probes": []}
     book["probes"] = [p for p in book["probes"] if p["name"] != name] + [entry]
