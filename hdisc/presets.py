@@ -239,16 +239,20 @@ def _scaled(dataset: str, scale: str) -> Preset:
         levels = (1, 2, 2) if size == 32 else (1, 2, 2, 2)
         unet = UNetConfig(size, chans, 32, levels, 1)
         dm = DMTrainConfig(lr=1e-3, batch=32, steps=12_000, ema=0.9995)
-        # Fewer DDIM steps and a smaller batch so a step takes 1.7 s here on average
-        # (wall_s / steps in models/mnist32-cpu/train.json). Short probes
-        # (scripts/probe_discovery.py, results/mnist32-cpu/probes.json):
-        # the paper's recipe sat at chance for ~275 steps (shared/NOTES.md's probe); a faster
-        # shift block, the difference image for R, and a penalty on parallel heads brought the
-        # cross-entropy to 3.24 (chance 3.47) by step 200. At batch 16 the paper's 3k steps x 128
-        # pairs would take 24k steps; 12k steps see half as many pairs. The run may stop earlier
-        # once RCA plateaus (a run's step budget is not part of its identity: it resumes).
-        disc = dataclasses.replace(paper_disc, M=5, batch=16, steps=12_000, lr_shift=3e-3,
-                                   reconstructor_input="pair+difference", lambda_orth=1.0)
+        # Discovery (issue 11; every probe in results/mnist32-cpu/probes.json, plotted in the
+        # train chapter): RCA alone rewarded directions that wreck the digit (M=5, free
+        # shifts: RCA 0.86, no direction passing the interpretability evaluation). Capping
+        # |dh| at 0.1 rms(h), drawing |s| >= 1 and weighing the magnitude loss 0.5 keeps the
+        # digit; caps of 0.2 and 0.3 raised RCA faster but lost it (9% and 0% passing). M=10
+        # halves the paper's chain; batch 64 gives the reconstructor four times the pairs of
+        # batch 16. The committed model is the last stage of a warm-started lineage (its
+        # init_from, models/mnist32-cpu/recipe-q2/run.json): 9,850 steps of the M=5 recipe,
+        # 1,200 steps of this one at batch 16 on this CPU, then these 1,000 steps at batch 64
+        # on an H100 (427 s there; about 20 s a step on this CPU). Longer runs trade the
+        # digit for RCA (probe g3 at step 2,200: RCA 0.60, 38% passing).
+        disc = dataclasses.replace(paper_disc, M=10, batch=64, steps=1_000, lr_shift=3e-3,
+                                   reconstructor_input="pair+difference", lambda_orth=1.0, lambda_mag=0.5,
+                                   shift_norm="cap", shift_rms=0.1, s_min=1.0, checkpoint_every=200)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)
     # smoke: a model that runs in milliseconds, for tests only; enough levels to bring h to
     # at most MAX_H_SIDE (16x16 at every size)

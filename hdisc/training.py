@@ -99,6 +99,15 @@ def save_checkpoint(path: Path, identity: dict, parts: dict, state: dict) -> Non
                  "threads": torch.get_num_threads()}, path)
 
 
+def trained_on(device: str | torch.device) -> str:
+    """What a run's steps ran on and in which precision, for its checkpoint and record."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        tf32 = " (cuDNN may use TF32 in convolutions)" if torch.backends.cudnn.allow_tf32 else ""
+        return f"{torch.cuda.get_device_name(device)}, float32{tf32}, torch {torch.__version__}"
+    return f"{device.type}, {torch.get_num_threads()} threads, float32, torch {torch.__version__}"
+
+
 def warmup_lr(base: float, warmup: int, step: int) -> float:
     """Linear warm-up over ``warmup`` steps, then constant."""
     return base * min(1.0, (step + 1) / max(1, warmup))
@@ -321,8 +330,8 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         except RuntimeError as e:
             raise ValueError(f"init_from {init_from} does not fit this discovery config (K, reconstructor "
                              f"input): {str(e).splitlines()[0]}") from None
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0}, device,
-                   defaults={"discovery_config": field_defaults(DiscoveryConfig)},
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "trained_on": None},
+                   device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
                    budget={"discovery_config": ("steps", "checkpoint_every")})
     ddim = ddim_steps(cfg.M, schedule_of(unet))
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
@@ -331,7 +340,11 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         if rank == 0:  # every rank holds the same weights; one writes them
             atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
 
+    start_step = state["step"]
+
     def checkpoint() -> None:
+        if state["step"] > start_step:  # steps taken here (a render of a finished run keeps the file's)
+            state["trained_on"] = trained_on(device)
         if rank == 0:
             save_checkpoint(ckpt_path, identity, parts, state)
         weights()
@@ -343,7 +356,6 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
                                opt_g, opt_d, method=method)
         return dataclasses.asdict(stats)
 
-    start_step = state["step"]
     run_loop("discovery", total, state, one_step, log_every, cfg.checkpoint_every, checkpoint, ckpt_path,
              seed=seed, progress=progress,
              causes="NaN or infinite weights in the DM checkpoint, a learning rate too large, "
@@ -354,7 +366,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         weights()
     return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
             "method": method, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
-            "init_from": identity.get("init_from"), "hdisc_version": __version__,
+            "init_from": identity.get("init_from"), "trained_on": state["trained_on"], "hdisc_version": __version__,
             "checkpoint": shown_path(ckpt_path), "weights": shown_path(out_dir / DISCOVERY_WEIGHTS)}
 
 

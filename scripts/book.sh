@@ -40,7 +40,11 @@ fi
 trained=(-p directions "$models/directions.pt" -p dm_checkpoint "$models/dm_ema.pt")
 
 pm train_dm -p out_dir "$models" -p train "$train" $([ "$PRESET" = smoke ] && echo "-p n_eval 64")
+# the committed cpu model is the last stage of a warm-started lineage (hdisc/presets.py);
+# a full render trains that stage from zero heads on its own DM instead
+lineage=$models/recipe-q2/directions.pt
 pm train -p out_dir "$models" -p dm_checkpoint "$models/dm_ema.pt" -p train "$train" \
+  $([ "$RENDER" = committed ] && [ -f "$lineage" ] && echo "-p init_from $lineage") \
   $([ "$PRESET" = smoke ] && echo "-p n_rca 32")
 if [ "$RENDER" = committed ] && [ -f "$results/benchmark.json" ]; then
   pm benchmark -p out_dir "$results" -p from_record "$results/benchmark.json"

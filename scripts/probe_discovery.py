@@ -1,6 +1,6 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
-    python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true]
+    python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -9,8 +9,10 @@ the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on
 noises (default 16) at 9 strengths and FD-MnistNet of shifted over raw samples (500 each),
 and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
 
-``evaluate=true`` trains nothing: it scores the run's latest ``directions.pt`` (a long run
-may still be writing more) and records it as ``NAME@STEP``, a point along the run.
+``device`` (default cpu) trains and scores there; the scores' noises are drawn from seeded
+CPU generators either way. ``evaluate=true`` trains nothing: it scores the run's latest
+``directions.pt`` (a long run may still be writing more) and records it as ``NAME@STEP``,
+a point along the run.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discover
 
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
-    fields, init_from, n_eval, only_evaluate = {}, None, 16, False
+    fields, init_from, n_eval, only_evaluate, device = {}, None, 16, False, "cpu"
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
             init_from = project_path(value)
         elif key == "n_eval":
             n_eval = int(value)
+        elif key == "device":
+            device = value
         elif key == "evaluate":
             only_evaluate = value.lower() == "true"
         else:
@@ -52,6 +56,7 @@ def main(name: str, *overrides: str) -> None:
                            else kind(value))
     cfg = dataclasses.replace(preset.discovery, **fields)
     unet, _ = load_unet(find_dm("", preset), preset.unet)
+    unet = unet.to(device)
     out = project_path("runs/probe") / name
     if only_evaluate:
         checkpoint = torch.load(out / DISCOVERY_CHECKPOINT, weights_only=True)
@@ -59,18 +64,21 @@ def main(name: str, *overrides: str) -> None:
                   "wall_s": checkpoint["wall_s"], "log": checkpoint["log"]}
         name = f"{name}@{checkpoint['step']}"
     else:
-        result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, progress=True, log_every=10)
+        result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
+                                 progress=True, log_every=10)
     model, _ = load_directions(out / "directions.pt", preset.unet, cfg)
+    model = model.to(device)
     dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
-    rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, 256, 32, torch.Generator().manual_seed(1))
+    rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, 256, 32, torch.Generator().manual_seed(1), device)
     net = mnist_net(project_path("models/mnist_net.pt"))
-    scores = interpretability(unet, dirs, n_eval, net, seed=2)
+    scores = interpretability(unet, dirs, n_eval, net, seed=2, device=device)
     real = held_out_images(preset.data, None, 500)
-    raw, shifted, _, _ = edit_pairs(unet, dirs, 500, 1, seed=3, batch=100)
+    raw, shifted, _, _ = edit_pairs(unet, dirs, 500, 1, seed=3, batch=100, device=device)
     fidelity = realism(net, net.features, raw, shifted, real)
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
+             "device": torch.cuda.get_device_name(0) if str(device).startswith("cuda") else "cpu",
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
     write_json(out / ("probe.json" if not only_evaluate else f"probe@{result['steps']}.json"),
                {**entry, "log": result["log"]})

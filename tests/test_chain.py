@@ -216,8 +216,10 @@ def test_shift_norm_settings_are_checked(smoke, norm, rms):
 
 def test_cpu_preset_names_its_departures():
     d = departures(get_preset("mnist32", "cpu"))
-    assert set(d) == {"M", "batch", "steps", "lr_shift", "reconstructor_input", "lambda_orth"}
+    assert set(d) == {"M", "batch", "steps", "lr_shift", "reconstructor_input", "lambda_orth", "lambda_mag",
+                      "shift_norm", "shift_rms", "s_min", "checkpoint_every"}
     assert d["lr_shift"] == {"ours": 3e-3, "paper": 1e-3}
+    assert d["M"] == {"ours": 10, "paper": 20}
 
 
 def test_fused_recording_gives_the_same_step_as_separate_chains(smoke, unet, discovery):
