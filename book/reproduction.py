@@ -32,10 +32,12 @@ results = ""  # default: results/<dataset>-<preset> (chapter records)
 models = ""  # default: models/<dataset>-<preset> (train_dm.json, train.json)
 
 # %%
+import json
+
 from IPython.display import Markdown, display
 
-from hdisc.files import project_path
-from hdisc.report import load_records, markdown_table, reproduction_tables
+from hdisc.files import project_path, shown_path
+from hdisc.report import benchmark_table, load_records, markdown_table, reproduction_tables
 
 name = f"{dataset}-{preset}"
 records = {**load_records(project_path(models or f"models/{name}")),
@@ -43,6 +45,18 @@ records = {**load_records(project_path(models or f"models/{name}")),
 print("records found:", ", ".join(sorted(records)) or "none")
 for title, table in reproduction_tables(records, dataset).items():
     display(Markdown(f"**{title}**\n\n{table}"))
+
+# %% [markdown]
+# The same benchmark at the paper's own preset (its UNet, batch 128, untrained weights:
+# memory and time do not depend on them), where a GPU was at hand; it is not rerun here.
+
+# %%
+paper_bench = project_path(f"results/{dataset}-paper/benchmark.json")
+if paper_bench.is_file():
+    title, table = benchmark_table(json.loads(paper_bench.read_text()))
+    display(Markdown(f"**{title}** (`{shown_path(paper_bench)}`)\n\n{table}"))
+else:
+    print(f"no paper-preset benchmark in {shown_path(paper_bench)}")
 
 # %% [markdown]
 # ## Where our settings depart from the paper's

@@ -1,6 +1,6 @@
 """The reproduction tables: paper beside ours, with the preset, from records only."""
 
-from hdisc.report import load_records, markdown_table, reproduction_tables
+from hdisc.report import benchmark_table, load_records, markdown_table, reproduction_tables
 
 
 def test_without_records_ours_is_not_run_and_mos_none_collected():
@@ -30,3 +30,15 @@ def test_direction_similarity_is_reported_with_its_preset():
     assert "(all pairs; 1 = collapsed onto one effect, 0 = distinct) | 0.3 | `cpu` |" in table
     assert table.count("|") == 4 * len(table.splitlines())  # no stray pipes inside a cell
     assert "| the same among the 16 leading directions (ranked by change x realism) | 0.5 | `cpu` |" in table
+
+
+def test_a_gpu_benchmark_names_its_device_and_what_did_not_fit():
+    row = {"peak_mb": 4858.0, "img_per_s": 382.0}
+    bench = {"Ms": [5, 20], "batch": 128, "device": "cuda", "preset": "paper", "step_time_ratio": 1.07,
+             "step_time_ratio_M": 5, "grad_max_rel_diff": 0.0, "environment": {"cuda": "NVIDIA H100 80GB HBM3"},
+             "rows": [{"method": "chain", "M": 5, **row}, {"method": "vanilla", "M": 5, **row},
+                      {"method": "chain", "M": 20, **row}],
+             "skipped": [{"method": "vanilla", "M": 20, "predicted_mb": 72101.9}]}
+    title, table = benchmark_table(bench)
+    assert "batch 128, NVIDIA H100 80GB HBM3, preset `paper`" in title
+    assert "| 20 | skipped: 72102 predicted | 4858 |" in table
