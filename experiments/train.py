@@ -124,20 +124,23 @@ print(f"wrote {shown_path(out / 'train.json')}")
 
 # %% [markdown]
 # ## How the recipe was chosen: recognisable against nameable
-# Each point is one short probe (`scripts/probe_discovery.py`, recorded in
-# `results/<dataset>-<preset>/probes.json`): its RCA on fresh pairs against the share of its
+# Each point is a probe (`scripts/probe_discovery.py`, recorded in
+# `results/<dataset>-<preset>/probes.json`), or a point along a longer one (NAME@STEP): its RCA on fresh pairs against the share of its
 # directions that pass the interpretability evaluation (signed, smooth, digit kept at
 # $|s| = S/2$; the directions chapter). RCA alone rewards edits that wreck the digit,
-# which are easy to recognise; a useful recipe sits up and to the right.
+# which are easy to recognise; a useful recipe sits up and to the right, above the paper's
+# RCA (dashed) and right of half the directions passing (dotted).
 
 # %%
 probes_path = project_path(f"results/{cfg.name}/probes.json")
 scored = [p for p in json.loads(probes_path.read_text())["probes"] if p.get("interpretability")] \
     if probes_path.is_file() else []
 if scored:
-    plot_points([{"name": p["name"], "rca": p["rca"], "fraction": p["interpretability"]["interpretable_fraction"]}
-                 for p in scored], "fraction", "rca", "name", "probes: RCA against interpretable directions",
-                "fraction of directions that pass", "RCA (fresh pairs)");
+    fig = plot_points([{"name": p["name"], "rca": p["rca"], "fraction": p["interpretability"]["interpretable_fraction"]}
+                       for p in scored], "fraction", "rca", "name", "probes: RCA against interpretable directions",
+                      "fraction of directions that pass", "RCA (fresh pairs)")
+    fig.axes[0].axhline(PAPER["rca"][dataset], color="gray", ls="--", lw=0.8)
+    fig.axes[0].axvline(0.5, color="gray", ls=":", lw=0.8)
 else:
     print(f"no scored probes in {shown_path(probes_path)}")
 
