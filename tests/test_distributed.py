@@ -14,9 +14,9 @@ from hdisc.training import DISCOVERY_CHECKPOINT, DM_CHECKPOINT, train_discovery,
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def _run(args, out, command=("hdisc.pretrain",), checkpoint=DM_CHECKPOINT):
+def _run(args, out, command=("hdisc.pretrain",), checkpoint=DM_CHECKPOINT, steps=3):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ["-m", *command, "--dataset", "mnist32", "--preset", "smoke", "--steps", "3", "--out", str(out)]
+    common = ["-m", *command, "--dataset", "mnist32", "--preset", "smoke", "--steps", str(steps), "--out", str(out)]
     subprocess.run([sys.executable, *args, *common], check=True, env=env, capture_output=True, timeout=600)
     return torch.load(out / checkpoint, weights_only=True)
 
@@ -43,26 +43,27 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path, monkeypatch):
 
 
 def test_two_processes_discover_the_directions_of_one(tmp_path, trained):
-    """Chain backprop, the reconstructor's BatchNorm over the whole batch and both optimisers."""
+    """Chain backprop, the reconstructor's BatchNorm over the whole batch and both optimisers,
+    on one step from the same weights (after that, Adam turns rounding-level gradients into
+    full steps: the conv biases before BatchNorm, which it cancels, have |g| ~ 1e-8)."""
     command = ("hdisc.discover", "--dm", trained["dm_checkpoint"], "--init-from", trained["directions"])
-    one = _run([], tmp_path / "one", command, DISCOVERY_CHECKPOINT)
-    two = _run(TORCHRUN, tmp_path / "two", command, DISCOVERY_CHECKPOINT)
-    assert one["step"] == two["step"] == 3
-    # the gradients, through Adam's first moments: within 1e-4 of each optimiser's largest (3e-5 measured)
+    one = _run([], tmp_path / "one", command, DISCOVERY_CHECKPOINT, steps=1)
+    two = _run(TORCHRUN, tmp_path / "two", command, DISCOVERY_CHECKPOINT, steps=1)
+    assert one["step"] == two["step"] == 1
+    # the gradients, as Adam's first moments (0.1 g after one step): within 1e-4 of each optimiser's largest
+    # (measured: 2e-6 shift block and reconstructor, 1.6e-5 discriminator; per-rank BatchNorm: 0.81)
     for opt in ("opt_g", "opt_d"):
         moments = {i: s["exp_avg"] for i, s in one[opt]["state"].items()}
         scale = max(m.abs().max().item() for m in moments.values())
         for i, m in moments.items():
-            torch.testing.assert_close(two[opt]["state"][i]["exp_avg"], m, rtol=1e-3, atol=1e-4 * scale,
+            torch.testing.assert_close(two[opt]["state"][i]["exp_avg"], m, rtol=1e-4, atol=1e-4 * scale,
                                        msg=f"{opt} parameter {i}")
-    # Adam turns a gradient at rounding level into a full step: the conv biases before the
-    # reconstructor's BatchNorm (which cancels them, |g| ~ 1e-8) move by +-lr either way; the
-    # shift block and the discriminator hold no such weights
+    # BatchNorm's running statistics come from the whole batch on every rank
     for name, w in one["model"].items():
-        if name.startswith(("shift.", "discriminator.")):
-            torch.testing.assert_close(two["model"][name], w, rtol=1e-4, atol=1e-4, msg=name)
+        if "running_" in name:
+            torch.testing.assert_close(two["model"][name], w, rtol=1e-5, atol=1e-6, msg=name)
     for key in ("l_ce", "l_mag", "l_d", "acc"):
-        assert [e[key] for e in two["log"]] == pytest.approx([e[key] for e in one["log"]], rel=1e-4, abs=1e-6)
+        assert two["log"][-1][key] == pytest.approx(one["log"][-1][key], rel=1e-5, abs=1e-7)
 
 
 def test_a_discovery_batch_that_does_not_split_is_refused(tmp_path, monkeypatch, unet):
