@@ -125,11 +125,12 @@ print(f"wrote {shown_path(out / 'train.json')}")
 # %% [markdown]
 # ## How the recipe was chosen: recognisable against nameable
 # Each point is a probe (`scripts/probe_discovery.py`, recorded in
-# `results/<dataset>-<preset>/probes.json`), or a point along a longer one (NAME@STEP): its RCA on fresh pairs against the share of its
-# directions that pass the interpretability evaluation (signed, smooth, digit kept at
-# $|s| = S/2$; the directions chapter). RCA alone rewards edits that wreck the digit,
-# which are easy to recognise; a useful recipe sits up and to the right, above the paper's
-# RCA (dashed) and right of half the directions passing (dotted).
+# `results/<dataset>-<preset>/probes.json`), or a point along a longer one (NAME@STEP): its
+# RCA on fresh pairs against the share of its directions that pass the interpretability
+# evaluation (signed, smooth, digit kept at $|s| = S/2$; the directions chapter). RCA alone
+# rewards edits that wreck the digit, which are easy to recognise; a useful recipe sits up
+# and to the right, above the paper's RCA (dashed) and right of half the directions passing
+# (dotted).
 
 # %%
 probes_path = project_path(f"results/{cfg.name}/probes.json")
