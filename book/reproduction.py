@@ -48,7 +48,10 @@ for title, table in reproduction_tables(records, dataset).items():
 
 # %% [markdown]
 # The same benchmark at the paper's own preset (its UNet, batch 128, untrained weights:
-# memory and time do not depend on them), where a GPU was at hand; it is not rerun here.
+# memory and time do not depend on them), measured where a GPU was at hand and not rerun
+# here. On a GPU the benchmark chapter repeats it: `papermill experiments/benchmark.ipynb
+# out.ipynb -p preset paper -p batch 128 -p device cuda -p memory_budget_mb 70000 -p out_dir
+# results/mnist32-paper`.
 
 # %%
 paper_bench = project_path(f"results/{dataset}-paper/benchmark.json")

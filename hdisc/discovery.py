@@ -235,10 +235,10 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     loss.backward()
     if method == "chain":
         backprop_chain(step, nodes, x_shift.grad)
-    generator = (*model.shift.parameters(), *model.reconstructor.parameters())
-    average_gradients(generator)  # under torchrun: the whole batch's gradient on every rank
+    g_params = (*model.shift.parameters(), *model.reconstructor.parameters())
+    average_gradients(g_params)  # under torchrun: the whole batch's gradient on every rank
     check_finite("generator loss", mean_over_ranks(loss.detach()))
-    check_finite_grads("shift block and reconstructor", generator)
+    check_finite_grads("shift block and reconstructor", g_params)
     opt_g.step()
 
     opt_d.zero_grad(set_to_none=True)

@@ -188,11 +188,13 @@ def check_steps(steps: int | None) -> None:
                          "(in the notebooks, -1 means the preset's count)")
 
 
-def check_split(config: str, batch: int, world: int) -> None:
-    """Refuse a global batch that does not split evenly over ``world`` processes."""
+def rank_rows(config: str, batch: int, rank: int, world: int) -> slice:
+    """This process's rows of a global batch split evenly over ``world`` processes; a batch
+    that does not split is refused, naming ``config``'s setting."""
     if batch % world:
         raise ValueError(f"{config} batch={batch} does not split over {world} processes: valid a multiple of the "
                          "world size (torchrun --nproc_per_node): change the batch or the count")
+    return slice(rank * batch // world, (rank + 1) * batch // world)
 
 
 def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.utils.data.Dataset,
@@ -217,8 +219,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     total = train_cfg.steps if steps is None else steps
     ckpt_path = out_dir / DM_CHECKPOINT
     rank, world, device = distributed(device)
-    check_split("DMTrainConfig", train_cfg.batch, world)
-    rows = slice(rank * train_cfg.batch // world, (rank + 1) * train_cfg.batch // world)
+    rows = rank_rows("DMTrainConfig", train_cfg.batch, rank, world)
     torch.manual_seed(seed)
     unet = build_unet(unet_cfg).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
@@ -309,8 +310,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     out_dir = Path(out_dir)
     total = cfg.steps if steps is None else steps
     rank, world, device = distributed(device)
-    check_split("DiscoveryConfig", cfg.batch, world)
-    rows = slice(rank * cfg.batch // world, (rank + 1) * cfg.batch // world)
+    rows = rank_rows("DiscoveryConfig", cfg.batch, rank, world)
     unet = unet.to(device).eval().requires_grad_(False)
     torch.manual_seed(seed)
     model = DiscoveryModel(unet_cfg, cfg).to(device)

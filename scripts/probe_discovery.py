@@ -34,7 +34,7 @@ from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm
 from hdisc.schedule import schedule_of
-from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery
+from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
 
 
 def main(name: str, *overrides: str) -> None:
@@ -78,7 +78,7 @@ def main(name: str, *overrides: str) -> None:
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
-             "device": torch.cuda.get_device_name(0) if str(device).startswith("cuda") else "cpu",
+             "device": trained_on(device),
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
     write_json(out / ("probe.json" if not only_evaluate else f"probe@{result['steps']}.json"),
                {**entry, "log": result["log"]})
