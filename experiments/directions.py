@@ -32,7 +32,7 @@ dm_checkpoint = ""  # default: the DM beside it, as in train.ipynb
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
 n_rank = 16  # seeds used to rank the directions
-n_interp = 8  # noises per direction for the interpretability evaluation (MNIST; 0: skip): K x 8 x 9 images
+n_interp = 16  # noises per direction for the interpretability evaluation (MNIST; 0: skip): K x 16 x 9 images
 n_examples = 4  # examples per direction in the figures
 n_show = 8  # directions shown large
 device = "auto"
@@ -44,7 +44,7 @@ from IPython.display import Markdown, display
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.directions import mean_abs_offdiag, ranked
 from hdisc.files import project_path, shown_path
-from hdisc.interpret import MEASURES, interpretability
+from hdisc.interpret import MEASURES, interpretability, passing_first
 from hdisc.metrics import mnist_net
 from hdisc.report import markdown_table
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
@@ -86,8 +86,7 @@ if dataset == "mnist32" and n_interp > 0:
     interp = interpretability(unet, dirs, n_interp, net, seed=seed + 1, device=dev)
     interp.pop("sweeps")
     rows = interp["directions"]
-    passes = {row["k"]: row["passes"] for row in rows}
-    order = [k for k in by_change_realism if passes[k]] + [k for k in by_change_realism if not passes[k]]
+    order = passing_first(by_change_realism, rows)
     summ = interp["summary"]
     display(Markdown(markdown_table(
         ["measure", "value"],

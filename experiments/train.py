@@ -40,6 +40,7 @@ head_init_std = 0.0  # 0: the paper's zero-initialised heads (part of the discov
 init_from = ""  # a directions.pt to warm-start from (part of the run's identity; the committed model's lineage)
 n_rca = 256  # fresh pairs for the final reconstructor accuracy
 device = "auto"
+precision = "float32"  # or bfloat16 (autocast; faster on some machines: scripts/bench_precision.py)
 
 # %%
 import dataclasses
@@ -90,7 +91,7 @@ print(f"DM: {shown_path(dm_path)}")
 if not train:
     steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
 summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
-                          method=method, init_from=init_from or None, device=dev)
+                          method=method, init_from=init_from or None, device=dev, precision=precision)
 log = summary["log"]
 plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
 plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accuracy": "acc"},
@@ -115,7 +116,8 @@ record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S
           "rca_n": rca["n"], "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
           "wall_s": summary["wall_s"], "method": method, "clip": clip, "head_init_std": head_init_std,
           "init_from": summary["init_from"], "trained_on": summary["trained_on"],
-          "seed": seed, "dm_checkpoint": shown_path(dm_path), "departures_from_paper": departures(cfg),
+          "shift_frozen_from": summary["shift_frozen_from"], "seed": seed, "dm_checkpoint": shown_path(dm_path),
+          "departures_from_paper": departures(cfg),
           "rca_curve": [[r["step"], r["acc"]] for r in log],
           "rca_curve_is": "R's accuracy on each step's training pairs (k, s), averaged over the logging window",
           "log": log}

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .backbone import build_unet, load_unet, perturb_zero_params
 from .chain import backprop_chain, record_chain, run_chain
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
+from .precision import compute_in
 from .presets import get_preset
 from .sampling import Shifted, ddim_step
 from .schedule import ddim_steps
@@ -42,8 +43,9 @@ def _setup(dataset: str, scale: str, M: int, dm: str | None, seed: int = 0):
 
 
 def measure(dataset: str, scale: str, method: str, M: int, batch: int, repeats: int = 2,
-            dm: str | None = None, device: str = "cpu") -> dict:
-    """Time ``repeats`` full discovery steps (after one warm-up) and read the peak memory.
+            dm: str | None = None, device: str = "cpu", precision: str = "float32") -> dict:
+    """Time ``repeats`` full discovery steps (after one warm-up) in ``precision``
+    (:mod:`hdisc.precision`) and read the peak memory.
 
     Meant to run in a process of its own; see :func:`run_grid`.
     """
@@ -61,7 +63,8 @@ def measure(dataset: str, scale: str, method: str, M: int, batch: int, repeats: 
         z = torch.randn(shape, generator=gen).to(device)
         k, s = draw_shifts(batch, cfg.K, cfg.S, gen, cfg.s_min)
         start = time.perf_counter()
-        discovery_step(unet, model, cfg, steps, z, k.to(device), s.to(device), opt_g, opt_d, method=method)
+        with compute_in(precision, device):
+            discovery_step(unet, model, cfg, steps, z, k.to(device), s.to(device), opt_g, opt_d, method=method)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -71,12 +74,19 @@ def measure(dataset: str, scale: str, method: str, M: int, batch: int, repeats: 
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"method": method, "M": M, "batch": batch, "peak_mb": peak_mb, "baseline_mb": baseline_mb,
-            "step_s": step_s, "img_per_s": batch / step_s, "device": device, "threads": torch.get_num_threads()}
+            "step_s": step_s, "img_per_s": batch / step_s, "device": device, "threads": torch.get_num_threads(),
+            "precision": precision, "step_times_s": times[1:]}
 
 
-def gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | None = None) -> float:
+def gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | None = None,
+                       precision: str = "float32") -> float:
     """Max relative difference between the shift block's gradients from chain backprop and
-    from vanilla autograd, for one loss on x'_0 (float32; both from the same weights)."""
+    from vanilla autograd, for one loss on x'_0 (both from the same weights, both in ``precision``)."""
+    with compute_in(precision, "cpu"):
+        return _gradient_agreement(dataset, scale, M, batch, dm)
+
+
+def _gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | None) -> float:
     preset, cfg, unet, model = _setup(dataset, scale, M, dm)
     steps = ddim_steps(M)
     gen = torch.Generator().manual_seed(1)
@@ -101,7 +111,8 @@ def gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | N
     return max(rel)
 
 
-def _measure_in_subprocess(args: dict, timeout: float) -> dict:
+def measure_in_subprocess(args: dict, timeout: float) -> dict:
+    """:func:`measure` with keyword arguments ``args`` in a fresh Python process."""
     out = subprocess.run([sys.executable, "-m", "hdisc.bench", json.dumps(args)], capture_output=True,
                          text=True, timeout=timeout, env={**os.environ, "TQDM_DISABLE": "1"})
     if out.returncode != 0:
@@ -127,7 +138,7 @@ def run_grid(dataset: str, scale: str, Ms: list[int], batch: int, memory_budget_
                 if predicted > memory_budget_mb:
                     skipped.append({"method": method, "M": M, "batch": batch, "predicted_mb": predicted})
                     continue
-            rows.append(_measure_in_subprocess(
+            rows.append(measure_in_subprocess(
                 {"dataset": dataset, "scale": scale, "method": method, "M": M, "batch": batch,
                  "repeats": repeats, "dm": dm, "device": device}, timeout))
     return rows, skipped

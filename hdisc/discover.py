@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from .distributed import distributed
+from .precision import PRECISIONS
 from .presets import get_preset
 from .pretrain import training_parser
 from .runs import find_dm, open_dm, resolve_device, run_dir
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = training_parser("python -m hdisc.discover", __doc__.splitlines()[0])
     p.add_argument("--dm", default="", help="the DM (default: the preset's committed or trained dm_ema.pt)")
     p.add_argument("--init-from", default="", help="a directions.pt to warm-start from")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="what the steps compute in (bfloat16: autocast, faster on some machines)")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
     dm = find_dm(args.dm, preset)
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     unet, unet_cfg = open_dm(dm, preset)
     summary = train_discovery(unet, unet_cfg, preset.discovery, run_dir(args.out, preset), seed=args.seed,
                               steps=args.steps, init_from=args.init_from or None, device=device,
+                              precision=args.precision,
                               progress=None if rank == 0 else False)
     if rank == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "log"}))

@@ -186,7 +186,7 @@ def draw_shifts(batch: int, K: int, S: float, generator: torch.Generator, s_min:
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
                    z: torch.Tensor, k: torch.Tensor, s: torch.Tensor,
                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                   method: str = "chain", fuse: bool = True) -> StepStats:
+                   method: str = "chain", fuse: bool = True, freeze_shift: bool = False) -> StepStats:
     """One training step of the paper's method on noise z [B, C, H, W].
 
     Generator side (shift block + reconstructor) minimises
@@ -197,6 +197,9 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake). The chain
     clips x_0 when ``cfg.clip``. A non-finite loss or gradient raises
     :class:`hdisc.guard.NonFiniteError` before that side's optimiser step.
+
+    With ``freeze_shift`` the shift block stays as it is: no gradient crosses the chain,
+    and the generator side's step trains the reconstructor alone.
 
     With ``fuse`` (chain only), the plain chain for x_0 and the no-grad recording pass
     run as one batch [z; z]: the encoder sees 2B images, the decoder 3B.
@@ -213,7 +216,8 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     if method == "vanilla":
         with torch.no_grad():
             x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
-        x_shift = run_chain(step, z, len(steps))
+        with torch.set_grad_enabled(not freeze_shift):
+            x_shift = run_chain(step, z, len(steps))
     else:
         if fuse:  # rows [:B] run the plain chain, rows [B:] the shifted one
             both = Shifted(unet, model.shift, k, s, cfg.t_stop, references=len(z))
@@ -223,19 +227,20 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
             with torch.no_grad():
                 x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
             nodes = record_chain(step, z, len(steps))
-        x_shift = nodes[-1].detach().requires_grad_(True)
+        x_shift = nodes[-1].detach().requires_grad_(not freeze_shift)
     logits, s_hat = model.reconstructor(x0, x_shift)
     l_ce = F.cross_entropy(logits, k)
     l_mag = (s_hat - s).abs().mean()
     d_fake_logits = model.discriminator(x_shift)
     l_adv = F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits))
     loss = l_ce + cfg.lambda_mag * l_mag + cfg.lambda_adv * l_adv
-    if cfg.lambda_orth:
+    if cfg.lambda_orth and not freeze_shift:
         loss = loss + cfg.lambda_orth * model.shift.head_overlap()
     loss.backward()
-    if method == "chain":
+    if method == "chain" and not freeze_shift:
         backprop_chain(step, nodes, x_shift.grad)
-    g_params = (*model.shift.parameters(), *model.reconstructor.parameters())
+    g_params = (*model.reconstructor.parameters(),) if freeze_shift else (
+        *model.shift.parameters(), *model.reconstructor.parameters())
     average_gradients(g_params)  # under torchrun: the whole batch's gradient on every rank
     check_finite("generator loss", mean_over_ranks(loss.detach()))
     check_finite_grads("shift block and reconstructor", g_params)

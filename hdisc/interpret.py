@@ -200,3 +200,9 @@ def interpretability(unet: torch.nn.Module, dirs: DirectionSet, n: int, classifi
     svals = strengths(dirs.S, n_strengths)
     sweeps = dirs.sweeps(unet, z, svals, progress)
     return evaluate(sweeps, svals, classifier.cpu(), dirs.S) | {"sweeps": sweeps}
+
+
+def passing_first(order: list[int], rows: list[dict]) -> list[int]:
+    """``order`` (direction indices) with the directions that pass moved ahead of the others,
+    each group keeping its order; ``rows`` are :func:`evaluate`'s per-direction records."""
+    return sorted(order, key=lambda k: not rows[k]["passes"])

@@ -121,7 +121,11 @@ class DiscoveryConfig:
     ``clip`` clips the predicted x_0 to [-1, 1] in every DDIM step; ``head_init_std`` is the
     std of the shift heads at initialisation (0: the paper's zero heads); a training run
     writes its checkpoint every ``checkpoint_every`` steps. Training (and RCA) draw |s|
-    uniform in [``s_min``, S] with a random sign. Invalid values raise a
+    uniform in [``s_min``, S] with a random sign. From step ``freeze_shift_after`` on (0:
+    never, the paper) the shift block stays as it is and only the reconstructor and
+    discriminator train, on edits of those fixed directions: R catches up with directions that
+    no longer move, and no gradient crosses the chain, so such a step costs about half of a
+    joint one. Invalid values raise a
     ValueError that names the field, its valid range and a fix.
     """
 
@@ -143,6 +147,7 @@ class DiscoveryConfig:
     head_init_std: float = 0.0
     checkpoint_every: int = 50
     s_min: float = 0.0
+    freeze_shift_after: int = 0
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
@@ -161,6 +166,8 @@ class DiscoveryConfig:
         _check(name, "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 50")
         _check(name, "s_min", self.s_min, low=0, high=self.S, open_high=True,
                fix="the smallest |s| drawn in training; 0 draws s uniform in [-S, S] (the paper)")
+        _check(name, "freeze_shift_after", self.freeze_shift_after, low=0,
+               fix="the step from which only R and D train; 0 trains the shift block in every step")
         if self.lambda_orth > 0 and self.K < 2:
             raise ValueError(f"DiscoveryConfig.lambda_orth={self.lambda_orth} penalises overlap between "
                              f"directions and needs K >= 2 (got K={self.K}): set lambda_orth=0 or K >= 2")

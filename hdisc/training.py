@@ -25,6 +25,7 @@ from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimiz
 from .distributed import distributed, global_batch_norm, mean_over_ranks
 from .files import atomic_save, load_file, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
+from .precision import check_precision, compute_in
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
 from .schedule import DEFAULT, ddim_steps, schedule_of
 
@@ -99,13 +100,15 @@ def save_checkpoint(path: Path, identity: dict, parts: dict, state: dict) -> Non
                  "threads": torch.get_num_threads()}, path)
 
 
-def trained_on(device: str | torch.device) -> str:
+def trained_on(device: str | torch.device, precision: str = "float32") -> str:
     """What a run's steps ran on and in which precision, for its checkpoint and record."""
     device = torch.device(device)
+    if precision == "bfloat16":
+        precision = "bfloat16 autocast (weights float32)"
     if device.type == "cuda":
         tf32 = " (cuDNN may use TF32 in convolutions)" if torch.backends.cudnn.allow_tf32 else ""
-        return f"{torch.cuda.get_device_name(device)}, float32{tf32}, torch {torch.__version__}"
-    return f"{device.type}, {torch.get_num_threads()} threads, float32, torch {torch.__version__}"
+        return f"{torch.cuda.get_device_name(device)}, {precision}{tf32}, torch {torch.__version__}"
+    return f"{device.type}, {torch.get_num_threads()} threads, {precision}, torch {torch.__version__}"
 
 
 def warmup_lr(base: float, warmup: int, step: int) -> float:
@@ -291,7 +294,8 @@ DISCOVERY_WEIGHTS = "directions.pt"
 def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryConfig,
                     out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
                     method: str = "chain", init_from: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu", progress: bool | None = None, log_every: int = 10) -> dict:
+                    device: str | torch.device = "cpu", precision: str = "float32", progress: bool | None = None,
+                    log_every: int = 10) -> dict:
     """Train shift block, reconstructor and discriminator on a frozen DM (paper eq. 2).
 
     Resumes from ``out_dir/discovery_checkpoint.pt``; a checkpoint of another configuration
@@ -302,9 +306,11 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     reconstructor input) warm-starts a new run from that model's weights (shift block,
     reconstructor, discriminator; fresh optimisers); it is part of the run's identity.
     A non-finite loss or gradient stops training with :class:`NonFiniteError` and leaves
-    the files as they were.
+    the files as they were. ``precision`` (:mod:`hdisc.precision`) is what the steps compute
+    in; the checkpoint's ``trained_on`` records it.
     """
     check_steps(steps)
+    check_precision(precision)
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
@@ -330,9 +336,11 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         except RuntimeError as e:
             raise ValueError(f"init_from {init_from} does not fit this discovery config (K, reconstructor "
                              f"input): {str(e).splitlines()[0]}") from None
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "trained_on": None},
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "trained_on": None,
+                                                "shift_frozen_from": None},
                    device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
-                   budget={"discovery_config": ("steps", "checkpoint_every")})
+                   budget={"discovery_config": ("steps", "checkpoint_every", "freeze_shift_after")})
+    check_freeze_schedule(cfg.freeze_shift_after, state)
     ddim = ddim_steps(cfg.M, schedule_of(unet))
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
@@ -340,11 +348,12 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         if rank == 0:  # every rank holds the same weights; one writes them
             atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
 
-    start_step = state["step"]
+    start_step, before, here = state["step"], state["trained_on"], trained_on(device, precision)
 
     def checkpoint() -> None:
         if state["step"] > start_step:  # steps taken here (a render of a finished run keeps the file's)
-            state["trained_on"] = trained_on(device)
+            state["trained_on"] = (here if not before else before if before.endswith(here)
+                                   else f"{before}; from step {start_step}: {here}")
         if rank == 0:
             save_checkpoint(ckpt_path, identity, parts, state)
         weights()
@@ -352,8 +361,12 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
         z = torch.randn((cfg.batch, *shape), generator=gen)  # every rank draws the whole batch, keeps its rows
         k, s = draw_shifts(cfg.batch, cfg.K, cfg.S, gen, cfg.s_min)
-        stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device), s[rows].to(device),
-                               opt_g, opt_d, method=method)
+        frozen = 0 < cfg.freeze_shift_after <= step
+        with compute_in(precision, device):
+            stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device),
+                                   s[rows].to(device), opt_g, opt_d, method=method, freeze_shift=frozen)
+        if frozen and state["shift_frozen_from"] is None:
+            state["shift_frozen_from"] = step
         return dataclasses.asdict(stats)
 
     run_loop("discovery", total, state, one_step, log_every, cfg.checkpoint_every, checkpoint, ckpt_path,
@@ -366,8 +379,23 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         weights()
     return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
             "method": method, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
-            "init_from": identity.get("init_from"), "trained_on": state["trained_on"], "hdisc_version": __version__,
+            "init_from": identity.get("init_from"), "trained_on": state["trained_on"],
+            "shift_frozen_from": state["shift_frozen_from"], "hdisc_version": __version__,
             "checkpoint": shown_path(ckpt_path), "weights": shown_path(out_dir / DISCOVERY_WEIGHTS)}
+
+
+def check_freeze_schedule(freeze_shift_after: int, state: dict) -> None:
+    """Refuse a ``freeze_shift_after`` that would rewrite the past of a run resumed at
+    ``state["step"]``: the shift block may be frozen from the current step on at the earliest,
+    and a run that froze it keeps the step it froze it at (``state["shift_frozen_from"]``)."""
+    step, frozen_from = state["step"], state["shift_frozen_from"]
+    if frozen_from is None and 0 < freeze_shift_after < step:
+        raise ValueError(f"DiscoveryConfig.freeze_shift_after={freeze_shift_after}: this run trained its shift block "
+                         f"up to step {step}, so it can freeze it from step {step} on at the earliest: set "
+                         f"freeze_shift_after=0 or >= {step}")
+    if frozen_from is not None and freeze_shift_after != frozen_from:
+        raise ValueError(f"DiscoveryConfig.freeze_shift_after={freeze_shift_after}: this run froze its shift block "
+                         f"from step {frozen_from} on; set freeze_shift_after={frozen_from}, as it was trained")
 
 
 def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,

@@ -1,6 +1,7 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
     python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
+        [precision=bfloat16]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -9,7 +10,8 @@ the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on
 noises (default 16) at 9 strengths and FD-MnistNet of shifted over raw samples (500 each),
 and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
 
-``device`` (default cpu) trains and scores there; the scores' noises are drawn from seeded
+``device`` (default cpu) trains and scores there, ``precision`` (default float32) is what
+training computes in; the scores' noises are drawn from seeded
 CPU generators either way. ``evaluate=true`` trains nothing: it scores the run's latest
 ``directions.pt`` (a long run may still be writing more) and records it as ``NAME@STEP``,
 a point along the run.
@@ -39,7 +41,7 @@ from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discover
 
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
-    fields, init_from, n_eval, only_evaluate, device = {}, None, 16, False, "cpu"
+    fields, init_from, n_eval, only_evaluate, device, precision = {}, None, 16, False, "cpu", "float32"
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
@@ -48,6 +50,8 @@ def main(name: str, *overrides: str) -> None:
             n_eval = int(value)
         elif key == "device":
             device = value
+        elif key == "precision":
+            precision = value
         elif key == "evaluate":
             only_evaluate = value.lower() == "true"
         else:
@@ -65,7 +69,7 @@ def main(name: str, *overrides: str) -> None:
         name = f"{name}@{checkpoint['step']}"
     else:
         result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
-                                 progress=True, log_every=10)
+                                 precision=precision, progress=True, log_every=10)
     model, _ = load_directions(out / "directions.pt", preset.unet, cfg)
     model = model.to(device)
     dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))

@@ -6,6 +6,7 @@ import torch
 
 from hdisc.chain import backprop_chain, record_chain, run_chain
 from hdisc.discovery import DiscoveryModel, discovery_step, make_optimizers
+from hdisc.precision import PRECISIONS, compute_in
 from hdisc.presets import DATASETS, departures, get_preset
 from hdisc.sampling import Shifted, ddim_step, sample_ddim
 from hdisc.schedule import ddim_steps
@@ -62,7 +63,14 @@ def test_chain_input_gradient_matches_autograd():
     assert torch.allclose(gz, z.grad, atol=1e-12)
 
 
-def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, discovery):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, discovery, precision):
+    """Exact at either precision: the record and the recomputation run in the same context."""
+    with compute_in(precision, "cpu"):
+        _chain_against_vanilla(smoke, unet, discovery)
+
+
+def _chain_against_vanilla(smoke, unet, discovery):
     unet.requires_grad_(False)
     cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
     z = torch.randn(2, 1, 32, 32)
@@ -237,3 +245,25 @@ def test_fused_recording_gives_the_same_step_as_separate_chains(smoke, unet, dis
     (a, wa), (b, wb) = stats[True], stats[False]
     assert a.l_ce == pytest.approx(b.l_ce, rel=1e-4) and a.d_fake == pytest.approx(b.d_fake, rel=1e-4)
     assert torch.allclose(wa, wb, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["chain", "vanilla"])
+def test_a_frozen_shift_block_stays_and_the_reconstructor_learns_as_in_a_joint_step(smoke, unet, discovery, method):
+    """R's gradient never depends on the chain's backward pass, so with the shift block
+    frozen R takes exactly the step it takes in a joint step, and the heads do not move."""
+    unet.requires_grad_(False)
+    steps = ddim_steps(smoke.discovery.M)
+    z, k, s = torch.randn(3, 1, 32, 32), torch.tensor([0, 1, 2]), torch.tensor([2.0, -3.0, 4.0])
+    after = {}
+    for freeze in (False, True):
+        cfg = dataclasses.replace(smoke.discovery, lambda_orth=1.0)
+        model = copy.deepcopy(discovery)
+        opt_g, opt_d = make_optimizers(model, cfg)
+        discovery_step(unet, model, cfg, steps, z, k, s, opt_g, opt_d, method=method, freeze_shift=freeze)
+        after[freeze] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for n, p in discovery.named_parameters():
+        if n.startswith("shift"):
+            assert torch.equal(after[True][n], p) and not torch.equal(after[False][n], p), n
+        elif n.startswith("reconstructor"):
+            torch.testing.assert_close(after[True][n], after[False][n], rtol=0, atol=1e-6)
+            assert not torch.equal(after[True][n], p), n

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hdisc.interpret import MEASURES, disentanglement, evaluate, morphometry, realism
+from hdisc.interpret import MEASURES, disentanglement, evaluate, morphometry, passing_first, realism
 
 S = 4.0
 SVALS = torch.linspace(-S, S, 9)
@@ -109,3 +109,8 @@ def test_realism_is_one_when_edits_look_like_the_raw_samples():
     same = realism(logits, features, raw, raw, real)
     worse = realism(logits, features, raw, far, real)
     assert same["fd_ratio"] == pytest.approx(1.0) and worse["fd_ratio"] > 5
+
+
+def test_directions_that_pass_lead_and_each_group_keeps_its_order():
+    rows = [{"k": k, "passes": k in (1, 4)} for k in range(5)]
+    assert passing_first([3, 4, 0, 1, 2], rows) == [4, 1, 3, 0, 2]

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -175,3 +176,35 @@ def test_shifts_are_the_papers_uniform_draw_unless_s_min_is_set(smoke):
     assert (s > 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
     with pytest.raises(ValueError, match=r"s_min=5.0 is out of range: valid \[0, 5\)"):
         dataclasses.replace(smoke.discovery, s_min=5.0)
+
+
+def test_a_run_can_freeze_its_shift_block_from_its_current_step_on(tmp_path, smoke, unet):
+    _discovery(tmp_path, smoke, unet, steps=2)
+    heads = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    early = dataclasses.replace(smoke.discovery, freeze_shift_after=1)
+    with pytest.raises(ValueError, match="freeze_shift_after=1: .*up to step 2.*freeze_shift_after=0 or >= 2"):
+        train_discovery(unet, smoke.unet, early, tmp_path, steps=4, progress=False)
+    frozen = dataclasses.replace(smoke.discovery, freeze_shift_after=2)
+    out = train_discovery(unet, smoke.unet, frozen, tmp_path, steps=4, progress=False, log_every=1)
+    after = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    assert out["shift_frozen_from"] == 2 and len(out["log"]) == 4
+    for name, value in heads.items():  # the shift block as at step 2; R and D trained on
+        assert torch.equal(after[name], value) == name.startswith("shift."), name
+    with pytest.raises(ValueError, match="froze its shift block from step 2 on; set freeze_shift_after=2"):
+        train_discovery(unet, smoke.unet, dataclasses.replace(frozen, freeze_shift_after=3), tmp_path, steps=5,
+                        progress=False)
+    with pytest.raises(ValueError, match="freeze_shift_after.*0 trains the shift block in every step"):
+        dataclasses.replace(frozen, freeze_shift_after=-1)
+
+
+def test_a_run_records_each_precision_and_machine_it_trained_on(tmp_path, smoke, unet):
+    first = _discovery(tmp_path, smoke, unet, steps=2)
+    assert first["trained_on"].startswith("cpu, ") and ", float32, torch " in first["trained_on"]
+    same = _discovery(tmp_path, smoke, unet, steps=3)
+    assert same["trained_on"] == first["trained_on"]
+    mixed = _discovery(tmp_path, smoke, unet, steps=4, precision="bfloat16")
+    assert mixed["trained_on"].startswith(first["trained_on"] + "; from step 3: cpu, ")
+    assert "bfloat16 autocast (weights float32)" in mixed["trained_on"] and all(
+        math.isfinite(v) for e in mixed["log"] for v in e.values())
+    with pytest.raises(ValueError, match="precision must be one of .*'float16'"):
+        _discovery(tmp_path, smoke, unet, steps=5, precision="float16")
