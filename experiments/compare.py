@@ -61,7 +61,7 @@ device = "auto"
 import torch
 from IPython.display import Markdown, display
 
-from hdisc.baselines import every_method
+from hdisc.baselines import every_method, random_set
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.files import project_path, shown_path
@@ -123,6 +123,31 @@ display(Markdown(markdown_table(
       f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in rows])))
 
 # %% [markdown]
+# ## At the learned model's own size
+# The learned shift block trained with |dh| capped at `shift_rms` x rms(h) (the cpu preset:
+# 0.1), five times smaller than the step size above. Here it is scored as it trained, beside
+# random directions of that size on the same yardstick: its passing share means something
+# only where it beats theirs.
+
+# %%
+own_rows = []
+if d.shift_norm != "free":
+    own = {"learned, as trained": dirs,
+           f"random at {d.shift_rms:g} x rms(h)": random_set(dirs, diag["h_shape"], d.shift_rms, seed)}
+    for name, other in own.items():
+        row, _ = score_directions(unet, other.to(dev), net, real, n_interp=n_interp, n_train=n_train,
+                                  n_test=n_test, epochs=epochs, seed=seed, device=dev)
+        own_rows.append({"method": name, **row})
+    display(Markdown(markdown_table(
+        ["method", "pass", "class kept at S/2 (median)", "change at S/2 (median)", "post-hoc RCA (chance)",
+         "FD edits / raw"],
+        [[r["method"], f"{r['interpretable_fraction']:.0%}", f"{r['median_keep_half']:.0%}",
+          f"{r['median_change_half']:.3f}", f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]]
+         for r in own_rows])))
+else:
+    print("the learned shifts are not capped (shift_norm 'free'): they have no one size to compare at")
+
+# %% [markdown]
 # ## Each method's leading directions
 # Per method, its first directions that pass the evaluation (then the others), on one
 # noise, at $s = -S, -S/2, 0, S/2, S$.
@@ -141,7 +166,8 @@ for name, other in methods.items():
 write_record(out / "compare.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
     "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
-    "rows": rows, "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
+    "rows": rows, "own_size": {"rel": d.shift_rms, "rows": own_rows} if own_rows else None,
+    "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
     "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": diag["jacobian_t"], "noise": 0},
     "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},
     "seed": seed}, files)

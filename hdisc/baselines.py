@@ -164,6 +164,13 @@ def random_directions(k: int, shape: tuple[int, ...], seed: int = 0) -> torch.Te
     return torch.randn((k, *shape), generator=torch.Generator().manual_seed(seed))
 
 
+def random_set(learned: DirectionSet, h_shape: tuple[int, ...], rel: float, seed: int = 0) -> DirectionSet:
+    """``learned.K`` random directions of h [C, H, W] on ``learned``'s chain, each scaled so that
+    |dh| = |s| ``rel`` rms(h): the floor of the comparison at any step size."""
+    rand = random_directions(learned.K, tuple(h_shape), seed)
+    return learned.with_shift(FixedDirections(rand, rel), names=tuple(f"R{k}" for k in range(learned.K)))
+
+
 def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module | None, n: int, rel: float, *,
                  seed: int = 0, jacobian_iters: int = 10, device: str | torch.device = "cpu"
                  ) -> tuple[dict[str, DirectionSet], dict]:
@@ -175,7 +182,7 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
     measures) and random ones.
 
     Returns ``{name: direction set}`` (each with its directions' names) and the diagnostics
-    ``{"pca_spectra", "jacobian_sigma", "jacobian_t"}``."""
+    ``{"pca_spectra", "jacobian_sigma", "jacobian_t", "h_shape"}`` (h_shape: h's [C, H, W])."""
     steps, K = learned.steps, learned.K
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
@@ -200,6 +207,6 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
         sup, names = supervised_directions(torch.stack(list(hs.values())).mean(0), labels,
                                            {name: m[:, j] for j, name in enumerate(MEASURES)})
         methods["supervised"] = fixed_set(sup, names)
-    rand = random_directions(K, tuple(hs[int(steps.t[0])].shape[1:]), seed)
-    methods["random"] = fixed_set(rand, [f"R{k}" for k in range(K)])
-    return methods, {"pca_spectra": spectra, "jacobian_sigma": sigma, "jacobian_t": int(steps.t[0])}
+    h_shape = tuple(hs[int(steps.t[0])].shape[1:])
+    methods["random"] = random_set(learned, h_shape, rel, seed)
+    return methods, {"pca_spectra": spectra, "jacobian_sigma": sigma, "jacobian_t": int(steps.t[0]), "h_shape": h_shape}

@@ -138,6 +138,14 @@ def _compare(r: dict) -> str:
             text += "."
         if all(x["posthoc_rca"] < 2 * x["posthoc_chance"] for x in rows):
             text += " No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)."
+    own = r.get("own_size")
+    if own:
+        learned, floor = own["rows"]
+        text += (f" At the learned model's own size ({own['rel']:g} x rms(h)), its directions pass "
+                 f"{_pct(learned['interpretable_fraction'])} as trained, random directions of that size "
+                 f"{_pct(floor['interpretable_fraction'])}")
+        text += (": there the learned set beats the floor." if learned["interpretable_fraction"]
+                 > floor["interpretable_fraction"] else ": there passing does not single the learned set out either.")
     return text
 
 

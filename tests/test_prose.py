@@ -73,3 +73,10 @@ def test_the_compare_paragraph_says_when_the_yardstick_cannot_tell_methods_apart
     assert "learned has the most directions that pass (50%) and learned the most recognisable" in text
     assert "Random directions, the floor, reach 16%" in text
     assert "does not single" not in text and "below twice chance" not in text
+    visible["own_size"] = {"rel": 0.1, "rows": [_row("learned, as trained", 0.53, 0.3),
+                                                _row("random at 0.1", 0.9, 0.03)]}
+    text = what_this_shows("compare", visible)
+    assert ("At the learned model's own size (0.1 x rms(h)), its directions pass 53% as trained, random directions "
+            "of that size 90%: there passing does not single the learned set out either.") in text
+    visible["own_size"]["rows"][1]["interpretable_fraction"] = 0.2
+    assert "there the learned set beats the floor." in what_this_shows("compare", visible)
