@@ -256,8 +256,10 @@ def _scaled(dataset: str, scale: str) -> Preset:
         # init_from, models/mnist32-cpu/recipe-q2/run.json): 9,850 steps of the M=5 recipe,
         # 1,200 steps of this one at batch 16 on this CPU, then these 1,000 steps at batch 64
         # on an H100 (427 s there, the first 400 steps beside three other probes; about 20 s a
-        # step on this CPU, estimated from 5.2 s at batch 16). Longer runs trade the
-        # digit for RCA (probe g3 at step 2,200: RCA 0.60, 38% passing).
+        # step on this CPU, 22.7 s measured in results/mnist32-cpu/precision.json). Longer runs
+        # trade the digit for RCA (probe g3 at step 2,200: RCA 0.60, 38% passing). The
+        # reconstructor is not what holds RCA down: with the directions frozen at step 1,000,
+        # 100 more steps of R alone (freeze_shift_after, probe r2) left RCA at 0.48.
         disc = dataclasses.replace(paper_disc, M=10, batch=64, steps=1_000, lr_shift=3e-3,
                                    reconstructor_input="pair+difference", lambda_orth=1.0, lambda_mag=0.5,
                                    shift_norm="cap", shift_rms=0.1, s_min=1.0, checkpoint_every=200)
