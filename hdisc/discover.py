@@ -17,7 +17,7 @@ import json
 
 from .distributed import distributed
 from .precision import PRECISIONS
-from .presets import get_preset
+from .presets import get_preset, override
 from .pretrain import training_parser
 from .runs import find_dm, open_dm, resolve_device, run_dir
 from .training import train_discovery
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = training_parser("python -m hdisc.discover", __doc__.splitlines()[0])
     p.add_argument("--dm", default="", help="the DM (default: the preset's committed or trained dm_ema.pt)")
     p.add_argument("--init-from", default="", help="a directions.pt to warm-start from")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override the preset's discovery settings, e.g. --set M=5 batch=16 (DiscoveryConfig's fields)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="what the steps compute in (bfloat16: autocast, faster on some machines)")
     args = p.parse_args(argv)
@@ -38,7 +40,11 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{args.dataset} --preset {args.preset})")
     rank, _, device = distributed(resolve_device(args.device))
     unet, unet_cfg = open_dm(dm, preset)
-    summary = train_discovery(unet, unet_cfg, preset.discovery, run_dir(args.out, preset), seed=args.seed,
+    try:
+        cfg = override(preset.discovery, args.set)
+    except ValueError as e:
+        p.error(str(e))
+    summary = train_discovery(unet, unet_cfg, cfg, run_dir(args.out, preset), seed=args.seed,
                               steps=args.steps, init_from=args.init_from or None, device=device,
                               precision=args.precision,
                               progress=None if rank == 0 else False)

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .schedule import DEFAULT, Schedule
+
+T = TypeVar("T")
 
 DATASETS = ("mnist32", "anime64", "celebahq128", "afhq128")
 SCALES = ("paper", "cpu", "smoke")
@@ -288,6 +292,30 @@ def departures(preset: Preset) -> dict[str, dict]:
     return {f.name: {"ours": getattr(preset.discovery, f.name), "paper": getattr(paper, f.name)}
             for f in dataclasses.fields(DiscoveryConfig)
             if getattr(preset.discovery, f.name) != getattr(paper, f.name)}
+
+
+def override(config: T, assignments: Iterable[str]) -> T:
+    """``config`` (a config dataclass) with ``FIELD=VALUE`` assignments applied, each value
+    read as the field's current type (booleans as true/false); the config's own checks then
+    run. An unknown field or an unreadable value raises a ValueError naming the valid ones."""
+    names = [f.name for f in dataclasses.fields(config)]
+    fields = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            raise ValueError(f"{type(config).__name__}: cannot set {item!r}; write FIELD=VALUE with FIELD one of "
+                             f"{', '.join(names)}")
+        kind = type(getattr(config, key))
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false"):
+                    raise ValueError(value)
+                fields[key] = value.lower() == "true"
+            else:
+                fields[key] = kind(float(value)) if kind is int else kind(value)
+        except ValueError:
+            raise ValueError(f"{type(config).__name__}.{key}: cannot read {value!r} as {kind.__name__}") from None
+    return dataclasses.replace(config, **fields)
 
 
 def config_diff(have: object, want: object) -> dict[str, tuple]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hdisc.bench import measure_in_subprocess, gradient_agreement
+from hdisc.bench import gradient_agreement, measure_in_subprocess
 from hdisc.files import project_path, shown_path, write_json
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm

@@ -33,7 +33,7 @@ from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import project_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
-from hdisc.presets import get_preset
+from hdisc.presets import get_preset, override
 from hdisc.runs import find_dm
 from hdisc.schedule import schedule_of
 from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
@@ -41,7 +41,7 @@ from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discover
 
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
-    fields, init_from, n_eval, only_evaluate, device, precision = {}, None, 16, False, "cpu", "float32"
+    fields, init_from, n_eval, only_evaluate, device, precision = [], None, 16, False, "cpu", "float32"
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
@@ -55,10 +55,8 @@ def main(name: str, *overrides: str) -> None:
         elif key == "evaluate":
             only_evaluate = value.lower() == "true"
         else:
-            kind = type(getattr(preset.discovery, key))
-            fields[key] = (value.lower() == "true" if kind is bool else kind(float(value)) if kind is int
-                           else kind(value))
-    cfg = dataclasses.replace(preset.discovery, **fields)
+            fields.append(item)
+    cfg = override(preset.discovery, fields)
     unet, _ = load_unet(find_dm("", preset), preset.unet)
     unet = unet.to(device)
     out = project_path("runs/probe") / name

@@ -16,7 +16,7 @@ import torch
 from hdisc.backbone import build_unet, load_unet, save_unet
 from hdisc.data import ImageFolder, TensorImages, random_batch
 from hdisc.guard import NonFiniteError
-from hdisc.presets import DATASETS, MAX_H_SIDE, SCALES, DiscoveryConfig, DMTrainConfig, UNetConfig, get_preset
+from hdisc.presets import DATASETS, MAX_H_SIDE, SCALES, DiscoveryConfig, DMTrainConfig, UNetConfig, get_preset, override
 from hdisc.runs import open_trained
 from hdisc.sampling import generate
 from hdisc.schedule import ddim_steps
@@ -231,3 +231,17 @@ def test_configs_are_plain_settings():
     assert DMTrainConfig(lr=1e-3, batch=1, steps=1, ema=0.0).batch == 1
     assert DiscoveryConfig(K=1, S=1, M=1, t_stop=0, batch=1, steps=1).clip is True
     assert json.dumps(dataclasses.asdict(get_preset("mnist32", "cpu")))
+
+
+def test_overrides_read_each_field_as_its_type_and_refuse_what_they_cannot_read():
+    cfg = get_preset("mnist32", "cpu").discovery
+    new = override(cfg, ["M=5", "batch=16", "shift_norm=free", "shift_rms=0", "clip=false", "lr=2e-3"])
+    assert (new.M, new.batch, new.shift_norm, new.shift_rms, new.clip, new.lr) == (5, 16, "free", 0.0, False, 2e-3)
+    with pytest.raises(ValueError, match="cannot set 'bacth=16'; write FIELD=VALUE with FIELD one of K, S, M"):
+        override(cfg, ["bacth=16"])
+    with pytest.raises(ValueError, match=r"DiscoveryConfig.clip: cannot read 'yes' as bool"):
+        override(cfg, ["clip=yes"])
+    with pytest.raises(ValueError, match="DiscoveryConfig.M: cannot read 'ten' as int"):
+        override(cfg, ["M=ten"])
+    with pytest.raises(ValueError, match="M="):  # the config's own range check
+        override(cfg, ["M=0"])
