@@ -34,16 +34,16 @@ def main(argv: list[str] | None = None) -> dict:
                    help="what the steps compute in (bfloat16: autocast, faster on some machines)")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
+    try:  # settings are checked before anything is loaded
+        cfg = override(preset.discovery, args.set)
+    except ValueError as e:
+        p.error(str(e))
     dm = find_dm(args.dm, preset)
     if dm is None:
         p.error(f"no DM for {preset.name}: pass --dm, or pretrain one (python -m hdisc.pretrain --dataset "
                 f"{args.dataset} --preset {args.preset})")
     rank, _, device = distributed(resolve_device(args.device))
     unet, unet_cfg = open_dm(dm, preset)
-    try:
-        cfg = override(preset.discovery, args.set)
-    except ValueError as e:
-        p.error(str(e))
     summary = train_discovery(unet, unet_cfg, cfg, run_dir(args.out, preset), seed=args.seed,
                               steps=args.steps, init_from=args.init_from or None, device=device,
                               precision=args.precision,

@@ -13,6 +13,7 @@ import papermill
 import pytest
 import torch
 
+from hdisc import discover
 from hdisc.backbone import build_unet, load_unet, save_unet
 from hdisc.data import ImageFolder, TensorImages, random_batch
 from hdisc.guard import NonFiniteError
@@ -245,3 +246,10 @@ def test_overrides_read_each_field_as_its_type_and_refuse_what_they_cannot_read(
         override(cfg, ["M=ten"])
     with pytest.raises(ValueError, match="M="):  # the config's own range check
         override(cfg, ["M=0"])
+
+
+def test_discover_refuses_an_unknown_setting_before_it_loads_anything(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        discover.main(["--dataset", "mnist32", "--preset", "smoke", "--dm", str(tmp_path / "missing.pt"),
+                       "--out", str(tmp_path), "--set", "bacth=2"])
+    assert "cannot set 'bacth=2'; write FIELD=VALUE" in capsys.readouterr().err
