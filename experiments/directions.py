@@ -91,7 +91,8 @@ if dataset == "mnist32" and n_interp > 0:
     display(Markdown(markdown_table(
         ["measure", "value"],
         [["directions that pass (signed, smooth, class kept at |s| = S/2)",
-          f"{len(summ['interpretable'])} of {summ['K']} ({summ['interpretable_fraction']:.0%})"],
+          f"{len(summ['interpretable'])} of {summ['K']} ({summ['interpretable_fraction']:.0%}; 95% bootstrap interval "
+          f"over the noises {summ['interpretable_interval'][0]:.0%}-{summ['interpretable_interval'][1]:.0%})"],
          ["signed", f"{summ['signed_fraction']:.0%}"], ["smooth", f"{summ['smooth_fraction']:.0%}"],
          ["median class kept at S/2", f"{summ['median_keep_half']:.0%}"],
          ["median class kept at S (the stronger test)", f"{summ['median_keep_full']:.0%}"],

@@ -94,6 +94,21 @@ def disentanglement(rho: np.ndarray) -> dict:
     return {"disentanglement": score(imp, P), "completeness": score(imp.T, K)}
 
 
+def passing_interval(keep: np.ndarray, sign_cos: np.ndarray, jump: np.ndarray, keep_threshold: float,
+                     draws: int = 1000, seed: int = 0) -> list[float]:
+    """The 95% bootstrap interval of the passing fraction over the evaluated noises.
+
+    ``keep``, ``sign_cos``, ``jump`` [K, N]: per direction and noise, the share of its two
+    edits at |s| = S/2 that keep the class, the sign cosine and the largest-step share. Each
+    draw resamples the N noises with replacement and applies the pass test to the means, as
+    :func:`evaluate` does to all of them. Returns [2.5th, 97.5th] percentile."""
+    N = keep.shape[1]
+    idx = np.random.default_rng(seed).integers(0, N, size=(draws, N))
+    passes = ((keep[:, idx].mean(2) >= keep_threshold) & (sign_cos[:, idx].mean(2) < 0)
+              & (jump[:, idx].mean(2) <= 0.5))  # [K, draws]
+    return np.percentile(passes.mean(0), [2.5, 97.5]).round(4).tolist()
+
+
 def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torch.Tensor], torch.Tensor],
              S: float, *, keep_threshold: float = 0.8, name_threshold: float = 0.3, blur: float = 1.5) -> dict:
     """Score every direction from its sweeps.
@@ -104,7 +119,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
     rank correlations of each measure's change with s, "response": [K, P, n] mean change of
     each measure at each strength in standard deviations of that measure over the unshifted
     samples, "measures", "summary"}``; the summary's ``interpretable_fraction`` is the
-    fraction of directions that are signed, smooth and class-keeping at |s| = S/2.
+    fraction of directions that are signed, smooth and class-keeping at |s| = S/2, and
+    ``interpretable_interval`` its 95% bootstrap interval over the N noises.
     """
     K, N, n = sweeps.shape[:3]
     svals = svals.double()
@@ -118,6 +134,7 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
         labels = torch.cat([classify(x).argmax(1) for x in sweeps.flatten(0, 2).split(512)]).view(K, N, n)
     measures = morphometry(sweeps.flatten(0, 2)).reshape(K, N, n, len(MEASURES))
     rows, rho = [], np.zeros((K, len(MEASURES)))
+    per_noise = np.zeros((3, K, N))  # keep at |s| = S/2, sign cosine, largest-step share; per direction and noise
     spread = np.nanstd(measures[:, :, i0], axis=(0, 1)).clip(1e-6)  # each measure's std over the samples
     response = np.nanmean(measures - measures[:, :, i0:i0 + 1], axis=1) / spread  # [K, n, P], in stds
     for k in range(K):
@@ -125,7 +142,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
         base = x[:, i0]
         keep = (labels[k] == labels[k, :, i0:i0 + 1]).double().mean(0)  # [n]
         keep_by_abs = {round(float(svals[i]), 4): float((keep[i] + keep[n - 1 - i]) / 2) for i in pos}
-        sign_cos = _blurred_cosine(x[:, half] - base, x[:, n - 1 - half] - base, blur).mean().item()
+        cos = _blurred_cosine(x[:, half] - base, x[:, n - 1 - half] - base, blur)  # [N]
+        sign_cos = cos.mean().item()
         # smoothness: on each side, the largest step between neighbouring strengths over the path length
         jumps = []
         for side in (pos, neg):
@@ -133,6 +151,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
             stepsz = torch.stack([(b - a).flatten(1).norm(dim=1) for a, b in zip(path, path[1:], strict=False)])
             jumps.append(stepsz.max(0).values / stepsz.sum(0).clamp_min(1e-12))
         jump = torch.stack(jumps).mean().item()
+        kept = (labels[k, :, [half, n - 1 - half]] == labels[k, :, i0:i0 + 1]).double().mean(1)
+        per_noise[:, k] = np.stack([kept.numpy(), cos.numpy(), torch.stack(jumps).mean(0).numpy()])
         change = torch.stack([(x[:, i] - base).abs().flatten(1).mean(1) for i in range(n)], 1).mean(0)  # [n]
         m = measures[k] - measures[k, :, i0:i0 + 1]  # change of each measure from the unshifted image
         s_rep = np.broadcast_to(svals.numpy(), (N, n)).ravel()
@@ -161,7 +181,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
         "directions": rows, "matrix": rho.round(4).tolist(),
         "response": np.nan_to_num(response.transpose(0, 2, 1)).round(4).tolist(),
         "summary": {
-            "K": K, "interpretable_fraction": len(passing) / K, "interpretable": passing,
+            "K": K, "interpretable_fraction": len(passing) / K,
+            "interpretable_interval": passing_interval(*per_noise, keep_threshold), "interpretable": passing,
             "signed_fraction": sum(r["signed"] for r in rows) / K,
             "smooth_fraction": sum(r["smooth"] for r in rows) / K,
             "median_keep_half": float(np.median([r["keep_half"] for r in rows])),

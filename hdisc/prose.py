@@ -63,10 +63,13 @@ def _directions(r: dict) -> str:
     rows = interp["directions"]
     named = [x for x in rows if x["attribute"]]
     text += (f" Measured on {interp['n_images']} noises at {len(interp['svals'])} strengths, "
-             f"{len(s['interpretable'])} of {s['K']} directions ({_pct(s['interpretable_fraction'])}) are signed, "
-             f"smooth and keep the digit at |s| = S/2: {_pct(s['signed_fraction'])} move the image in opposite ways "
-             f"for opposite signs, {_pct(s['smooth_fraction'])} grow without a jump, and the classifier keeps the "
-             f"digit in {_pct(s['median_keep_half'])} of the edits at |s| = S/2 for the median direction"
+             f"{len(s['interpretable'])} of {s['K']} directions ({_pct(s['interpretable_fraction'])}"
+             + (f"; 95% bootstrap interval over the noises {_pct(s['interpretable_interval'][0])}-"
+                f"{_pct(s['interpretable_interval'][1])}" if "interpretable_interval" in s else "")
+             + f") are signed, smooth and keep the digit at |s| = S/2: {_pct(s['signed_fraction'])} move the image "
+             f"in opposite ways for opposite signs, {_pct(s['smooth_fraction'])} grow without a jump, and the "
+             f"classifier keeps the digit in {_pct(s['median_keep_half'])} of the edits at |s| = S/2 for the median "
+             "direction"
              + (f" and in {_pct(s['median_keep_full'])} at |s| = S." if "median_keep_full" in s else "."))
     if named:
         best = max(named, key=lambda x: abs(x["attribute_rho"]))

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from hdisc.interpret import MEASURES, disentanglement, evaluate, morphometry, passing_first, realism
+from hdisc.interpret import (
+    MEASURES,
+    disentanglement,
+    evaluate,
+    morphometry,
+    passing_first,
+    passing_interval,
+    realism,
+)
 
 S = 4.0
 SVALS = torch.linspace(-S, S, 9)
@@ -76,6 +84,20 @@ def test_a_jump_to_another_shape_is_not_smooth_and_loses_the_class():
     assert not jump["smooth"] and jump["jump"] > 0.9
     assert jump["keep_full"] < 1.0 and not jump["passes"]
     assert result["summary"]["interpretable_fraction"] == 0.5 and result["summary"]["interpretable"] == [0]
+    assert result["summary"]["interpretable_interval"] == [0.5, 0.5]  # clear on every noise: no spread
+
+
+def test_the_passing_interval_is_wide_only_for_a_direction_on_the_threshold():
+    K, N = 4, 10
+    sign, jump = -np.ones((K, N)), np.full((K, N), 0.2)
+    keep = np.ones((K, N))
+    keep[1] = 0.0  # fails on every noise
+    assert passing_interval(keep, sign, jump, 0.8) == [0.75, 0.75]
+    keep[2, :2] = 0.0  # keeps the class on 8 of 10 noises: exactly on the 0.8 threshold
+    lo, hi = passing_interval(keep, sign, jump, 0.8)
+    assert lo == 0.5 and hi == 0.75
+    sign[3, :6] = 0.5  # the sign test fails on average
+    assert passing_interval(keep, sign, jump, 0.8)[1] <= 0.75
 
 
 def test_an_unsigned_edit_fails_the_sign_test():

@@ -22,6 +22,9 @@ def test_the_directions_paragraph_reads_its_record():
     assert "3 of 32 directions (9%) are signed" in text and "12% move the image" in text
     assert "keeps the digit in 23% of the edits" in text and "direction 4, slant+, rho 0.81" in text
     assert "a high RCA here rewards edits that are easy to recognise" in text  # the caveat below half
+    record["interpretability"]["summary"]["interpretable_interval"] = [0.0625, 0.1875]
+    text = what_this_shows("directions", record)
+    assert "3 of 32 directions (9%; 95% bootstrap interval over the noises 6%-19%) are signed" in text
 
 
 def test_the_fid_paragraph_says_when_editing_costs_realism():
