@@ -14,7 +14,7 @@ and adds the same entry (without the full log) to results/mnist32-cpu/probes.jso
 training computes in; the scores' noises are drawn from seeded
 CPU generators either way. ``evaluate=true`` trains nothing: it scores the run's latest
 ``directions.pt`` (a long run may still be writing more) and records it as ``NAME@STEP``,
-a point along the run.
+a point along the run (``NAME@STEP-nN`` when scored on N noises other than 16).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(name: str, *overrides: str) -> None:
         checkpoint = torch.load(out / DISCOVERY_CHECKPOINT, weights_only=True)
         result = {"init_from": checkpoint.get("init_from"), "steps": checkpoint["step"],
                   "wall_s": checkpoint["wall_s"], "log": checkpoint["log"]}
-        name = f"{name}@{checkpoint['step']}"
+        name = f"{name}@{checkpoint['step']}" + (f"-n{n_eval}" if n_eval != 16 else "")  # other noise counts beside
     else:
         result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
                                  precision=precision, progress=True, log_every=10)
@@ -82,7 +82,7 @@ def main(name: str, *overrides: str) -> None:
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
              "device": trained_on(device),
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
-    write_json(out / ("probe.json" if not only_evaluate else f"probe@{result['steps']}.json"),
+    write_json(out / ("probe.json" if not only_evaluate else f"probe@{name.split('@')[1]}.json"),
                {**entry, "log": result["log"]})
     record = project_path(f"results/{preset.name}/probes.json")  # every probe, for the book's trade-off plot
     book = json.loads(record.read_text()) if record.is_file() else {"probes": []}
