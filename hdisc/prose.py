@@ -147,8 +147,14 @@ def _compare(r: dict) -> str:
         text += (f" At the learned model's own size ({own['rel']:g} x rms(h)), its directions pass "
                  f"{_pct(learned['interpretable_fraction'])} as trained, random directions of that size "
                  f"{_pct(floor['interpretable_fraction'])}")
-        text += (": there the learned set beats the floor." if learned["interpretable_fraction"]
-                 > floor["interpretable_fraction"] else ": there passing does not single the learned set out either.")
+        if learned["interpretable_fraction"] > floor["interpretable_fraction"]:
+            text += ": there the learned set beats the floor."
+        else:
+            text += ": there passing does not single the learned set out"
+            if "median_change_half" in floor and "median_change_half" in learned:
+                text += (f" (random edits move the image by {floor['median_change_half']:.3f} at S/2, the learned "
+                         f"ones by {learned['median_change_half']:.3f}: the test favours edits that change little)")
+            text += "."
     return text
 
 
