@@ -30,7 +30,7 @@ from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import edit_pairs
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import project_path, write_json
+from hdisc.files import load_file, project_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.presets import get_preset, override
@@ -61,9 +61,10 @@ def main(name: str, *overrides: str) -> None:
     unet = unet.to(device)
     out = project_path("runs/probe") / name
     if only_evaluate:
-        checkpoint = torch.load(out / DISCOVERY_CHECKPOINT, weights_only=True)
+        checkpoint = load_file(out / DISCOVERY_CHECKPOINT, "training checkpoint", keys=("step", "log"))
         result = {"init_from": checkpoint.get("init_from"), "steps": checkpoint["step"],
-                  "wall_s": checkpoint["wall_s"], "log": checkpoint["log"]}
+                  "wall_s": checkpoint["wall_s"], "log": checkpoint["log"],
+                  "trained_on": checkpoint.get("trained_on")}
         name = f"{name}@{checkpoint['step']}" + (f"-n{n_eval}" if n_eval != 16 else "")  # other noise counts beside
     else:
         result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
@@ -80,7 +81,7 @@ def main(name: str, *overrides: str) -> None:
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
-             "device": trained_on(device),
+             "device": result["trained_on"] or trained_on(device, precision),
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
     write_json(out / ("probe.json" if not only_evaluate else f"probe@{name.split('@')[1]}.json"),
                {**entry, "log": result["log"]})
