@@ -140,7 +140,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
     for k in range(K):
         x = sweeps[k].double()
         base = x[:, i0]
-        keep = (labels[k] == labels[k, :, i0:i0 + 1]).double().mean(0)  # [n]
+        same = (labels[k] == labels[k, :, i0:i0 + 1]).double()  # [N, n]: the edit keeps the sample's class
+        keep = same.mean(0)  # [n]
         keep_by_abs = {round(float(svals[i]), 4): float((keep[i] + keep[n - 1 - i]) / 2) for i in pos}
         cos = _blurred_cosine(x[:, half] - base, x[:, n - 1 - half] - base, blur)  # [N]
         sign_cos = cos.mean().item()
@@ -151,8 +152,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
             stepsz = torch.stack([(b - a).flatten(1).norm(dim=1) for a, b in zip(path, path[1:], strict=False)])
             jumps.append(stepsz.max(0).values / stepsz.sum(0).clamp_min(1e-12))
         jump = torch.stack(jumps).mean().item()
-        kept = (labels[k, :, [half, n - 1 - half]] == labels[k, :, i0:i0 + 1]).double().mean(1)
-        per_noise[:, k] = np.stack([kept.numpy(), cos.numpy(), torch.stack(jumps).mean(0).numpy()])
+        per_noise[:, k] = np.stack([same[:, [half, n - 1 - half]].mean(1).numpy(), cos.numpy(),
+                                    torch.stack(jumps).mean(0).numpy()])
         change = torch.stack([(x[:, i] - base).abs().flatten(1).mean(1) for i in range(n)], 1).mean(0)  # [n]
         m = measures[k] - measures[k, :, i0:i0 + 1]  # change of each measure from the unshifted image
         s_rep = np.broadcast_to(svals.numpy(), (N, n)).ravel()

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from .schedule import DEFAULT, Schedule
 
-T = TypeVar("T")
+Config = TypeVar("Config")  # a config dataclass (T below is the number of diffusion steps)
 
 DATASETS = ("mnist32", "anime64", "celebahq128", "afhq128")
 SCALES = ("paper", "cpu", "smoke")
@@ -128,8 +128,9 @@ class DiscoveryConfig:
     uniform in [``s_min``, S] with a random sign. From step ``freeze_shift_after`` on (0:
     never, the paper) the shift block stays as it is and only the reconstructor and
     discriminator train, on edits of those fixed directions: R catches up with directions that
-    no longer move, and no gradient crosses the chain, so such a step costs about half of a
-    joint one. Invalid values raise a
+    no longer move, and no gradient crosses the chain, so such a step costs less (probe r2:
+    13.8 s a step at batch 64 on one thread here, against 22.7 s for a joint step in
+    results/mnist32-cpu/precision.json). Invalid values raise a
     ValueError that names the field, its valid range and a fix.
     """
 
@@ -259,8 +260,8 @@ def _scaled(dataset: str, scale: str) -> Preset:
         # batch 16. The committed model is the last stage of a warm-started lineage (its
         # init_from, models/mnist32-cpu/recipe-q2/run.json): 9,850 steps of the M=5 recipe,
         # 1,200 steps of this one at batch 16 on this CPU, then these 1,000 steps at batch 64
-        # on an H100 (427 s there, the first 400 steps beside three other probes; about 20 s a
-        # step on this CPU, 22.7 s measured in results/mnist32-cpu/precision.json). Longer runs
+        # on an H100 (427 s there, the first 400 steps beside three other probes; 22.7 s a step
+        # on one thread of this CPU, results/mnist32-cpu/precision.json). Longer runs
         # trade the digit for RCA (probe g3 at step 2,200: RCA 0.60, 38% passing). The
         # reconstructor is not what holds RCA down: with the directions frozen at step 1,000,
         # 100 more steps of R alone (freeze_shift_after, probe r2) left RCA at 0.48.
@@ -294,7 +295,7 @@ def departures(preset: Preset) -> dict[str, dict]:
             if getattr(preset.discovery, f.name) != getattr(paper, f.name)}
 
 
-def override(config: T, assignments: Iterable[str]) -> T:
+def override(config: Config, assignments: Iterable[str]) -> Config:
     """``config`` (a config dataclass) with ``FIELD=VALUE`` assignments applied, each value
     read as the field's current type (booleans as true/false); the config's own checks then
     run. An unknown field or an unreadable value raises a ValueError naming the valid ones."""

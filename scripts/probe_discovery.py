@@ -81,7 +81,8 @@ def main(name: str, *overrides: str) -> None:
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
-             "device": result["trained_on"] or trained_on(device, precision),
+             "device": result["trained_on"] or trained_on(device, precision),  # what trained it
+             "scored_on": trained_on(device),  # scores move a little between machines (probe r2 in the README)
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
     write_json(out / ("probe.json" if not only_evaluate else f"probe@{name.split('@')[1]}.json"),
                {**entry, "log": result["log"]})

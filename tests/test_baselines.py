@@ -8,6 +8,7 @@ from hdisc.baselines import (
     pca_directions,
     principal_components,
     project_out,
+    random_set,
     supervised_directions,
     top_singular,
 )
@@ -87,3 +88,13 @@ def test_pca_of_h_along_the_chain(unet, smoke):
     dirs, spectra = pca_directions(hs, 2)
     assert dirs.shape == (2, 64, 16, 16) and set(spectra["per_t"]) == {666, 999}
     assert abs(spectra["pooled"].sum().item() - 1) < 1e-4
+
+
+def test_the_random_floor_has_the_learned_sets_chain_and_the_asked_size(smoke, dirs):
+    floor = random_set(dirs, smoke.unet.h_shape, 0.1, seed=3)
+    assert (floor.K, floor.steps, floor.t_stop, floor.label(2)) == (dirs.K, dirs.steps, dirs.t_stop, "R2")
+    h = torch.randn(2, *smoke.unet.h_shape) * 2
+    dh = floor.shift(h, None, torch.full((2,), 999), torch.tensor([0, 3]))
+    ratio = dh.pow(2).mean((1, 2, 3)).sqrt() / h.pow(2).mean((1, 2, 3)).sqrt()
+    assert torch.allclose(ratio, torch.full((2,), 0.1), atol=1e-6)
+

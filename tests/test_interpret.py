@@ -98,6 +98,7 @@ def test_the_passing_interval_is_wide_only_for_a_direction_on_the_threshold():
     assert lo == 0.5 and hi == 0.75
     sign[3, :6] = 0.5  # the sign test fails on average
     assert passing_interval(keep, sign, jump, 0.8)[1] <= 0.75
+    assert passing_interval(keep, sign, jump, 0.8)[0] == 0.25  # now directions 2 and 3 can both fail
 
 
 def test_an_unsigned_edit_fails_the_sign_test():
