@@ -20,7 +20,7 @@ post-hoc RCA, the explorer) edits with them.
 
 from __future__ import annotations
 
-import copy
+import math
 from collections.abc import Callable
 
 import torch
@@ -189,14 +189,12 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
     hs, x0 = collect_h(unet, z, steps, learned.t_stop, clip=learned.clip)
     pca, spectra = pca_directions(hs, min(K, n))
     jac, sigma = jacobian_directions(unet, z[:1], int(steps.t[0]), K, iters=jacobian_iters, seed=seed)
-    fixed = copy.deepcopy(learned.shift).cpu()
-    fixed.norm, fixed.rms = "fixed", rel
 
     def fixed_set(dirs: torch.Tensor, names: list[str]) -> DirectionSet:
         return learned.with_shift(FixedDirections(dirs, rel), names=tuple(names))
 
     methods = {
-        "learned (this paper)": learned.with_shift(fixed, names=tuple(str(k) for k in range(K))),
+        "learned (this paper)": learned.at_size(rel),
         "PCA (pooled)": fixed_set(pca, [f"PC{k + 1}" for k in range(len(pca))]),
         "Jacobian (one image)": fixed_set(jac, [f"SV{k + 1}" for k in range(K)]),
     }
@@ -210,3 +208,33 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
     h_shape = tuple(hs[int(steps.t[0])].shape[1:])
     methods["random"] = random_set(learned, h_shape, rel, seed)
     return methods, {"pca_spectra": spectra, "jacobian_sigma": sigma, "jacobian_t": int(steps.t[0]), "h_shape": h_shape}
+
+
+@torch.no_grad()
+def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float, *, n: int = 4, seed: int = 0,
+                 iters: int = 2, device: str | torch.device = "cpu") -> tuple[float, float]:
+    """The step size at which ``dirs`` (rescaled with :meth:`DirectionSet.at_size`) moves the
+    image by ``target``: the median over directions of the mean absolute pixel change at
+    s = S/2 on ``n`` noises, the interpretability evaluation's ``median_change_half``.
+    Starts at ``rel`` and takes ``iters`` secant steps on log change against log size (an
+    edit does not grow in proportion to dh). Returns (size, its change), the measured point
+    closest to ``target``."""
+    if not target > 0:
+        raise ValueError(f"target change must be > 0, got {target}")
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    base = dirs.plain(unet, z).repeat(dirs.K, 1, 1, 1)
+    k = torch.arange(dirs.K, device=device).repeat_interleave(n)
+
+    def change(size: float) -> float:
+        edits = dirs.at_size(size).to(device).edit(unet, z.repeat(dirs.K, 1, 1, 1), k, dirs.S / 2)
+        return (edits - base).abs().flatten(1).mean(1).view(dirs.K, n).mean(1).median().item()
+
+    points = [(rel, change(rel))]
+    size = rel * target / max(points[0][1], 1e-12)
+    for _ in range(iters):
+        points.append((size, change(size)))
+        (r0, c0), (r1, c1) = points[-2:]
+        slope = math.log(c1 / c0) / math.log(r1 / r0) if r0 != r1 and c0 > 0 and c1 > 0 else 1.0
+        size = r1 * (target / max(c1, 1e-12)) ** (1 / max(slope, 0.1))
+    return min(points, key=lambda p: abs(math.log(max(p[1], 1e-12) / target)))

@@ -13,6 +13,7 @@ eq. 2 adapter behind it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .discovery import ShiftBlock
 from .presets import DiscoveryConfig
 from .sampling import Shift, Shifted, sample_ddim
 from .schedule import Schedule, Steps, ddim_steps
@@ -53,7 +55,7 @@ class FixedDirections(nn.Module):
             raise ValueError("FixedDirections: the directions hold NaN or infinite values")
         if rel is not None:
             table = table / table.flatten(2).pow(2).mean(2).sqrt().clamp_min(1e-12)[..., None, None, None]
-        self.register_buffer("table", table)  # [T_n, K, C, H, W]
+        self.register_buffer("table", table.detach())  # [T_n, K, C, H, W]; no graph (e.g. the Jacobian's)
         self.register_buffer("timesteps", torch.tensor(list(dirs), dtype=torch.long) if isinstance(dirs, dict)
                              else torch.empty(0, dtype=torch.long))
         self.rel, self.K = rel, table.shape[1]
@@ -121,6 +123,24 @@ class DirectionSet:
         K defaults to the shift's own ``K`` (a ShiftBlock's or FixedDirections'), else this set's."""
         K = getattr(shift, "K", self.K) if K is None else K
         return dataclasses.replace(self, shift=shift, K=K, names=tuple(names))
+
+    def at_size(self, rel: float) -> DirectionSet:
+        """The same directions, each rescaled so that at strength s it moves h by exactly
+        |s| ``rel`` rms(h) (per image and step): one step size for directions of any origin.
+        A :class:`hdisc.discovery.ShiftBlock` gets ``norm='fixed'``, :class:`FixedDirections`
+        built with a ``rel`` get this one; any other shift raises."""
+        if not rel > 0:
+            raise ValueError(f"rel must be > 0 (the size of dh relative to rms(h) at strength 1), got {rel}")
+        shift = copy.deepcopy(self.shift)
+        if isinstance(shift, ShiftBlock):
+            shift.norm, shift.rms = "fixed", rel
+        elif isinstance(shift, FixedDirections) and shift.rel is not None:
+            shift.rel = rel
+        else:
+            raise TypeError(f"at_size rescales a ShiftBlock or FixedDirections built with rel, not "
+                            f"{type(shift).__name__}{' without rel' if isinstance(shift, FixedDirections) else ''}: "
+                            "build the table with FixedDirections(dirs, rel)")
+        return dataclasses.replace(self, shift=shift)
 
     def to(self, device: str | torch.device) -> DirectionSet:
         """The set with its shift's weights on ``device``."""

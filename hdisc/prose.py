@@ -143,18 +143,43 @@ def _compare(r: dict) -> str:
             text += " No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)."
     own = r.get("own_size")
     if own:
-        learned, floor = own["rows"]
-        text += (f" At the learned model's own size ({own['rel']:g} x rms(h)), its directions pass "
-                 f"{_pct(learned['interpretable_fraction'])} as trained, random directions of that size "
-                 f"{_pct(floor['interpretable_fraction'])}")
-        if learned["interpretable_fraction"] > floor["interpretable_fraction"]:
-            text += ": there the learned set beats the floor."
-        else:
-            text += ": there passing does not single the learned set out"
-            if "median_change_half" in floor and "median_change_half" in learned:
-                text += (f" (random edits move the image by {floor['median_change_half']:.3f} at S/2, the learned "
-                         f"ones by {learned['median_change_half']:.3f}: the test favours edits that change little)")
-            text += "."
+        learned = own["rows"][0]
+        floor = next((x for x in own["rows"] if x["size"] == "equal |dh|"), None)
+        equal = [x for x in own["rows"] if x["size"] == "equal change"]
+        if floor:
+            text += (f" At the learned model's own size ({own['rel']:g} x rms(h)), its directions pass "
+                     f"{_pct(learned['interpretable_fraction'])} as trained, random directions of that size "
+                     f"{_pct(floor['interpretable_fraction'])}")
+            if learned["interpretable_fraction"] > floor["interpretable_fraction"]:
+                text += ": there the learned set beats the floor."
+            else:
+                text += (f": there passing does not single the learned set out (random edits move the image by "
+                         f"{floor['median_change_half']:.3f} at S/2, the learned ones by "
+                         f"{learned['median_change_half']:.3f}: the test favours edits that change little).")
+        if equal:
+            rand = next((x for x in equal if x["method"] == "random"), None)
+            free = sorted(x["interpretable_fraction"] for x in equal if x is not rand)
+            change = sorted(x["median_change_half"] for x in equal)
+            mine = learned["interpretable_fraction"]
+            text += (f" At equal image change (every other method rescaled until its median edit at S/2 moves the "
+                     f"image by {own['target_change']:.3f}, as the learned one does; realised "
+                     f"{change[0]:.3f}-{change[-1]:.3f}), the learned set passes {_pct(mine)}")
+            if free:
+                text += (", the training-free methods " + (_pct(free[0]) if free[0] == free[-1]
+                                                          else f"{_pct(free[0])}-{_pct(free[-1])}"))
+            if rand:
+                text += (f", random directions {_pct(rand['interpretable_fraction'])}"
+                         + (f" (against {_pct(floor['interpretable_fraction'])} at equal |dh|)" if floor else "")
+                         + (". Matched in visible change, the learned directions beat the random floor"
+                            if mine > rand["interpretable_fraction"]
+                            else ". Matched in visible change, the learned directions do not beat the random floor"))
+            if free:
+                text += (" and " if rand else ". The learned directions ") + (
+                    "every training-free method" if mine > free[-1] and rand and mine > rand["interpretable_fraction"]
+                    else "pass more often than every training-free method" if mine > free[-1]
+                    else "pass about as often as the training-free methods" if mine >= free[0]
+                    else "pass less often than the training-free methods")
+            text += f" ({r['n_interp']} noises per direction: a few directions either way are within noise)."
     return text
 
 

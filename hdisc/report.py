@@ -28,11 +28,12 @@ def load_records(folder: str | os.PathLike) -> dict[str, dict]:
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    """A Markdown pipe table; floats get at most 3 decimals (0.77, not 0.770)."""
+    """A Markdown pipe table; floats get at most 3 decimals (0.77, not 0.770), and a "|" in
+    a cell or the header (|dh|) is escaped so it stays in its cell."""
     def cell(v: object) -> str:
-        return f"{v:.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+        return (f"{v:.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -132,6 +133,15 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
              "post-hoc RCA (chance)", "FD edits / raw"],
             [[r["method"], r["K"], r["interpretable_fraction"], r["named_fraction"],
               f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in cmp["rows"]])
+        own = cmp.get("own_size")
+        if own:
+            tables[f"The learned directions as trained, beside random ones of the same |dh| and the others at equal "
+                   f"image change (no paper counterpart; preset `{cmp['preset']}`: every other method rescaled until "
+                   f"its median change at S/2 is the learned set's, {own['target_change']:.3f})"] = markdown_table(
+                ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)",
+                 "change at S/2 (median)", "FD edits / raw"],
+                [[r["method"], r["size"], "free" if r["rel"] is None else r["rel"], r["interpretable_fraction"],
+                  r["median_change_half"], r["fd_ratio"]] for r in own["rows"]])
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)

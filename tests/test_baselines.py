@@ -1,10 +1,12 @@
 """Directions found without training: exact against dense linear algebra on small cases."""
 
+import pytest
 import torch
 
 from hdisc.baselines import (
     collect_h,
     jacobian_directions,
+    matched_size,
     pca_directions,
     principal_components,
     project_out,
@@ -12,6 +14,7 @@ from hdisc.baselines import (
     supervised_directions,
     top_singular,
 )
+from hdisc.direction_set import FixedDirections
 from hdisc.schedule import ddim_steps
 
 
@@ -98,3 +101,43 @@ def test_the_random_floor_has_the_learned_sets_chain_and_the_asked_size(smoke, d
     ratio = dh.pow(2).mean((1, 2, 3)).sqrt() / h.pow(2).mean((1, 2, 3)).sqrt()
     assert torch.allclose(ratio, torch.full((2,), 0.1), atol=1e-6)
 
+
+
+def _rel_size(shift, h: torch.Tensor, k: list[int]) -> torch.Tensor:
+    dh = shift(h, torch.zeros(len(h), shift.emb[1].in_features) if hasattr(shift, "emb") else None,
+               torch.full((len(h),), 999), torch.tensor(k))
+    return dh.pow(2).mean((1, 2, 3)).sqrt() / h.pow(2).mean((1, 2, 3)).sqrt()
+
+
+def test_at_size_gives_learned_and_fixed_directions_one_step_size(smoke, dirs):
+    h = torch.randn(2, *smoke.unet.h_shape) * 3
+    learned = dirs.at_size(0.25)
+    assert torch.allclose(_rel_size(learned.shift, h, [0, 3]), torch.full((2,), 0.25), atol=1e-5)
+    assert dirs.shift.norm == smoke.discovery.shift_norm  # the original is left as it was
+    floor = random_set(dirs, smoke.unet.h_shape, 0.1, seed=3).at_size(0.4)
+    assert torch.allclose(_rel_size(floor.shift, h, [1, 2]), torch.full((2,), 0.4), atol=1e-6)
+    assert (learned.steps, learned.K, floor.label(1)) == (dirs.steps, dirs.K, "R1")
+    computed = torch.randn(2, *smoke.unet.h_shape, requires_grad=True) * 2  # a table with a graph, as the Jacobian's
+    assert dirs.with_shift(FixedDirections(computed, 0.1)).at_size(0.2).shift.table.grad_fn is None
+    with pytest.raises(ValueError, match="rel must be > 0"):
+        dirs.at_size(0.0)
+    with pytest.raises(TypeError, match="FixedDirections without rel"):
+        dirs.with_shift(FixedDirections(torch.randn(2, *smoke.unet.h_shape))).at_size(0.1)
+
+
+def test_matched_size_finds_the_step_that_moves_the_image_as_far_as_asked(unet, smoke, dirs):
+    floor = random_set(dirs, smoke.unet.h_shape, 0.5, seed=3)
+
+    def change(size: float) -> float:  # the evaluation's median change at S/2, on matched_size's noises
+        z = torch.randn((2, 1, 32, 32), generator=torch.Generator().manual_seed(5))
+        moved = floor.at_size(size)
+        base = floor.plain(unet, z)
+        return torch.stack([(moved.edit(unet, z, k, floor.S / 2) - base).abs().flatten(1).mean(1).mean()
+                            for k in range(floor.K)]).median().item()
+
+    target = change(0.3)
+    size, reached = matched_size(unet, floor, target, 1.0, n=2, seed=5, iters=3)
+    assert reached == pytest.approx(change(size), rel=1e-5)  # what it reports is what that size does
+    assert reached == pytest.approx(target, rel=0.05) and size == pytest.approx(0.3, rel=0.2)
+    with pytest.raises(ValueError, match="target change must be > 0"):
+        matched_size(unet, floor, 0.0, 1.0)

@@ -86,3 +86,8 @@ def test_compare_chapter(tmp_path, trained):
             assert row[key] is not None and row[key] >= 0
         assert len(row["attributes"]) == row["K"] == len(row["names"])
     assert record["rows"][0]["K"] == 4 and len(record["jacobian_sigma"]) == 4
+    own = record["own_size"]  # the smoke shifts are free: no random row at equal |dh|, every other at equal change
+    assert own["rel"] is None and own["target_change"] > 0
+    assert [(r["method"], r["size"]) for r in own["rows"]] == [("learned, as trained", "as trained")] + [
+        (m, "equal change") for m in methods[1:]]
+    assert all(r["rel"] > 0 for r in own["rows"][1:])

@@ -76,14 +76,29 @@ def test_the_compare_paragraph_says_when_the_yardstick_cannot_tell_methods_apart
     assert "learned has the most directions that pass (50%) and learned the most recognisable" in text
     assert "Random directions, the floor, reach 16%" in text
     assert "does not single" not in text and "below twice chance" not in text
-    visible["own_size"] = {"rel": 0.1, "rows": [_row("learned, as trained", 0.53, 0.3),
-                                                _row("random at 0.1", 0.9, 0.03)]}
+    own = [_row("learned, as trained", 0.53, 0.3), _row("random", 0.9, 0.03)]
+    for row, size, change in zip(own, ("as trained (cap)", "equal |dh|"), (0.028, 0.016), strict=True):
+        row.update(size=size, median_change_half=change)
+    visible["own_size"] = {"rel": 0.1, "target_change": 0.028, "rows": own}
     text = what_this_shows("compare", visible)
     assert ("At the learned model's own size (0.1 x rms(h)), its directions pass 53% as trained, random directions "
-            "of that size 90%: there passing does not single the learned set out.") in text
-    visible["own_size"]["rows"][0]["median_change_half"] = 0.028
-    visible["own_size"]["rows"][1]["median_change_half"] = 0.016
-    assert ("(random edits move the image by 0.016 at S/2, the learned ones by 0.028: the test favours edits that "
-            "change little).") in what_this_shows("compare", visible)
-    visible["own_size"]["rows"][1]["interpretable_fraction"] = 0.2
+            "of that size 90%: there passing does not single the learned set out (random edits move the image by "
+            "0.016 at S/2, the learned ones by 0.028: the test favours edits that change little).") in text
+    assert "equal image change" not in text
+    for name, passing, change in (("PCA (pooled)", 0.4, 0.027), ("random", 0.6, 0.030)):
+        own.append(_row(name, passing, 0.03) | {"size": "equal change", "median_change_half": change})
+    visible["n_interp"] = 4
+    assert ("At equal image change (every other method rescaled until its median edit at S/2 moves the image by "
+            "0.028, as the learned one does; realised 0.027-0.030), the learned set passes 53%, the training-free "
+            "methods 40%, random directions 60% (against 90% at equal |dh|). Matched in visible change, the learned "
+            "directions do not beat the random floor and pass more often than every training-free method (4 noises "
+            "per direction: a few directions either way are within noise).") in what_this_shows("compare", visible)
+    own[-1]["interpretable_fraction"] = 0.2
+    assert ("random directions 20% (against 90% at equal |dh|). Matched in visible change, the learned directions "
+            "beat the random floor and every training-free method (4") in what_this_shows("compare", visible)
+    own[2]["interpretable_fraction"] = 0.7
+    assert ("the training-free methods 70%, random directions 20% (against 90% at equal |dh|). Matched in visible "
+            "change, the learned directions beat the random floor and pass less often than the training-free "
+            "methods") in what_this_shows("compare", visible)
+    own[1]["interpretable_fraction"] = 0.2
     assert "there the learned set beats the floor." in what_this_shows("compare", visible)

@@ -25,3 +25,29 @@ def test_the_readme_headline_table_quotes_the_committed_records():
                in r for r in rows)
     assert any(r.startswith("| FD-MnistNet") and f"| {fd['shifted']:.1f} / {fd['raw']:.1f} = "
                f"{fd['shifted'] / fd['raw']:.2f} |" in r for r in rows)
+
+
+def test_the_readme_comparison_quotes_the_compare_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("compare.json")
+    own = record["own_size"]
+    learned, floor = own["rows"][:2]
+    equal = {r["method"]: r for r in own["rows"] if r["size"] == "equal change"}
+    changes = sorted(r["median_change_half"] for r in equal.values())
+
+    def pct(row):
+        return f"{row['interpretable_fraction']:.0%}"
+
+    def count(row):
+        return f"{round(row['interpretable_fraction'] * row['K'])} of {row['K']}"
+
+    assert (f"the learned directions as trained pass {pct(learned)} ({count(learned)}), random directions of that "
+            f"size {pct(floor)}") in text
+    assert f"moves the image by {own['target_change']:.3f}, as the learned set's does; realised " \
+           f"{changes[0]:.3f}-{changes[-1]:.3f}" in text
+    rand = equal["random"]
+    assert (f"random directions fall to {pct(rand)} ({count(rand)}; only {rand['signed_fraction']:.0%} of them are "
+            f"signed), while the learned set passes "
+            f"{pct(learned)}, Jacobian {pct(equal['Jacobian (one image)'])}, PCA and supervised "
+            f"{pct(equal['PCA (pooled)'])}") in text
+    assert pct(equal["PCA (pooled)"]) == pct(equal["supervised"])

@@ -1,5 +1,7 @@
 """The reproduction tables: paper beside ours, with the preset, from records only."""
 
+import json
+
 from hdisc.report import benchmark_table, load_records, markdown_table, reproduction_tables
 
 
@@ -22,6 +24,8 @@ def test_ours_carries_its_preset(tmp_path):
 
 def test_markdown_table_shape():
     assert markdown_table(["a", "b"], [[1, 0.12345]]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |"]
+    assert markdown_table(["|dh|", "b"], [["equal |dh|", 2]]).splitlines()[::2] == [r"| \|dh\| | b |",
+                                                                               r"| equal \|dh\| | 2 |"]
 
 
 def test_direction_similarity_is_reported_with_its_preset():
@@ -42,3 +46,20 @@ def test_a_gpu_benchmark_names_its_device_and_what_did_not_fit():
     title, table = benchmark_table(bench)
     assert "batch 128, NVIDIA H100 80GB HBM3, preset `paper`" in title
     assert "| 20 | skipped: 72102 predicted | 4858 |" in table
+
+
+def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
+    row = {"posthoc_rca": 0.03, "posthoc_chance": 0.031, "K": 32, "named_fraction": 0.9, "fd_ratio": 1.0,
+           "interpretable_fraction": 0.25, "median_change_half": 0.03}
+    record = {"preset": "cpu", "rel": 0.5, "rows": [row | {"method": "random"}], "own_size": {
+        "rel": 0.1, "target_change": 0.028, "rows": [
+            row | {"method": "learned, as trained", "size": "as trained (cap)", "rel": 0.1},
+            row | {"method": "random", "size": "equal |dh|", "rel": 0.1, "interpretable_fraction": 0.69},
+            row | {"method": "random", "size": "equal change", "rel": 0.311, "interpretable_fraction": 0.06}]}}
+    (tmp_path / "compare.json").write_text(json.dumps(record))
+    tables = reproduction_tables(load_records(tmp_path))
+    title = next(t for t in tables if "at equal image change" in t)
+    assert "preset `cpu`" in title and "the learned set's, 0.028)" in title
+    lines = tables[title].splitlines()
+    assert lines[3] == r"| random | equal \|dh\| | 0.1 | 0.69 | 0.03 | 1 |"
+    assert lines[4] == "| random | equal change | 0.311 | 0.06 | 0.03 | 1 |"
