@@ -46,7 +46,8 @@ def field_defaults(cls: type) -> dict:
 
 
 def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device,
-           defaults: dict[str, dict] | None = None, budget: dict[str, tuple[str, ...]] | None = None) -> dict:
+           defaults: dict[str, dict] | None = None, budget: dict[str, tuple[str, ...]] | None = None,
+           steps: int | None = None) -> dict:
     """Load ``parts`` (modules and optimisers, by name) from the checkpoint at ``path``.
 
     Returns the saved loop state, or ``fresh`` when there is no checkpoint; keys of
@@ -56,7 +57,8 @@ def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | t
     ({identity key: {field: default}}), so older runs still resume. ``budget`` names config
     fields that are not part of a run's identity ({identity key: fields}, e.g. the step
     count: a run asked for more steps continues). A checkpoint written with another thread
-    count resumes with a warning: bit-exact resume needs the same count.
+    count resumes with a warning when it has steps left to take (before ``steps``, the
+    run's budget): bit-exact resume needs the same count; a finished run only renders.
     """
     if not path.exists():
         return fresh
@@ -75,8 +77,9 @@ def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | t
     if diff:
         raise ValueError(f"{path} belongs to another run; differing (checkpoint, requested): {diff}. "
                          "Choose a new out_dir, or delete the checkpoint to start over.")
-    if blob.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-        warnings.warn(f"{path} was written with {blob['threads']} threads and resumes with "
+    left = steps is None or blob["step"] < steps
+    if left and blob.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        warnings.warn(f"{shown_path(path)} was written with {blob['threads']} threads and resumes with "
                       f"{torch.get_num_threads()}: the run continues, but not bit for bit as an uninterrupted "
                       f"one (set torch.set_num_threads({blob['threads']}) for that)", stacklevel=3)
     for name, part in parts.items():
@@ -231,7 +234,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed, "schedule": train_cfg.schedule.to_dict()}
     parts = {"model": unet, "ema": ema, "opt": opt}
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None},
-                   device, defaults={"schedule": DEFAULT.to_dict()})  # older checkpoints: the default schedule
+                   device, defaults={"schedule": DEFAULT.to_dict()}, steps=total)  # older: the default schedule
     losses = state.pop("losses")
     if losses:  # checkpoints written before the shared loop logged [step, loss] pairs
         state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
@@ -339,7 +342,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "trained_on": None,
                                                 "shift_frozen_from": None},
                    device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
-                   budget={"discovery_config": ("steps", "checkpoint_every", "freeze_shift_after")})
+                   budget={"discovery_config": ("steps", "checkpoint_every", "freeze_shift_after")}, steps=total)
     check_freeze_schedule(cfg.freeze_shift_after, state)
     ddim = ddim_steps(cfg.M, schedule_of(unet))
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
