@@ -45,6 +45,11 @@ def field_defaults(cls: type) -> dict:
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
+BUDGET_FIELDS = ("steps", "checkpoint_every", "freeze_shift_after")
+"""DiscoveryConfig fields that say how a run is spent, not which model it makes: a resume may
+change them, and a direction model is the same model whatever they were."""
+
+
 def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | torch.device,
            defaults: dict[str, dict] | None = None, budget: dict[str, tuple[str, ...]] | None = None,
            steps: int | None = None) -> dict:
@@ -342,7 +347,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "trained_on": None,
                                                 "shift_frozen_from": None},
                    device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
-                   budget={"discovery_config": ("steps", "checkpoint_every", "freeze_shift_after")}, steps=total)
+                   budget={"discovery_config": BUDGET_FIELDS}, steps=total)
     check_freeze_schedule(cfg.freeze_shift_after, state)
     ddim = ddim_steps(cfg.M, schedule_of(unet))
     shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
@@ -417,8 +422,8 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
     # files written before clip and head_init_std joined the config kept them beside it
     older = {f: blob[f] for f in ("clip", "head_init_std") if f in blob}
     file_cfg = DiscoveryConfig(**{**older, **blob["discovery_config"]})
-    if cfg is not None:
-        cfg = dataclasses.replace(cfg, steps=file_cfg.steps)
+    if cfg is not None:  # a run stopped early, extended or checkpointed more often is the same model
+        cfg = dataclasses.replace(cfg, **{f: getattr(file_cfg, f) for f in BUDGET_FIELDS})
     for name, want, have in (("DM config", unet_cfg, file_unet), ("discovery config", cfg, file_cfg)):
         if want is not None and want != have:
             raise ValueError(f"{path} was trained with another {name}; "

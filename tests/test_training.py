@@ -139,6 +139,8 @@ def test_a_run_continues_when_the_presets_step_budget_grows(tmp_path, smoke, une
     assert resumed["log"] == straight["log"]
     model, cfg = load_directions(tmp_path / "b" / DISCOVERY_WEIGHTS, smoke.unet, dataclasses.replace(longer, steps=9))
     assert cfg == longer
+    spent_otherwise = dataclasses.replace(longer, steps=9, checkpoint_every=7, freeze_shift_after=5)
+    assert load_directions(tmp_path / "b" / DISCOVERY_WEIGHTS, smoke.unet, spent_otherwise)[1] == longer
 
 
 def test_rendering_a_checkpoint_rewrites_the_weights_from_it(tmp_path, smoke, unet):
