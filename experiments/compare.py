@@ -62,13 +62,13 @@ device = "auto"
 import torch
 from IPython.display import Markdown, display
 
-from hdisc.baselines import every_method, matched_size, random_set
+from hdisc.baselines import every_method
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import mnist_net
-from hdisc.posthoc import score_directions
-from hdisc.report import markdown_table
+from hdisc.posthoc import score_at_equal_change, score_directions
+from hdisc.report import compare_table, equal_change_table
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import schedule_of
 from hdisc.viz import plot_curves, show_grid
@@ -116,12 +116,7 @@ for name, other in methods.items():
                                         n_test=n_test, epochs=epochs, seed=seed, device=dev)
     rows.append({"method": name, **row})
 
-display(Markdown(markdown_table(
-    ["method", "K", "pass (signed, smooth, class kept)", "class kept at S/2 (median)", "change at S/2 (median)",
-     "named", "DCI", "post-hoc RCA (chance)", "FD edits / raw"],
-    [[r["method"], r["K"], f"{r['interpretable_fraction']:.0%}", f"{r['median_keep_half']:.0%}",
-      f"{r['median_change_half']:.3f}", f"{r['named_fraction']:.0%}", r["disentanglement"],
-      f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in rows])))
+display(Markdown(compare_table(rows)))
 
 # %% [markdown]
 # ## At the learned model's own size, and at equal image change
@@ -136,32 +131,13 @@ display(Markdown(markdown_table(
 # means more nameable directions, not smaller ones.
 
 # %%
-learned_row, _ = score_directions(unet, dirs, net, real, n_interp=n_interp, n_train=n_train, n_test=n_test,
-                                  epochs=epochs, seed=seed, device=dev)
-target = learned_row["median_change_half"]
-capped = d.shift_norm != "free"
-own = [("learned, as trained", "as trained" + (" (cap)" if capped else ""), d.shift_rms if capped else None, dirs)]
-if capped:
-    own.append(("random", "equal |dh|", d.shift_rms, random_set(dirs, diag["h_shape"], d.shift_rms, seed)))
-if target > 0:
-    for name, other in methods.items():
-        if name != "learned (this paper)":
-            size, _ = matched_size(unet, other, target, rel, n=n_interp, seed=seed + 1, device=dev)
-            own.append((name, "equal change", size, other.at_size(size)))
-else:
+others = {name: other for name, other in methods.items() if name != "learned (this paper)"}
+own = score_at_equal_change(unet, dirs, others, net, real, diag["h_shape"],
+                            cap=d.shift_rms if d.shift_norm != "free" else None, rel=rel, n_interp=n_interp,
+                            n_train=n_train, n_test=n_test, epochs=epochs, seed=seed, device=dev)
+if not own["target_change"] > 0:
     print("the learned edits do not change the image as trained: there is no change to match")
-own_rows = []
-for name, size_rule, size, other in own:
-    row = learned_row if other is dirs else score_directions(
-        unet, other.to(dev), net, real, n_interp=n_interp, n_train=n_train, n_test=n_test, epochs=epochs,
-        seed=seed, device=dev)[0]
-    own_rows.append({"method": name, "size": size_rule, "rel": size, **row})
-display(Markdown(markdown_table(
-    ["method", "size", "|dh| / rms(h) at s=1", "pass", "class kept at S/2 (median)", "change at S/2 (median)",
-     "named", "post-hoc RCA (chance)", "FD edits / raw"],
-    [[r["method"], r["size"], "free" if r["rel"] is None else f"{r['rel']:.3f}", f"{r['interpretable_fraction']:.0%}",
-      f"{r['median_keep_half']:.0%}", f"{r['median_change_half']:.3f}", f"{r['named_fraction']:.0%}",
-      f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in own_rows])))
+display(Markdown(equal_change_table(own)))
 
 # %% [markdown]
 # ## Each method's leading directions
@@ -182,7 +158,7 @@ for name, other in methods.items():
 write_record(out / "compare.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
     "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
-    "rows": rows, "own_size": {"rel": d.shift_rms if capped else None, "target_change": target, "rows": own_rows},
+    "rows": rows, "own_size": own,
     "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
     "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": diag["jacobian_t"], "noise": 0},
     "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},

@@ -4,7 +4,9 @@ The RCA of the paper (section 5.5) is measured with the reconstructor that train
 the directions, so it cannot score directions found another way (PCA, Jacobian,
 supervised). Here a new :class:`hdisc.discovery.Reconstructor` is trained for a fixed
 budget on one method's edits and scored on held-out edits (the idea of the VP metric of
-Zhu et al., ECCV 2020): the same yardstick for every method.
+Zhu et al., ECCV 2020): the same yardstick for every method. :func:`score_at_equal_change`
+puts methods on the footing of equal image change, where a higher passing share means
+more nameable directions rather than smaller edits.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .baselines import matched_size, random_set
 from .direction_set import DirectionSet
 from .directions import edit_pairs
 from .discovery import Reconstructor
@@ -72,3 +75,36 @@ def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module,
            "attributes": [r["attribute"] for r in ev["directions"]],
            "names": [dirs.label(k) for k in range(dirs.K)]}
     return row, ev
+
+
+def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[str, DirectionSet],
+                          classifier: nn.Module, real: torch.Tensor, h_shape: tuple[int, ...], *, cap: float | None,
+                          rel: float, n_interp: int, n_train: int, n_test: int, epochs: int, seed: int = 0,
+                          device: str | torch.device = "cpu") -> dict:
+    """The learned set at its own size, beside every other method at equal image change.
+
+    ``learned`` is scored as it trained; when its shifts are capped (``cap``: |dh| / rms(h)
+    at s = 1, None for free shifts) random directions of that |dh| (h [C, H, W] of
+    ``h_shape``) beside it. Each set of ``others`` (built with a ``rel``, as
+    :func:`hdisc.baselines.every_method` makes them) is then rescaled with
+    :func:`hdisc.baselines.matched_size`, starting from ``rel`` on the evaluation's own
+    noises, until its median change at S/2 equals the learned set's, and scored again with
+    :func:`score_directions`. When the learned edits change nothing there is no change to
+    match and only the first rows are scored. Returns the record
+    ``{"rel": cap, "target_change", "rows": [{"method", "size", "rel", **score row}]}``."""
+    def score(dirs: DirectionSet) -> dict:
+        return score_directions(unet, dirs.to(device), classifier, real, n_interp=n_interp, n_train=n_train,
+                                n_test=n_test, epochs=epochs, seed=seed, device=device)[0]
+
+    first = score(learned)
+    target = first["median_change_half"]
+    rows = [{"method": "learned, as trained", "size": "as trained" + (" (cap)" if cap is not None else ""),
+             "rel": cap, **first}]
+    if cap is not None:
+        rows.append({"method": "random", "size": "equal |dh|", "rel": cap,
+                     **score(random_set(learned, h_shape, cap, seed))})
+    if target > 0:
+        for name, other in others.items():
+            size, _ = matched_size(unet, other, target, rel, n=n_interp, seed=seed + 1, device=device)
+            rows.append({"method": name, "size": "equal change", "rel": size, **score(other.at_size(size))})
+    return {"rel": cap, "target_change": target, "rows": rows}

@@ -38,6 +38,27 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def compare_table(rows: list[dict]) -> str:
+    """The comparison's rows (``compare.json``'s ``rows``, one per method) as a table."""
+    return markdown_table(
+        ["method", "K", "pass (signed, smooth, class kept)", "class kept at S/2 (median)", "change at S/2 (median)",
+         "named by a stroke measure", "DCI", "post-hoc RCA (chance)", "FD edits / raw"],
+        [[r["method"], r["K"], f"{r['interpretable_fraction']:.0%}", f"{r['median_keep_half']:.0%}",
+          r["median_change_half"], f"{r['named_fraction']:.0%}", r["disentanglement"],
+          f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in rows])
+
+
+def equal_change_table(own: dict) -> str:
+    """The learned set at its own size and the others at equal change (``compare.json``'s
+    ``own_size``, from :func:`hdisc.posthoc.score_at_equal_change`) as a table."""
+    return markdown_table(
+        ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)", "signed",
+         "class kept at S/2 (median)", "change at S/2 (median)", "post-hoc RCA (chance)", "FD edits / raw"],
+        [[r["method"], r["size"], "free" if r["rel"] is None else r["rel"], f"{r['interpretable_fraction']:.0%}",
+          f"{r['signed_fraction']:.0%}", f"{r['median_keep_half']:.0%}", r["median_change_half"],
+          f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in own["rows"]])
+
+
 def _preset(rec: dict) -> str:
     return f"`{rec['preset']}`"
 
@@ -128,20 +149,13 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
     cmp = records.get("compare")
     if cmp:
         tables[f"Learned vs training-free directions on one yardstick (no paper counterpart; preset "
-               f"`{cmp['preset']}`, |dh| = |s| x {cmp['rel']} x rms(h) for every method)"] = markdown_table(
-            ["method", "K", "pass (signed, smooth, class kept)", "named by a stroke measure",
-             "post-hoc RCA (chance)", "FD edits / raw"],
-            [[r["method"], r["K"], r["interpretable_fraction"], r["named_fraction"],
-              f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in cmp["rows"]])
+               f"`{cmp['preset']}`, |dh| = |s| x {cmp['rel']} x rms(h) for every method)"] = compare_table(cmp["rows"])
         own = cmp.get("own_size")
         if own:
             tables[f"The learned directions as trained, beside random ones of the same |dh| and the others at equal "
                    f"image change (no paper counterpart; preset `{cmp['preset']}`: every other method rescaled until "
-                   f"its median change at S/2 is the learned set's, {own['target_change']:.3f})"] = markdown_table(
-                ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)",
-                 "change at S/2 (median)", "FD edits / raw"],
-                [[r["method"], r["size"], "free" if r["rel"] is None else r["rel"], r["interpretable_fraction"],
-                  r["median_change_half"], r["fd_ratio"]] for r in own["rows"]])
+                   f"its median change at S/2 is the learned set's, {own['target_change']:.3f})"] = \
+                equal_change_table(own)
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)

@@ -1,11 +1,13 @@
 """Post-hoc RCA: a fresh reconstructor tells apart directions that differ, and not others."""
 
+import pytest
 import torch
 
-from hdisc.baselines import random_directions
+from hdisc.baselines import matched_size, random_directions, random_set
 from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.directions import edit_pairs
-from hdisc.posthoc import posthoc_rca
+from hdisc.metrics import MnistNet
+from hdisc.posthoc import posthoc_rca, score_at_equal_change
 from hdisc.schedule import ddim_steps
 
 
@@ -34,3 +36,23 @@ def test_edit_pairs_of_fixed_directions(unet):
     assert x0.shape == xs.shape == (6, 1, 32, 32) and k.max() < 3 and s.abs().max() <= 2
     assert torch.equal(x0[0], x0[2]) and not torch.equal(x0[0], x0[3])  # one plain sample per noise
     assert (xs - x0).abs().mean() > 0
+
+
+def test_equal_change_scores_the_learned_set_as_trained_and_the_others_at_its_change(unet, smoke, dirs):
+    torch.manual_seed(0)
+    net, real = MnistNet().eval(), torch.rand(64, 1, 32, 32) * 2 - 1
+    learned = dirs.at_size(0.2)  # a learned set trained with |dh| capped at 0.2 rms(h)
+    floor = random_set(dirs, smoke.unet.h_shape, 0.5, seed=3)
+    budget = {"n_interp": 2, "n_train": 2, "n_test": 1, "epochs": 1, "seed": 0}
+    own = score_at_equal_change(unet, learned, {"random": floor}, net, real, smoke.unet.h_shape, cap=0.2, rel=0.5,
+                                **budget)
+    assert own["rel"] == 0.2 and own["target_change"] > 0
+    assert [(r["method"], r["size"]) for r in own["rows"]] == [
+        ("learned, as trained", "as trained (cap)"), ("random", "equal |dh|"), ("random", "equal change")]
+    assert own["rows"][1]["rel"] == 0.2
+    # the equal-change row is the size matched_size finds on the evaluation's noises, and moves the image that far
+    size, reached = matched_size(unet, floor, own["target_change"], 0.5, n=2, seed=1)
+    assert own["rows"][2]["rel"] == pytest.approx(size)
+    assert own["rows"][2]["median_change_half"] == pytest.approx(reached, rel=0.01)  # edited in other batches
+    free = score_at_equal_change(unet, dirs, {}, net, real, smoke.unet.h_shape, cap=None, rel=0.5, **budget)
+    assert free["rel"] is None and [r["size"] for r in free["rows"]] == ["as trained"]
