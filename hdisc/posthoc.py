@@ -67,6 +67,7 @@ def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module,
     fid = realism(classifier, classifier.features, train_pairs[0][::4], train_pairs[1], real)
     s = ev["summary"]
     row = {"K": dirs.K, "interpretable_fraction": s["interpretable_fraction"],
+           "interpretable_interval": s["interpretable_interval"],
            "signed_fraction": s["signed_fraction"], "smooth_fraction": s["smooth_fraction"],
            "median_keep_half": s["median_keep_half"], "median_change_half": s["median_change_half"],
            "named_fraction": s["named_fraction"],

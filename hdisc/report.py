@@ -17,7 +17,7 @@ PAPER = {
     "fid": {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)},
 }
 RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid",
-           "compare")
+           "compare", "equal_change")
 
 
 def load_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -52,9 +52,10 @@ def equal_change_table(own: dict) -> str:
     """The learned set at its own size and the others at equal change (``compare.json``'s
     ``own_size``, from :func:`hdisc.posthoc.score_at_equal_change`) as a table."""
     return markdown_table(
-        ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)", "signed",
-         "class kept at S/2 (median)", "change at S/2 (median)", "post-hoc RCA (chance)", "FD edits / raw"],
+        ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)", "95% interval over noises",
+         "signed", "class kept at S/2 (median)", "change at S/2 (median)", "post-hoc RCA (chance)", "FD edits / raw"],
         [[r["method"], r["size"], "free" if r["rel"] is None else r["rel"], f"{r['interpretable_fraction']:.0%}",
+          "{:.0%}-{:.0%}".format(*r["interpretable_interval"]) if r.get("interpretable_interval") else "",
           f"{r['signed_fraction']:.0%}", f"{r['median_keep_half']:.0%}", r["median_change_half"],
           f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in own["rows"]])
 
@@ -156,6 +157,11 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                    f"image change (no paper counterpart; preset `{cmp['preset']}`: every other method rescaled until "
                    f"its median change at S/2 is the learned set's, {own['target_change']:.3f})"] = \
                 equal_change_table(own)
+    more = records.get("equal_change")
+    if more:
+        tables[f"The same at equal image change on {more['n_interp']} noises per direction (no paper counterpart; "
+               f"preset `{more['preset']}`; `{more['command']}`: K x {more['n_interp']} x 9 edits per method, the "
+               f"learned set's median change at S/2 {more['target_change']:.3f})"] = equal_change_table(more)
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)
