@@ -42,7 +42,7 @@ import torch
 from IPython.display import Markdown, display
 
 from hdisc.direction_set import DirectionSet, strengths
-from hdisc.directions import mean_abs_offdiag, ranked
+from hdisc.directions import alike_groups, mean_abs_offdiag, ranked
 from hdisc.files import project_path, shown_path
 from hdisc.interpret import MEASURES, interpretability, passing_first
 from hdisc.metrics import mnist_net
@@ -141,12 +141,15 @@ if named:
 # $s$, averaged over the seeds (rows and columns in rank order). Directions that collapsed
 # onto one effect show as blocks near $\pm 1$; distinct ones stay near 0. This diagnostic
 # is not in the paper; a low RCA with large blocks here means the directions collapsed.
+# Directions linked by |cosine| $\geq$ 0.7 are grouped (`alike_groups`): a reconstructor can
+# hardly tell the members of one group apart.
 
 # %%
 top = order[:16]
 distinct = {"mean_abs_similarity_all": mean_abs_offdiag(sim),
-            "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top])}
-print({k: round(v, 3) for k, v in distinct.items()})
+            "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top]),
+            "alike_threshold": 0.7, "alike_groups": alike_groups(sim, 0.7), "similarity": sim.tolist()}
+print({k: v for k, v in distinct.items() if k != "similarity"})
 show_matrix(sim[top][:, top], top, title="similarity of the 16 leading directions' changes");
 
 # %% [markdown]

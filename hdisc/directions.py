@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from scipy.sparse.csgraph import connected_components
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -62,6 +63,17 @@ def mean_abs_offdiag(m: torch.Tensor) -> float:
     """Mean |m_kj| over k != j of a square matrix [K, K]."""
     K = len(m)
     return ((m.abs().sum() - m.diagonal().abs().sum()) / (K * (K - 1))).item()
+
+
+def alike_groups(similarity: torch.Tensor, threshold: float = 0.7) -> list[list[int]]:
+    """Directions that change an image alike: the connected groups of two or more directions
+    when k and j are linked wherever |similarity[k, j]| >= ``threshold`` (similarity [K, K],
+    :func:`change_similarity`). Largest group first, each in index order. A reconstructor
+    can hardly tell the members of one group apart."""
+    linked = (similarity.abs() >= threshold).cpu().numpy()
+    _, label = connected_components(linked, directed=False)
+    groups = [[int(k) for k in (label == g).nonzero()[0]] for g in range(label.max() + 1)]
+    return sorted((g for g in groups if len(g) > 1), key=lambda g: (-len(g), g[0]))
 
 
 class Ranking(NamedTuple):

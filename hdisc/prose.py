@@ -54,9 +54,11 @@ def _benchmark(r: dict) -> str:
 def _directions(r: dict) -> str:
     interp = r.get("interpretability")
     lead = r["order"][0]
+    groups = r.get("alike_groups") or []
     text = (f"The direction shown first is {lead} (change {r['change'][0]:.3f}, realism {r['realism'][0]:.2f}); "
             f"the mean |cosine| between two directions' image changes is {r['mean_abs_similarity_all']:.2f}, so "
-            + ("they do different things." if r["mean_abs_similarity_all"] < 0.5 else "many do the same thing."))
+            + ("most do different things" if r["mean_abs_similarity_all"] < 0.5 else "many do the same thing")
+            + ("." if not groups else _alike(groups, r["K"], r["alike_threshold"])))
     if not interp:
         return text + " No interpretability evaluation was run for this dataset."
     s = interp["summary"]
@@ -76,10 +78,26 @@ def _directions(r: dict) -> str:
         text += (f" A stroke measure names {_pct(s['named_fraction'])} of them (the clearest: direction "
                  f"{best['k']}, {best['attribute']}, rho {best['attribute_rho']:.2f}); disentanglement "
                  f"{s['disentanglement']:.2f} (1: one measure per direction).")
-    if s["interpretable_fraction"] < 0.5:
+    failing = [x for x in rows if not x["passes"]]
+    if failing:
+        lose = sum(x["keep_half"] < 0.8 for x in failing)
+        text += (f" Of the {len(failing)} that fail, {lose} keep the digit in fewer than 80% of their edits at "
+                 f"|s| = S/2, {sum(not x['signed'] for x in failing)} move the image alike for +s and -s and "
+                 f"{sum(not x['smooth'] for x in failing)} jump.")
+    if s["interpretable_fraction"] < 0.5 and s["median_keep_half"] < 0.8:
         text += (" Most directions therefore change what the digit is rather than how it is drawn: a high RCA "
                  "here rewards edits that are easy to recognise, not edits a person can name.")
     return text
+
+
+def _alike(groups: list[list[int]], K: int, threshold: float) -> str:
+    """The clause on directions that change an image alike (``alike_groups`` of a directions record)."""
+    members = sum(len(g) for g in groups)
+    effects = K - members + len(groups)
+    return (f", but {members} of the {K} fall into {len(groups)} group{'s' if len(groups) > 1 else ''} that change "
+            f"the image alike (|cosine| >= {threshold}; the largest: directions {', '.join(map(str, groups[0]))}). "
+            f"That leaves {effects} distinct effects: if a group's members could not be told apart at all, a "
+            f"reconstructor could name at most {effects} of {K} directions, an RCA of {effects / K:.2f}.")
 
 
 def _real_editing(r: dict) -> str:

@@ -4,7 +4,10 @@ import json
 
 import papermill
 import pytest
+import torch
 from test_notebooks import run
+
+from hdisc.directions import alike_groups
 
 
 def test_directions_chapter(tmp_path, trained):
@@ -23,6 +26,8 @@ def test_directions_chapter(tmp_path, trained):
     assert all(0 < r <= 1 for r in record["realism"])
     assert 0 <= interp["summary"]["interpretable_fraction"] <= 1 and len(interp["matrix"]) == 4
     assert 0 <= record["mean_abs_similarity_all"] <= 1 and 0 <= record["mean_abs_similarity_top16"] <= 1
+    sim = torch.tensor(record["similarity"])  # the full matrix, and its groups of alike directions
+    assert sim.shape == (4, 4) and record["alike_groups"] == alike_groups(sim, record["alike_threshold"])
 
 
 def test_real_editing_chapter(tmp_path, trained):

@@ -6,6 +6,7 @@ import torch
 
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.directions import (
+    alike_groups,
     change_scores,
     change_similarity,
     compare_shifts,
@@ -111,3 +112,13 @@ def test_compare_shifts_is_zero_when_the_mean_is_the_per_sample_shift(unet, dirs
 
 def test_strengths_are_uniform_in_the_range():
     assert strengths(5.0, 5).tolist() == [-5.0, -2.5, 0.0, 2.5, 5.0]
+
+
+def test_alike_groups_links_directions_through_strong_similarity_of_either_sign():
+    sim = torch.eye(6)
+    sim[0, 3] = sim[3, 0] = 0.9  # 0 ~ 3
+    sim[3, 5] = sim[5, 3] = -0.75  # 3 ~ 5 with opposite sign: still one effect
+    sim[1, 2] = sim[2, 1] = 0.69  # below the threshold
+    sim[2, 4] = sim[4, 2] = 0.7  # at it
+    assert alike_groups(sim, 0.7) == [[0, 3, 5], [2, 4]]
+    assert alike_groups(torch.eye(4)) == []

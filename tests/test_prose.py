@@ -15,8 +15,10 @@ def test_the_directions_paragraph_reads_its_record():
               "interpretability": {"n_images": 32, "svals": list(range(9)), "summary": {
                   "K": 32, "interpretable": [1, 2, 3], "interpretable_fraction": 3 / 32, "signed_fraction": 0.125,
                   "smooth_fraction": 0.6875, "median_keep_half": 0.23, "named_fraction": 0.5, "disentanglement": 0.07},
-                  "directions": [{"k": 4, "attribute": "slant+", "attribute_rho": 0.81},
-                                 {"k": 9, "attribute": None, "attribute_rho": 0.1}]}}
+                  "directions": [{"k": 4, "attribute": "slant+", "attribute_rho": 0.81, "passes": True,
+                                  "keep_half": 0.9, "signed": True, "smooth": True},
+                                 {"k": 9, "attribute": None, "attribute_rho": 0.1, "passes": False,
+                                  "keep_half": 0.5, "signed": False, "smooth": True}]}}
     text = what_this_shows("directions", record)
     assert text.startswith("**What this shows.** The direction shown first is 7 (change 0.581, realism 0.29)")
     assert "3 of 32 directions (9%) are signed" in text and "12% move the image" in text
@@ -25,6 +27,20 @@ def test_the_directions_paragraph_reads_its_record():
     record["interpretability"]["summary"]["interpretable_interval"] = [0.0625, 0.1875]
     text = what_this_shows("directions", record)
     assert "3 of 32 directions (9%; 95% bootstrap interval over the noises 6%-19%) are signed" in text
+    assert ("Of the 1 that fail, 1 keep the digit in fewer than 80% of their edits at |s| = S/2, 1 move the image "
+            "alike for +s and -s and 0 jump.") in text
+    assert "so most do different things." in text
+    record["interpretability"]["summary"]["median_keep_half"] = 0.84  # the median direction keeps the digit
+    assert "change what the digit is" not in what_this_shows("directions", record)
+
+
+def test_the_directions_paragraph_names_directions_that_change_the_image_alike():
+    record = json.loads((RESULTS / "directions.json").read_text())
+    record |= {"K": 32, "alike_threshold": 0.7, "alike_groups": [[4, 6, 15, 26, 30], [11, 13]]}
+    text = " ".join(what_this_shows("directions", record).split())
+    assert ("but 7 of the 32 fall into 2 groups that change the image alike (|cosine| >= 0.7; the largest: "
+            "directions 4, 6, 15, 26, 30). That leaves 27 distinct effects: if a group's members could not be told "
+            "apart at all, a reconstructor could name at most 27 of 32 directions, an RCA of 0.84.") in text
 
 
 def test_the_fid_paragraph_says_when_editing_costs_realism():
