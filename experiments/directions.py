@@ -42,7 +42,7 @@ import torch
 from IPython.display import Markdown, display
 
 from hdisc.direction_set import DirectionSet, strengths
-from hdisc.directions import alike_groups, mean_abs_offdiag, ranked
+from hdisc.directions import alike_groups, distinct_effects, mean_abs_offdiag, ranked
 from hdisc.files import project_path, shown_path
 from hdisc.interpret import MEASURES, interpretability, passing_first
 from hdisc.metrics import mnist_net
@@ -149,6 +149,7 @@ top = order[:16]
 distinct = {"mean_abs_similarity_all": mean_abs_offdiag(sim),
             "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top]),
             "alike_threshold": 0.7, "alike_groups": alike_groups(sim, 0.7), "similarity": sim.tolist()}
+distinct["distinct_effects"] = distinct_effects(distinct["alike_groups"], d.K)
 print({k: v for k, v in distinct.items() if k != "similarity"})
 show_matrix(sim[top][:, top], top, title="similarity of the 16 leading directions' changes");
 

@@ -76,6 +76,13 @@ def alike_groups(similarity: torch.Tensor, threshold: float = 0.7) -> list[list[
     return sorted((g for g in groups if len(g) > 1), key=lambda g: (-len(g), g[0]))
 
 
+def distinct_effects(groups: list[list[int]], K: int) -> int:
+    """How many different effects K directions have when each group of :func:`alike_groups`
+    counts once: the most directions a reconstructor could name if it could not tell a
+    group's members apart at all."""
+    return K - sum(map(len, groups)) + len(groups)
+
+
 class Ranking(NamedTuple):
     """The directions measured on a few noises (see :func:`ranked`); tensors on the CPU."""
 

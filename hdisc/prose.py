@@ -58,7 +58,7 @@ def _directions(r: dict) -> str:
     text = (f"The direction shown first is {lead} (change {r['change'][0]:.3f}, realism {r['realism'][0]:.2f}); "
             f"the mean |cosine| between two directions' image changes is {r['mean_abs_similarity_all']:.2f}, so "
             + ("most do different things" if r["mean_abs_similarity_all"] < 0.5 else "many do the same thing")
-            + ("." if not groups else _alike(groups, r["K"], r["alike_threshold"])))
+            + ("." if not groups else _alike(groups, r["K"], r["alike_threshold"], r["distinct_effects"])))
     if not interp:
         return text + " No interpretability evaluation was run for this dataset."
     s = interp["summary"]
@@ -90,10 +90,9 @@ def _directions(r: dict) -> str:
     return text
 
 
-def _alike(groups: list[list[int]], K: int, threshold: float) -> str:
+def _alike(groups: list[list[int]], K: int, threshold: float, effects: int) -> str:
     """The clause on directions that change an image alike (``alike_groups`` of a directions record)."""
     members = sum(len(g) for g in groups)
-    effects = K - members + len(groups)
     return (f", but {members} of the {K} fall into {len(groups)} group{'s' if len(groups) > 1 else ''} that change "
             f"the image alike (|cosine| >= {threshold}; the largest: directions {', '.join(map(str, groups[0]))}). "
             f"That leaves {effects} distinct effects: if a group's members could not be told apart at all, a "

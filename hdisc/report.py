@@ -141,6 +141,12 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                      _preset(dirs)])
         rows.append(["the same among the 16 leading directions (ranked by change x realism)",
                      dirs["mean_abs_similarity_top16"], _preset(dirs)])
+    if dirs and "alike_groups" in dirs:
+        groups, K, effects = dirs["alike_groups"], dirs["K"], dirs["distinct_effects"]
+        rows.append([f"directions in groups that change an image alike (cosine >= {dirs['alike_threshold']} either "
+                     "sign); distinct effects, and the RCA they would allow if a group's members could not be "
+                     "told apart", f"{sum(map(len, groups))} of {K} in {len(groups)} groups; {effects} effects, "
+                     f"RCA <= {effects / K:.2f}", _preset(dirs)])
     if dm and dm.get("quality"):
         q = dm["quality"]
         rows.append(["DM samples: MnistNet confidence (real digits: "

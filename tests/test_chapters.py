@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_notebooks import run
 
-from hdisc.directions import alike_groups
+from hdisc.directions import alike_groups, distinct_effects
 
 
 def test_directions_chapter(tmp_path, trained):
@@ -28,6 +28,7 @@ def test_directions_chapter(tmp_path, trained):
     assert 0 <= record["mean_abs_similarity_all"] <= 1 and 0 <= record["mean_abs_similarity_top16"] <= 1
     sim = torch.tensor(record["similarity"])  # the full matrix, and its groups of alike directions
     assert sim.shape == (4, 4) and record["alike_groups"] == alike_groups(sim, record["alike_threshold"])
+    assert record["distinct_effects"] == distinct_effects(record["alike_groups"], 4)
 
 
 def test_real_editing_chapter(tmp_path, trained):

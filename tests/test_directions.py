@@ -11,6 +11,7 @@ from hdisc.directions import (
     change_similarity,
     compare_shifts,
     direction_ends,
+    distinct_effects,
     edit_pairs,
     mean_abs_offdiag,
     mean_directions,
@@ -122,3 +123,4 @@ def test_alike_groups_links_directions_through_strong_similarity_of_either_sign(
     sim[2, 4] = sim[4, 2] = 0.7  # at it
     assert alike_groups(sim, 0.7) == [[0, 3, 5], [2, 4]]
     assert alike_groups(torch.eye(4)) == []
+    assert distinct_effects([[0, 3, 5], [2, 4]], 6) == 3 and distinct_effects([], 4) == 4

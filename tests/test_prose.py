@@ -36,7 +36,8 @@ def test_the_directions_paragraph_reads_its_record():
 
 def test_the_directions_paragraph_names_directions_that_change_the_image_alike():
     record = json.loads((RESULTS / "directions.json").read_text())
-    record |= {"K": 32, "alike_threshold": 0.7, "alike_groups": [[4, 6, 15, 26, 30], [11, 13]]}
+    record |= {"K": 32, "alike_threshold": 0.7, "alike_groups": [[4, 6, 15, 26, 30], [11, 13]],
+            "distinct_effects": 27}
     text = " ".join(what_this_shows("directions", record).split())
     assert ("but 7 of the 32 fall into 2 groups that change the image alike (|cosine| >= 0.7; the largest: "
             "directions 4, 6, 15, 26, 30). That leaves 27 distinct effects: if a group's members could not be told "

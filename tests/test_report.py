@@ -34,6 +34,10 @@ def test_direction_similarity_is_reported_with_its_preset():
     assert "(all pairs; 1 = collapsed onto one effect, 0 = distinct) | 0.3 | `cpu` |" in table
     assert table.count("|") == 4 * len(table.splitlines())  # no stray pipes inside a cell
     assert "| the same among the 16 leading directions (ranked by change x realism) | 0.5 | `cpu` |" in table
+    rec |= {"K": 32, "alike_threshold": 0.7, "alike_groups": [[4, 6, 15, 26, 30], [11, 13]],
+            "distinct_effects": 27}
+    table = reproduction_tables({"directions": rec})["Our DM, directions and real-image editing (no paper counterpart)"]
+    assert "told apart | 7 of 32 in 2 groups; 27 effects, RCA <= 0.84 | `cpu` |" in table
 
 
 def test_a_gpu_benchmark_names_its_device_and_what_did_not_fit():
