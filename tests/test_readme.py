@@ -51,3 +51,15 @@ def test_the_readme_comparison_quotes_the_compare_record():
             f"{pct(learned)}, Jacobian {pct(equal['Jacobian (one image)'])}, PCA and supervised "
             f"{pct(equal['PCA (pooled)'])}") in text
     assert pct(equal["PCA (pooled)"]) == pct(equal["supervised"])
+
+
+def test_the_readme_says_how_many_distinct_effects_the_directions_have():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("directions.json")
+    groups, K, effects = record["alike_groups"], record["K"], record["distinct_effects"]
+    attributes = {row["k"]: row["attribute"] for row in record["interpretability"]["directions"]}
+    assert (f"{sum(map(len, groups))} of the {K} fall into {len(groups)} groups that change an image alike "
+            f"(|cosine| >= {record['alike_threshold']}") in text
+    assert f"the largest, directions {', '.join(map(str, groups[0]))}, all named area+" in text
+    assert {attributes[k] for k in groups[0]} == {"area+"}
+    assert f"which leaves {effects} distinct effects" in text and f"{effects} / {K} = {effects / K:.2f}" in text
