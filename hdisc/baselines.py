@@ -103,7 +103,7 @@ def jacobian_directions(unet: nn.Module, x_t: torch.Tensor, t: int, k: int, iter
     zero = torch.zeros(k, h_shape.numel(), device=x_t.device)
 
     # detached: the UNet's weights require grad, so each product would otherwise carry a graph
-    # back to them, and the subspace iteration would chain those graphs (17 GB at k = 32, 10 iterations)
+    # back to them, and the subspace iteration would chain those graphs (scripts/bench_jacobian.py)
     def jvp(v: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(eps_of, (zero,), (v.to(x_t.device),))[1].detach().cpu()
 

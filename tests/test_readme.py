@@ -63,3 +63,31 @@ def test_the_readme_says_how_many_distinct_effects_the_directions_have():
     assert f"the largest, directions {', '.join(map(str, groups[0]))}, all named area+" in text
     assert {attributes[k] for k in groups[0]} == {"area+"}
     assert f"which leaves {effects} distinct effects" in text and f"{effects} / {K} = {effects / K:.2f}" in text
+
+
+def test_the_readme_quotes_the_16_noise_equal_change_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("equal_change.json")
+    rows = {(r["method"], r["size"]): r for r in record["rows"]}
+    learned, rand = rows[("learned, as trained", "as trained (cap)")], rows[("random", "equal change")]
+
+    def pct(row):
+        return f"{row['interpretable_fraction']:.0%}"
+
+    assert record["n_interp"] == 16 and f"{record['wall_s']:,.0f} s at two threads" in text
+    assert (f"random directions at equal change pass {pct(rand)} and the learned ones {pct(learned)}, the fewest of "
+            "any method") in text
+    assert f"median change at S/2 is {record['target_change']:.3f} there" in text
+    pca, jac = rows[("PCA (pooled)", "equal change")], rows[("Jacobian (one image)", "equal change")]
+    assert (f"random directions pass {pct(rand)} ({round(rand['interpretable_fraction'] * 32)} of 32), PCA "
+            f"{pct(pca)}, Jacobian {pct(jac)}, while the learned set as trained passes {pct(learned)}") in text
+    others = [r for r in record["rows"] if r["method"] != "learned, as trained"]
+    assert all(r["interpretable_fraction"] > learned["interpretable_fraction"] for r in others)  # "the fewest"
+    short = rows[("supervised", "equal change")]["median_change_half"]
+    assert short < 0.8 * record["target_change"] and f"short of the target ({short:.3f})" in text
+
+
+def test_the_readme_quotes_the_jacobian_memory_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    row = next(r for r in _record("jacobian_memory.json")["rows"] if r["K"] == 32)
+    assert f"{row['peak_rss_gb']:.1f} GB and {row['seconds']:.0f} s for K = 32 at {row['iters']} iterations" in text
