@@ -64,7 +64,7 @@ device = "auto"
 import torch
 from IPython.display import Markdown, display
 
-from hdisc.baselines import every_method
+from hdisc.baselines import every_method, training_free
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.files import project_path, shown_path
@@ -133,10 +133,8 @@ display(Markdown(compare_table(rows)))
 # means more nameable directions, not smaller ones.
 
 # %%
-others = {name: other for name, other in methods.items() if name != "learned (this paper)"}
-own = score_at_equal_change(unet, dirs, others, net, real, diag["h_shape"],
-                            cap=d.shift_rms if d.shift_norm != "free" else None, rel=rel, n_interp=n_interp,
-                            n_train=n_train, n_test=n_test, epochs=epochs, seed=seed, device=dev)
+own = score_at_equal_change(unet, dirs, training_free(methods), net, real, diag["h_shape"], rel=rel,
+                            n_interp=n_interp, n_train=n_train, n_test=n_test, epochs=epochs, seed=seed, device=dev)
 if not own["target_change"] > 0:
     print("the learned edits do not change the image as trained: there is no change to match")
 display(Markdown(equal_change_table(own)))

@@ -51,7 +51,7 @@ device = "auto"
 # %%
 from IPython.display import display
 
-from hdisc.baselines import every_method
+from hdisc.baselines import every_method, training_free
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import ranked
@@ -69,7 +69,7 @@ sources = {}
 if n_sources:
     net = mnist_net(project_path("models/mnist_net.pt")) if dataset == "mnist32" else None
     methods, _ = every_method(unet, dirs, net, n_sources, rel, seed=seed, jacobian_iters=5, device=dev)
-    sources = {name: other.to(dev) for name, other in methods.items() if name != "learned (this paper)"}
+    sources = {name: other.to(dev) for name, other in training_free(methods).items()}
 explorer = Explorer(unet, dirs, order=order, real=held_out_images(cfg.data, data_dir, n_real).to(dev),
                     sources=sources)
 explorer.strength.value = dirs.S / 2  # the saved page shows an edit, not two equal images

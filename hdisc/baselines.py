@@ -173,6 +173,15 @@ def random_set(learned: DirectionSet, h_shape: tuple[int, ...], rel: float, seed
     return learned.with_shift(FixedDirections(rand, rel), names=tuple(f"R{k}" for k in range(learned.K)))
 
 
+LEARNED = "learned (this paper)"
+"""The key of the learned set in :func:`every_method`'s methods."""
+
+
+def training_free(methods: dict[str, DirectionSet]) -> dict[str, DirectionSet]:
+    """:func:`every_method`'s methods without the learned set."""
+    return {name: other for name, other in methods.items() if name != LEARNED}
+
+
 def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module | None, n: int, rel: float, *,
                  seed: int = 0, jacobian_iters: int = 10, device: str | torch.device = "cpu"
                  ) -> tuple[dict[str, DirectionSet], dict]:
@@ -196,7 +205,7 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
         return learned.with_shift(FixedDirections(dirs, rel), names=tuple(names))
 
     methods = {
-        "learned (this paper)": learned.at_size(rel),
+        LEARNED: learned.at_size(rel),
         "PCA (pooled)": fixed_set(pca, [f"PC{k + 1}" for k in range(len(pca))]),
         "Jacobian (one image)": fixed_set(jac, [f"SV{k + 1}" for k in range(K)]),
     }

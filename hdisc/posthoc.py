@@ -18,7 +18,7 @@ from torch import nn
 from .baselines import matched_size, random_set
 from .direction_set import DirectionSet
 from .directions import edit_pairs
-from .discovery import Reconstructor
+from .discovery import Reconstructor, ShiftBlock
 from .interpret import interpretability, realism
 
 
@@ -79,20 +79,22 @@ def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module,
 
 
 def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[str, DirectionSet],
-                          classifier: nn.Module, real: torch.Tensor, h_shape: tuple[int, ...], *, cap: float | None,
-                          rel: float, n_interp: int, n_train: int, n_test: int, epochs: int, seed: int = 0,
+                          classifier: nn.Module, real: torch.Tensor, h_shape: tuple[int, ...], *, rel: float,
+                          n_interp: int, n_train: int, n_test: int, epochs: int, seed: int = 0,
                           device: str | torch.device = "cpu") -> dict:
     """The learned set at its own size, beside every other method at equal image change.
 
-    ``learned`` is scored as it trained; when its shifts are capped (``cap``: |dh| / rms(h)
-    at s = 1, None for free shifts) random directions of that |dh| (h [C, H, W] of
-    ``h_shape``) beside it. Each set of ``others`` (built with a ``rel``, as
+    ``learned`` is scored as it trained; when its shift block bounds |dh| (norm ``cap`` or
+    ``fixed``: |dh| / rms(h) at s = 1 is its ``rms``) random directions of that |dh| (h
+    [C, H, W] of ``h_shape``) beside it. Each set of ``others`` (built with a ``rel``, as
     :func:`hdisc.baselines.every_method` makes them) is then rescaled with
     :func:`hdisc.baselines.matched_size`, starting from ``rel`` on the evaluation's own
     noises, until its median change at S/2 equals the learned set's, and scored again with
     :func:`score_directions`. When the learned edits change nothing there is no change to
     match and only the first rows are scored. Returns the record
-    ``{"rel": cap, "target_change", "rows": [{"method", "size", "rel", **score row}]}``."""
+    ``{"rel": that bound or None, "target_change", "rows": [{"method", "size", "rel", **score row}]}``."""
+    shift = learned.shift
+    cap = shift.rms if isinstance(shift, ShiftBlock) and shift.norm != "free" else None
     def score(dirs: DirectionSet) -> dict:
         return score_directions(unet, dirs.to(device), classifier, real, n_interp=n_interp, n_train=n_train,
                                 n_test=n_test, epochs=epochs, seed=seed, device=device)[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 
-from hdisc.baselines import every_method
+from hdisc.baselines import every_method, training_free
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.files import project_path, shown_path
@@ -43,11 +43,9 @@ def main(*args: str) -> None:
     net = mnist_net(project_path("models/mnist_net.pt"))
     methods, diag = every_method(unet, dirs, net, CHAPTER["n_pca"], CHAPTER["rel"], seed=seed,
                                  jacobian_iters=CHAPTER["jacobian_iters"], device=dev)
-    others = {name: other for name, other in methods.items() if name != "learned (this paper)"}
-    own = score_at_equal_change(unet, dirs, others, net, held_out_images(cfg.data, None, 1000), diag["h_shape"],
-                                cap=d.shift_rms if d.shift_norm != "free" else None, rel=CHAPTER["rel"],
-                                n_interp=n_interp, n_train=CHAPTER["n_train"], n_test=CHAPTER["n_test"],
-                                epochs=CHAPTER["epochs"], seed=seed, device=dev)
+    own = score_at_equal_change(unet, dirs, training_free(methods), net, held_out_images(cfg.data, None, 1000),
+                                diag["h_shape"], rel=CHAPTER["rel"], n_interp=n_interp, n_train=CHAPTER["n_train"],
+                                n_test=CHAPTER["n_test"], epochs=CHAPTER["epochs"], seed=seed, device=dev)
     out = project_path("results/mnist32-cpu/equal_change.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "K": d.K, "S": d.S, "M": d.M,
                        "command": "python scripts/equal_change.py " + " ".join(args), "n_interp": n_interp,

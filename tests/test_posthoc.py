@@ -44,7 +44,7 @@ def test_equal_change_scores_the_learned_set_as_trained_and_the_others_at_its_ch
     learned = dirs.at_size(0.2)  # a learned set trained with |dh| capped at 0.2 rms(h)
     floor = random_set(dirs, smoke.unet.h_shape, 0.5, seed=3)
     budget = {"n_interp": 2, "n_train": 2, "n_test": 1, "epochs": 1, "seed": 0}
-    own = score_at_equal_change(unet, learned, {"random": floor}, net, real, smoke.unet.h_shape, cap=0.2, rel=0.5,
+    own = score_at_equal_change(unet, learned, {"random": floor}, net, real, smoke.unet.h_shape, rel=0.5,
                                 **budget)
     assert own["rel"] == 0.2 and own["target_change"] > 0
     assert [(r["method"], r["size"]) for r in own["rows"]] == [
@@ -54,5 +54,5 @@ def test_equal_change_scores_the_learned_set_as_trained_and_the_others_at_its_ch
     size, reached = matched_size(unet, floor, own["target_change"], 0.5, n=2, seed=1)
     assert own["rows"][2]["rel"] == pytest.approx(size)
     assert own["rows"][2]["median_change_half"] == pytest.approx(reached, rel=0.01)  # edited in other batches
-    free = score_at_equal_change(unet, dirs, {}, net, real, smoke.unet.h_shape, cap=None, rel=0.5, **budget)
+    free = score_at_equal_change(unet, dirs, {}, net, real, smoke.unet.h_shape, rel=0.5, **budget)
     assert free["rel"] is None and [r["size"] for r in free["rows"]] == ["as trained"]
