@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .direction_set import DirectionSet, FixedDirections
-from .discovery import draw_shifts
+from .discovery import change_similarity, draw_shifts
 from .sampling import invert_ddim, sample_ddim
 from .schedule import Steps
 
@@ -48,15 +48,6 @@ def realism(discriminator: Callable[[torch.Tensor], torch.Tensor], x0: torch.Ten
     p_real = torch.sigmoid(discriminator(x0)).mean()
     p_edit = torch.sigmoid(discriminator(ends.flatten(0, 2))).view(len(ends), -1).mean(1)
     return (p_edit / p_real.clamp_min(1e-12)).clamp(max=1.0)
-
-
-def change_similarity(changes: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of what two directions do to the same image at the same sign,
-    averaged over images and signs: changes [K, B, 2, ...] -> [K, K] (1 on the diagonal
-    unless a direction changes nothing). Directions that collapsed onto one effect score
-    near +-1; distinct effects near 0."""
-    unit = torch.nn.functional.normalize(changes.flatten(3), dim=3, eps=1e-12)
-    return torch.einsum("kbsp,jbsp->kj", unit, unit) / (changes.shape[1] * changes.shape[2])
 
 
 def mean_abs_offdiag(m: torch.Tensor) -> float:

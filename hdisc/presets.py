@@ -118,7 +118,10 @@ class DiscoveryConfig:
     ``lr`` is Adam's for the reconstructor and discriminator, ``lr_shift`` for the shift
     block (the paper uses one rate, 1e-3, for all three). ``reconstructor_input``: ``pair``
     (the paper: both images on channels) or ``pair+difference`` (their difference too).
-    ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper).
+    ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper);
+    ``lambda_div`` one on how alike the directions change the model's prediction (their
+    effects, :func:`hdisc.discovery.effect_overlap`, measured on ``div_images`` noises of each
+    batch at one shifted node; 0 in the paper).
     ``shift_norm`` ``free`` (the paper), ``cap`` or ``fixed`` with ``shift_rms``: the shift
     block's output is left free, capped at, or set to ``shift_rms`` times h's root mean
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
@@ -153,6 +156,8 @@ class DiscoveryConfig:
     checkpoint_every: int = 50
     s_min: float = 0.0
     freeze_shift_after: int = 0
+    lambda_div: float = 0.0
+    div_images: int = 2
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
@@ -166,16 +171,19 @@ class DiscoveryConfig:
         _check(name, "steps", self.steps, low=1, fix="a positive number of training steps")
         for f in ("lr", "lr_shift"):
             _check(name, f, getattr(self, f), low=0, open_low=True, fix="e.g. 1e-3")
-        for f in ("lambda_mag", "lambda_adv", "lambda_orth", "head_init_std"):
+        for f in ("lambda_mag", "lambda_adv", "lambda_orth", "lambda_div", "head_init_std"):
             _check(name, f, getattr(self, f), low=0, fix="0 switches the term off")
         _check(name, "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 50")
         _check(name, "s_min", self.s_min, low=0, high=self.S, open_high=True,
                fix="the smallest |s| drawn in training; 0 draws s uniform in [-S, S] (the paper)")
         _check(name, "freeze_shift_after", self.freeze_shift_after, low=0,
                fix="the step from which only R and D train; 0 trains the shift block in every step")
-        if self.lambda_orth > 0 and self.K < 2:
-            raise ValueError(f"DiscoveryConfig.lambda_orth={self.lambda_orth} penalises overlap between "
-                             f"directions and needs K >= 2 (got K={self.K}): set lambda_orth=0 or K >= 2")
+        for f in ("lambda_orth", "lambda_div"):
+            if getattr(self, f) > 0 and self.K < 2:
+                raise ValueError(f"DiscoveryConfig.{f}={getattr(self, f)} penalises overlap between "
+                                 f"directions and needs K >= 2 (got K={self.K}): set {f}=0 or K >= 2")
+        _check(name, "div_images", self.div_images, low=1,
+               fix="how many of each batch's noises lambda_div's overlap is measured on, e.g. 2")
         _check(name, "shift_rms", self.shift_rms, low=0, fix="0 with shift_norm 'free'")
         if self.shift_norm not in ("free", "cap", "fixed"):
             raise ValueError(f"shift_norm must be 'free', 'cap' or 'fixed', got {self.shift_norm!r}")

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
+from .direction_set import shifted_steps
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
 from .distributed import distributed, global_batch_norm, mean_over_ranks
 from .files import atomic_save, load_file, shown_path
@@ -369,10 +370,13 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
         z = torch.randn((cfg.batch, *shape), generator=gen)  # every rank draws the whole batch, keeps its rows
         k, s = draw_shifts(cfg.batch, cfg.K, cfg.S, gen, cfg.s_min)
+        # drawn after k and s, and only with the term on, so that runs without it draw as before
+        overlap_at = int(torch.randint(shifted_steps(ddim, cfg.t_stop), (), generator=gen)) if cfg.lambda_div else 0
         frozen = 0 < cfg.freeze_shift_after <= step
         with compute_in(precision, device):
             stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device),
-                                   s[rows].to(device), opt_g, opt_d, method=method, freeze_shift=frozen)
+                                   s[rows].to(device), opt_g, opt_d, method=method, freeze_shift=frozen,
+                                   overlap_at=overlap_at)
         if frozen and state["shift_frozen_from"] is None:
             state["shift_frozen_from"] = step
         return dataclasses.asdict(stats)

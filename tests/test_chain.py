@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from hdisc.chain import backprop_chain, record_chain, run_chain
-from hdisc.discovery import DiscoveryModel, discovery_step, make_optimizers
+from hdisc.direction_set import shifted_steps
+from hdisc.discovery import DiscoveryModel, discovery_step, effect_overlap, make_optimizers
 from hdisc.precision import PRECISIONS, compute_in
 from hdisc.presets import DATASETS, departures, get_preset
 from hdisc.sampling import Shifted, ddim_step, sample_ddim
-from hdisc.schedule import ddim_steps
+from hdisc.schedule import ddim_steps, schedule_of
 
 
 def _grads(module):
@@ -173,6 +174,78 @@ def test_head_overlap_is_zero_for_orthogonal_heads_and_one_for_parallel(smoke):
         scales = torch.tensor([1.0, -2.0, 3.0, 0.5])[:, None, None]
         shift.head_weight.copy_(torch.randn(1, C, C).expand(K, C, C) * scales)
         assert abs(shift.head_overlap().item() - 1.0) < 1e-6
+
+
+def _overlap_setup(smoke, unet, dtype=torch.float32):
+    cfg = dataclasses.replace(smoke.discovery, t_stop=400)
+    shift = DiscoveryModel(smoke.unet, cfg).shift.to(dtype)
+    torch.nn.init.normal_(shift.head_weight, std=0.3, generator=torch.Generator().manual_seed(3))
+    steps = ddim_steps(cfg.M, schedule_of(unet))
+    x_T = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    return cfg, shift, steps, x_T
+
+
+def test_effect_overlap_is_one_for_alike_directions_and_lower_for_distinct_ones(smoke, unet):
+    cfg, shift, steps, x_T = _overlap_setup(smoke, unet)
+    distinct = effect_overlap(unet, shift, cfg, steps, x_T, 0).item()
+    with torch.no_grad():
+        shift.head_weight.copy_(shift.head_weight[:1].expand_as(shift.head_weight))
+    alike = effect_overlap(unet, shift, cfg, steps, x_T, 0).item()
+    assert abs(alike - 1) < 1e-5 and 0 <= distinct < 0.9 * alike
+
+
+def test_effect_overlap_gradient_matches_a_finite_difference_along_it(smoke, unet):
+    # the UNet's timestep embedding is float32 whatever the weights, so the check is along the
+    # gradient (a large, well-conditioned difference) rather than per entry in float64
+    cfg, shift, steps, x_T = _overlap_setup(smoke, unet)
+    i = shifted_steps(steps, cfg.t_stop) - 1  # the last shifted node: the chain before it runs too
+    effect_overlap(unet, shift, cfg, steps, x_T, i).backward()
+    params = [p for p in shift.parameters() if p.grad is not None]
+    norm = torch.cat([p.grad.flatten() for p in params]).norm()
+    assert norm > 0
+    eps = 1e-3
+
+    def moved(sign):
+        with torch.no_grad():
+            for p in params:
+                p += sign * eps * p.grad / norm
+        return effect_overlap(unet, shift, cfg, steps, x_T, i).item()
+
+    up, down = moved(1), moved(-2)
+    assert abs((up - down) / (2 * eps) - norm.item()) < 0.02 * norm.item()
+
+
+def test_effect_overlap_refuses_an_unshifted_node(smoke, unet):
+    cfg, shift, steps, x_T = _overlap_setup(smoke, unet)
+    last = shifted_steps(steps, cfg.t_stop)
+    with pytest.raises(ValueError, match=f"shifted node.*pick i < {last}"):
+        effect_overlap(unet, shift, cfg, steps, x_T, last)
+
+
+def test_the_effect_penalty_reaches_the_shift_block_and_only_with_its_weight(smoke, unet, discovery):
+    steps = ddim_steps(smoke.discovery.M, schedule_of(unet))
+    z = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    k, s = torch.tensor([0, 1]), torch.tensor([2.0, -3.0])
+    grads, stats = {}, {}
+    for weight in (0.0, 1.0):
+        model = copy.deepcopy(discovery)
+        cfg = dataclasses.replace(smoke.discovery, lambda_div=weight)
+        opt_g, opt_d = make_optimizers(model, cfg)
+        opt_g.step = lambda: None  # keep the weights: compare the gradients
+        stats[weight] = discovery_step(unet, model, cfg, steps, z, k, s, opt_g, opt_d)
+        grads[weight] = model.shift.head_weight.grad.clone()
+    assert stats[0.0].overlap == 0 and 0 < stats[1.0].overlap <= 1
+    assert not torch.allclose(grads[0.0], grads[1.0])
+    assert grads[1.0][2:].abs().sum() > 0  # directions not in the batch get a gradient only from the penalty
+    assert grads[0.0][2:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("field, value, match", [("lambda_div", -1.0, "lambda_div"), ("div_images", 0, "div_images")])
+def test_effect_penalty_settings_are_checked(smoke, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(smoke.discovery, **{field: value})
+    with pytest.raises(ValueError, match="lambda_div=1.0 .*needs K >= 2"):
+        dataclasses.replace(smoke.discovery, K=1, lambda_div=1.0)
 
 
 def _shift_inputs(smoke, C):

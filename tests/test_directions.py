@@ -8,7 +8,6 @@ from hdisc.direction_set import DirectionSet, strengths
 from hdisc.directions import (
     alike_groups,
     change_scores,
-    change_similarity,
     compare_shifts,
     direction_ends,
     distinct_effects,
@@ -18,7 +17,7 @@ from hdisc.directions import (
     ranked,
     realism,
 )
-from hdisc.discovery import DiscoveryModel
+from hdisc.discovery import DiscoveryModel, change_similarity
 from hdisc.sampling import sample_ddim
 from hdisc.schedule import DEFAULT
 

@@ -113,12 +113,22 @@ def test_discovery_resume_continues_the_same_run(tmp_path, smoke, unet):
     assert cfg == smoke.discovery and model.shift.K == smoke.discovery.K
 
 
+def test_a_run_with_the_effect_penalty_resumes_exactly_and_logs_the_overlap(tmp_path, smoke, unet):
+    cfg = dataclasses.replace(smoke.discovery, lambda_div=1.0)
+    straight = train_discovery(unet, smoke.unet, cfg, tmp_path / "a", steps=3, progress=False, log_every=1)
+    train_discovery(unet, smoke.unet, cfg, tmp_path / "b", steps=2, progress=False, log_every=1)
+    resumed = train_discovery(unet, smoke.unet, cfg, tmp_path / "b", steps=3, progress=False, log_every=1)
+    assert resumed["log"] == straight["log"]
+    assert all(0 < row["overlap"] <= 1 for row in straight["log"])
+    assert all(row["overlap"] == 0 for row in _discovery(tmp_path / "off", smoke, unet, steps=2)["log"])
+
+
 def test_a_checkpoint_from_before_a_config_field_existed_resumes(tmp_path, smoke, unet):
     straight = _discovery(tmp_path / "a", smoke, unet, steps=3)
     _discovery(tmp_path / "b", smoke, unet, steps=2)
     path = tmp_path / "b" / DISCOVERY_CHECKPOINT
     blob = torch.load(path, weights_only=True)
-    for field in ("shift_norm", "shift_rms"):  # added after the first cpu runs; defaults are the old behaviour
+    for field in ("shift_norm", "shift_rms", "lambda_div", "div_images"):  # added later; defaults: the old behaviour
         del blob["discovery_config"][field]
     torch.save(blob, path)
     assert _discovery(tmp_path / "b", smoke, unet, steps=3)["log"] == straight["log"]
