@@ -223,13 +223,15 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
 
 @torch.no_grad()
 def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float, *, n: int = 4, seed: int = 0,
-                 iters: int = 2, device: str | torch.device = "cpu") -> tuple[float, float]:
+                 iters: int = 6, tol: float = 0.05, device: str | torch.device = "cpu") -> tuple[float, float]:
     """The step size at which ``dirs`` (rescaled with :meth:`DirectionSet.at_size`) moves the
     image by ``target``: the median over directions of the mean absolute pixel change at
     s = S/2 on ``n`` noises, the interpretability evaluation's ``median_change_half``.
-    Starts at ``rel`` and takes ``iters`` secant steps on log change against log size (an
-    edit does not grow in proportion to dh). Returns (size, its change), the measured point
-    closest to ``target``."""
+    Starts at ``rel`` and takes up to ``iters`` secant steps on log change against log size
+    (an edit does not grow in proportion to dh), stopping once a change is within ``tol``
+    (relative) of ``target``. Returns (size, its change), the measured point closest to
+    ``target``; the caller sees from the change whether the target was reached (a set whose
+    edits saturate may not reach it: :func:`reached`)."""
     if not target > 0:
         raise ValueError(f"target change must be > 0, got {target}")
     shape = (unet.in_channels, unet.image_size, unet.image_size)
@@ -244,8 +246,15 @@ def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float,
     points = [(rel, change(rel))]
     size = rel * target / max(points[0][1], 1e-12)
     for _ in range(iters):
+        if reached(points[-1][1], target, tol):
+            break
         points.append((size, change(size)))
         (r0, c0), (r1, c1) = points[-2:]
         slope = math.log(c1 / c0) / math.log(r1 / r0) if r0 != r1 and c0 > 0 and c1 > 0 else 1.0
         size = r1 * (target / max(c1, 1e-12)) ** (1 / max(slope, 0.1))
     return min(points, key=lambda p: abs(math.log(max(p[1], 1e-12) / target)))
+
+
+def reached(change: float, target: float, tol: float = 0.05) -> bool:
+    """Whether ``change`` is within ``tol`` (relative) of ``target``: :func:`matched_size`'s stop."""
+    return abs(change - target) <= tol * target

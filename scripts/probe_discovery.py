@@ -7,7 +7,8 @@ Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip,
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
 runs/probe/NAME (resumable), then writes runs/probe/NAME/probe.json with the logged curve,
 the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on ``n_eval``
-noises (default 16) at 9 strengths and FD-MnistNet of shifted over raw samples (500 each),
+noises (default 16) at 9 strengths, the directions' distinct effects (as the directions chapter
+counts them: alike groups on 16 noises) and FD-MnistNet of shifted over raw samples (500 each),
 and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
 
 ``device`` (default cpu) trains and scores there, ``precision`` (default float32) is what
@@ -28,7 +29,7 @@ import torch
 from hdisc.backbone import load_unet
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
-from hdisc.directions import edit_pairs
+from hdisc.directions import alike_groups, distinct_effects, edit_pairs, mean_abs_offdiag, ranked
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import load_file, project_path, write_json
 from hdisc.interpret import interpretability, realism
@@ -78,8 +79,14 @@ def main(name: str, *overrides: str) -> None:
     real = held_out_images(preset.data, None, 500)
     raw, shifted, _, _ = edit_pairs(unet, dirs, 500, 1, seed=3, batch=100, device=device)
     fidelity = realism(net, net.features, raw, shifted, real)
+    # how many distinct effects, as the directions chapter counts them (16 noises, seed 0)
+    similarity = ranked(unet, dirs, model.discriminator, 16, seed=0, device=device).similarity
+    groups = alike_groups(similarity)
+    effects = {"alike_groups": groups, "distinct_effects": distinct_effects(groups, cfg.K),
+               "mean_abs_similarity": round(mean_abs_offdiag(similarity), 4)}
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
-             "steps": result["steps"], **rca, "interpretability": scores["summary"], "fidelity": fidelity,
+             "steps": result["steps"], **rca, "interpretability": scores["summary"], "effects": effects,
+             "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
              "device": result["trained_on"] or trained_on(device, precision),  # what trained it
              "scored_on": trained_on(device),  # scores move a little between machines (probe r2 in the README)

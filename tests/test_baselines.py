@@ -11,10 +11,11 @@ from hdisc.baselines import (
     principal_components,
     project_out,
     random_set,
+    reached,
     supervised_directions,
     top_singular,
 )
-from hdisc.direction_set import FixedDirections
+from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.schedule import ddim_steps
 
 
@@ -144,3 +145,18 @@ def test_matched_size_finds_the_step_that_moves_the_image_as_far_as_asked(unet, 
     assert reached == pytest.approx(target, rel=0.05) and size == pytest.approx(0.3, rel=0.2)
     with pytest.raises(ValueError, match="target change must be > 0"):
         matched_size(unet, floor, 0.0, 1.0)
+
+
+def test_matched_size_stops_once_within_tolerance_and_reports_a_target_it_cannot_reach(unet, smoke, dirs,
+                                                                                       monkeypatch):
+    floor = random_set(dirs, smoke.unet.h_shape, 0.5, seed=3)
+    sizes = []
+    real_at_size = DirectionSet.at_size
+    monkeypatch.setattr(DirectionSet, "at_size", lambda self, rel: sizes.append(rel) or real_at_size(self, rel))
+    _, start = matched_size(unet, floor, 1.0, 0.3, n=2, seed=5, iters=0)
+    sizes.clear()
+    size, change = matched_size(unet, floor, start, 0.3, n=2, seed=5)
+    assert sizes == [0.3] and size == 0.3 and reached(change, start)  # already there: one measurement
+    sizes.clear()
+    size, change = matched_size(unet, floor, 50.0, 0.3, n=2, seed=5, iters=2)  # pixels in [-1, 1]: out of reach
+    assert len(sizes) == 3 and not reached(change, 50.0)

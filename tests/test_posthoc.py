@@ -56,3 +56,22 @@ def test_equal_change_scores_the_learned_set_as_trained_and_the_others_at_its_ch
     assert own["rows"][2]["median_change_half"] == pytest.approx(reached, rel=0.01)  # edited in other batches
     free = score_at_equal_change(unet, dirs, {}, net, real, smoke.unet.h_shape, rel=0.5, **budget)
     assert free["rel"] is None and [r["size"] for r in free["rows"]] == ["as trained"]
+
+
+def test_equal_change_resumes_from_the_rows_it_kept_without_scoring_them_again(unet, smoke, dirs, monkeypatch):
+    import hdisc.posthoc as posthoc
+
+    torch.manual_seed(0)
+    net, real = MnistNet().eval(), torch.rand(64, 1, 32, 32) * 2 - 1
+    learned, floor = dirs.at_size(0.2), random_set(dirs, smoke.unet.h_shape, 0.5, seed=3)
+    args = (unet, learned, {"random": floor}, net, real, smoke.unet.h_shape)
+    budget = {"rel": 0.5, "n_interp": 2, "n_train": 2, "n_test": 1, "epochs": 1, "seed": 0}
+    kept = []
+    whole = score_at_equal_change(*args, **budget, on_row=lambda rows: kept.append([dict(r) for r in rows]))
+    assert [len(rows) for rows in kept] == [1, 2, 3] and kept[-1] == whole["rows"]
+    scored = []
+    real_score = posthoc.score_directions
+    monkeypatch.setattr(posthoc, "score_directions", lambda *a, **k: scored.append(1) or real_score(*a, **k))
+    again = []
+    resumed = score_at_equal_change(*args, **budget, done=kept[1], on_row=lambda rows: again.append(len(rows)))
+    assert resumed == whole and len(scored) == 1 and again == [3]  # only the missing row was scored

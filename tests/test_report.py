@@ -61,7 +61,10 @@ def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
             row | {"method": "learned, as trained", "size": "as trained (cap)", "rel": 0.1},
             row | {"method": "random", "size": "equal |dh|", "rel": 0.1, "interpretable_fraction": 0.69,
                    "interpretable_interval": [0.5, 0.8125]},
-            row | {"method": "random", "size": "equal change", "rel": 0.311, "interpretable_fraction": 0.06}]}}
+            row | {"method": "random", "size": "equal change", "rel": 0.311, "interpretable_fraction": 0.06,
+                   "matched_change": 0.0281, "target_reached": True},
+            row | {"method": "supervised", "size": "equal change", "rel": 0.01, "matched_change": 0.008,
+                   "target_reached": False}]}}
     (tmp_path / "compare.json").write_text(json.dumps(record))
     tables = reproduction_tables(load_records(tmp_path))
     title = next(t for t in tables if "at equal image change" in t)
@@ -69,5 +72,6 @@ def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
     lines = tables[title].splitlines()
     assert lines[3] == r"| random | equal \|dh\| | 0.1 | 69% | 50%-81% | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
     assert lines[4] == "| random | equal change | 0.311 | 6% |  | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
+    assert lines[5].startswith("| supervised | equal change (missed: 0.008) | 0.01 | 25% |")  # short of 0.028
     same = next(t for t in tables if "on one yardstick" in t)  # the chapter's table, built by the same function
     assert tables[same].splitlines()[2] == "| random | 32 | 25% | 75% | 0.03 | 90% | 0.085 | 0.03 (0.03) | 1 |"
