@@ -1,7 +1,7 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
     python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
-        [precision=bfloat16]
+        [precision=bfloat16] [effects=true]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -16,6 +16,9 @@ training computes in; the scores' noises are drawn from seeded
 CPU generators either way. ``evaluate=true`` trains nothing: it scores the run's latest
 ``directions.pt`` (a long run may still be writing more) and records it as ``NAME@STEP``,
 a point along the run (``NAME@STEP-nN`` when scored on N noises other than 16).
+``effects=true`` adds the distinct effects to the recorded entry NAME (or NAME@STEP) of a
+probe scored before the script counted them; it checks that the run's directions.pt is still
+at the entry's step.
 """
 
 from __future__ import annotations
@@ -34,15 +37,46 @@ from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import load_file, project_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
-from hdisc.presets import get_preset, override
+from hdisc.presets import Preset, get_preset, override
 from hdisc.runs import find_dm
 from hdisc.schedule import schedule_of
 from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
 
 
+def effects_of(unet: torch.nn.Module, dirs: DirectionSet, model: torch.nn.Module, device: str) -> dict:
+    """How many distinct effects the directions have, as the directions chapter counts them:
+    alike groups (|cosine| >= 0.7 between image changes) on 16 noises of seed 0."""
+    similarity = ranked(unet, dirs, model.discriminator, 16, seed=0, device=device).similarity
+    groups = alike_groups(similarity)
+    return {"alike_groups": groups, "distinct_effects": distinct_effects(groups, dirs.K),
+            "mean_abs_similarity": round(mean_abs_offdiag(similarity), 4)}
+
+
+def add_effects(name: str, preset: Preset, device: str) -> None:
+    """Score the distinct effects of the recorded probe ``name`` (NAME or NAME@STEP, whose
+    directions are runs/probe/NAME/directions.pt) and add them to its entry in probes.json:
+    for probes recorded before the script counted them."""
+    record = project_path(f"results/{preset.name}/probes.json")
+    book = json.loads(record.read_text())
+    entry = next((p for p in book["probes"] if p["name"] == name), None)
+    if entry is None:
+        raise SystemExit(f"no probe {name!r} in {record}: effects=true adds to a recorded probe")
+    run = project_path("runs/probe") / name.split("@")[0]
+    step = load_file(run / DISCOVERY_CHECKPOINT, "training checkpoint", keys=("step",))["step"]
+    if step != entry["steps"]:
+        raise SystemExit(f"{name} was scored at step {entry['steps']}; {run} is now at step {step}")
+    model, cfg = load_directions(run / "directions.pt", preset.unet)
+    model, (unet, _) = model.to(device), load_unet(find_dm("", preset), preset.unet)
+    unet = unet.to(device)
+    entry["effects"] = effects_of(unet, DirectionSet.of(model.shift, cfg, schedule_of(unet)), model, device)
+    write_json(record, book)
+    print(name, entry["effects"])
+
+
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
     fields, init_from, n_eval, only_evaluate, device, precision = [], None, 16, False, "cpu", "float32"
+    only_effects = False
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
@@ -55,8 +89,12 @@ def main(name: str, *overrides: str) -> None:
             precision = value
         elif key == "evaluate":
             only_evaluate = value.lower() == "true"
+        elif key == "effects":
+            only_effects = value.lower() == "true"
         else:
             fields.append(item)
+    if only_effects:
+        return add_effects(name, preset, device)
     cfg = override(preset.discovery, fields)
     unet, _ = load_unet(find_dm("", preset), preset.unet)
     unet = unet.to(device)
@@ -79,11 +117,7 @@ def main(name: str, *overrides: str) -> None:
     real = held_out_images(preset.data, None, 500)
     raw, shifted, _, _ = edit_pairs(unet, dirs, 500, 1, seed=3, batch=100, device=device)
     fidelity = realism(net, net.features, raw, shifted, real)
-    # how many distinct effects, as the directions chapter counts them (16 noises, seed 0)
-    similarity = ranked(unet, dirs, model.discriminator, 16, seed=0, device=device).similarity
-    groups = alike_groups(similarity)
-    effects = {"alike_groups": groups, "distinct_effects": distinct_effects(groups, cfg.K),
-               "mean_abs_similarity": round(mean_abs_offdiag(similarity), 4)}
+    effects = effects_of(unet, dirs, model, device)
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "effects": effects,
              "fidelity": fidelity,

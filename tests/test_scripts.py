@@ -34,3 +34,8 @@ def test_equal_change_uses_the_compare_chapters_settings():
 def test_equal_change_refuses_bad_settings_before_any_work(args, message):
     with pytest.raises(SystemExit, match=message):
         _script("equal_change").main(*args)
+
+
+def test_probe_effects_refuses_a_probe_that_was_not_recorded():
+    with pytest.raises(SystemExit, match="no probe 'never-ran' in .*probes.json"):
+        _script("probe_discovery").main("never-ran", "effects=true")
