@@ -96,15 +96,18 @@ def test_a_nan_dm_stops_the_training_notebook(tmp_path, smoke, unet):
     ("lambda_mag", float("nan"), r"lambda_mag=nan is out of range"),
     ("S", -1.0, r"S=-1.0 is out of range: valid \(0, inf\]"),
     ("M", 0, r"M=0 is out of range"),
+    ("lambda_div", -1.0, r"lambda_div=-1.0 is out of range"),
+    ("div_images", 0, r"div_images=0 is out of range"),
 ])
 def test_discovery_settings_out_of_range_are_refused(smoke, field, value, named):
     with pytest.raises(ValueError, match=f"DiscoveryConfig.{named}"):
         dataclasses.replace(smoke.discovery, **{field: value})
 
 
-def test_one_direction_with_an_overlap_penalty_is_refused(smoke):
-    with pytest.raises(ValueError, match="lambda_orth=1.0 .* needs K >= 2 .*set lambda_orth=0"):
-        dataclasses.replace(smoke.discovery, K=1, lambda_orth=1.0)
+@pytest.mark.parametrize("penalty", ["lambda_orth", "lambda_div"])
+def test_one_direction_with_an_overlap_penalty_is_refused(smoke, penalty):
+    with pytest.raises(ValueError, match=f"{penalty}=1.0 .* needs K >= 2 .*set {penalty}=0"):
+        dataclasses.replace(smoke.discovery, K=1, **{penalty: 1.0})
     assert dataclasses.replace(smoke.discovery, K=1).K == 1  # without the penalty one direction is fine
 
 
