@@ -33,12 +33,13 @@ def mean_square_offdiag(m: torch.Tensor) -> torch.Tensor:
     return (m.square().sum() - m.diagonal().square().sum()) / (K * (K - 1))
 
 
-def change_similarity(changes: torch.Tensor) -> torch.Tensor:
+def change_similarity(changes: torch.Tensor, floor: float | torch.Tensor = 1e-12) -> torch.Tensor:
     """Cosine similarity of what two directions do to the same image at the same sign,
     averaged over images and signs: changes [K, B, 2, ...] -> [K, K] (1 on the diagonal
     unless a direction changes nothing). Directions that collapsed onto one effect score
-    near +-1; distinct effects near 0."""
-    unit = F.normalize(changes.flatten(3), dim=3, eps=1e-12)
+    near +-1; distinct effects near 0. A change whose norm is below ``floor`` is divided by
+    ``floor`` instead, so that it counts as (nearly) no change rather than as a direction."""
+    unit = F.normalize(changes.flatten(3), dim=3, eps=floor)
     return torch.einsum("kbsp,jbsp->kj", unit, unit) / (changes.shape[1] * changes.shape[2])
 
 
@@ -230,7 +231,11 @@ def effect_overlap(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps: S
     with shift_h(unet, lambda h, emb: s.view(-1, 1, 1, 1) * shift(h, emb, t, k)):
         eps_shift = unet(x.repeat(2 * K, 1, 1, 1), t)
     change = (eps_shift - eps.repeat(2 * K, 1, 1, 1)).view(2, K, n, -1).permute(1, 2, 0, 3)  # [K, n, 2, pixels]
-    return mean_square_offdiag(change_similarity(change))
+    # changes below 1e-3 of the prediction's norm are rounding (zero heads, the paper's start, leave
+    # only the difference between two batch sizes' arithmetic): dividing them by their own norm would
+    # turn that noise into unit vectors and its gradient into noise divided by a tiny norm
+    floor = 1e-3 * eps.flatten(1).norm(dim=1).mean()
+    return mean_square_offdiag(change_similarity(change, floor))
 
 
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,

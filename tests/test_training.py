@@ -114,12 +114,26 @@ def test_discovery_resume_continues_the_same_run(tmp_path, smoke, unet):
 
 
 def test_a_run_with_the_effect_penalty_resumes_exactly_and_logs_the_overlap(tmp_path, smoke, unet):
+    # bit for bit on one thread; on two, two straight runs already differ in the 7th digit (a known
+    # defect of the penalty's pass, not of resuming), so there the check is to float rounding
     cfg = dataclasses.replace(smoke.discovery, lambda_div=1.0)
-    straight = train_discovery(unet, smoke.unet, cfg, tmp_path / "a", steps=3, progress=False, log_every=1)
-    train_discovery(unet, smoke.unet, cfg, tmp_path / "b", steps=2, progress=False, log_every=1)
-    resumed = train_discovery(unet, smoke.unet, cfg, tmp_path / "b", steps=3, progress=False, log_every=1)
-    assert resumed["log"] == straight["log"]
-    assert all(0 < row["overlap"] <= 1 for row in straight["log"])
+    threads = torch.get_num_threads()
+    for n in (1, threads):
+        torch.set_num_threads(n)
+        try:
+            straight = train_discovery(unet, smoke.unet, cfg, tmp_path / f"a{n}", steps=3, progress=False, log_every=1)
+            train_discovery(unet, smoke.unet, cfg, tmp_path / f"b{n}", steps=2, progress=False, log_every=1)
+            resumed = train_discovery(unet, smoke.unet, cfg, tmp_path / f"b{n}", steps=3, progress=False,
+                                      log_every=1)
+        finally:
+            torch.set_num_threads(threads)
+        if n == 1:
+            assert resumed["log"] == straight["log"]
+        else:
+            assert all(r[key] == pytest.approx(s[key], rel=1e-5, abs=1e-7)
+                       for r, s in zip(resumed["log"], straight["log"], strict=True) for key in s)
+    assert straight["log"][0]["overlap"] < 1e-3  # zero heads (the paper's start): no effect, no overlap
+    assert all(0 < row["overlap"] <= 1 for row in straight["log"][1:])
     assert all(row["overlap"] == 0 for row in _discovery(tmp_path / "off", smoke, unet, steps=2)["log"])
 
 
