@@ -79,7 +79,10 @@ class ShiftBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
-        out = torch.einsum("bchw,boc->bohw", a, self.head_weight[k]) + self.head_bias[k][:, :, None, None]
+        # index_select, not head_weight[k]: the latter's backward accumulates repeated k in a
+        # thread-dependent order (the effect penalty repeats every k), so runs differed on 2 threads
+        out = (torch.einsum("bchw,boc->bohw", a, self.head_weight.index_select(0, k))
+               + self.head_bias[k][:, :, None, None])
         if self.norm == "free":
             return out
         # the squared ratio, so that a zero output (zero heads) gets a finite gradient

@@ -121,8 +121,7 @@ class DiscoveryConfig:
     ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper);
     ``lambda_div`` one on how alike the directions change the model's prediction (their
     effects, :func:`hdisc.discovery.effect_overlap`, measured on ``div_images`` noises of each
-    batch at one shifted node; 0 in the paper). With ``lambda_div`` on, a run is bit for bit
-    reproducible on one thread only: on two, runs agree to about 1e-7 (a known defect, not yet traced).
+    batch at one shifted node; 0 in the paper).
     ``shift_norm`` ``free`` (the paper), ``cap`` or ``fixed`` with ``shift_rms``: the shift
     block's output is left free, capped at, or set to ``shift_rms`` times h's root mean
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).

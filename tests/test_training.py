@@ -114,8 +114,8 @@ def test_discovery_resume_continues_the_same_run(tmp_path, smoke, unet):
 
 
 def test_a_run_with_the_effect_penalty_resumes_exactly_and_logs_the_overlap(tmp_path, smoke, unet):
-    # bit for bit on one thread; on two, two straight runs already differ in the 7th digit (a known
-    # defect of the penalty's pass, not of resuming), so there the check is to float rounding
+    # bit for bit on one thread and on the machine's count (the penalty repeats every k in one batch;
+    # indexing the heads with head_weight[k] made its gradient depend on the thread count)
     cfg = dataclasses.replace(smoke.discovery, lambda_div=1.0)
     threads = torch.get_num_threads()
     for n in (1, threads):
@@ -127,11 +127,7 @@ def test_a_run_with_the_effect_penalty_resumes_exactly_and_logs_the_overlap(tmp_
                                       log_every=1)
         finally:
             torch.set_num_threads(threads)
-        if n == 1:
-            assert resumed["log"] == straight["log"]
-        else:
-            assert all(r[key] == pytest.approx(s[key], rel=1e-5, abs=1e-7)
-                       for r, s in zip(resumed["log"], straight["log"], strict=True) for key in s)
+        assert resumed["log"] == straight["log"]
     assert straight["log"][0]["overlap"] < 1e-3  # zero heads (the paper's start): no effect, no overlap
     assert all(0 < row["overlap"] <= 1 for row in straight["log"][1:])
     assert all(row["overlap"] == 0 for row in _discovery(tmp_path / "off", smoke, unet, steps=2)["log"])
