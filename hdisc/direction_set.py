@@ -24,12 +24,7 @@ from tqdm.auto import tqdm
 from .discovery import ShiftBlock
 from .presets import DiscoveryConfig
 from .sampling import Shift, Shifted, sample_ddim
-from .schedule import Schedule, Steps, ddim_steps
-
-
-def shifted_steps(steps: Steps, t_stop: int) -> int:
-    """How many nodes of a chain take the asymmetric (shifted) step: those with t > t_stop."""
-    return int((steps.t > t_stop).sum())
+from .schedule import Schedule, Steps, ddim_steps, shifted_steps
 
 
 def strengths(S: float, n: int = 5) -> torch.Tensor:

@@ -24,7 +24,7 @@ from .distributed import average_gradients, mean_over_ranks
 from .guard import check_finite, check_finite_grads
 from .presets import DiscoveryConfig, UNetConfig
 from .sampling import Shift, Shifted, ddim_step, sample_ddim
-from .schedule import Steps
+from .schedule import Steps, shifted_steps
 
 
 def mean_square_offdiag(m: torch.Tensor) -> torch.Tensor:
@@ -189,7 +189,7 @@ class StepStats:
     d_fake: float
     acc: float
     mag_err: float
-    overlap: float = 0.0
+    overlap: float
 
 
 def draw_shifts(batch: int, K: int, S: float, generator: torch.Generator, s_min: float = 0.0
@@ -202,25 +202,25 @@ def draw_shifts(batch: int, K: int, S: float, generator: torch.Generator, s_min:
     return k, s
 
 
-def effect_overlap(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps: Steps, x_T: torch.Tensor,
-                   i: int) -> torch.Tensor:
-    """How alike the K directions act, as a differentiable number in [0, 1] (0: every pair acts
-    orthogonally, 1: all act alike): the mean squared off-diagonal :func:`change_similarity` of
-    the changes each direction makes to the model's prediction, at strengths -S/2 and +S/2, at
-    node ``i`` of the plain chain from x_T [n, C, H, W] (a shifted node, t_i > t_stop).
+def effect_similarity(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps: Steps, x_T: torch.Tensor,
+                      i: int) -> torch.Tensor:
+    """What the K directions do alike in one step, [K, K]: :func:`change_similarity` of the
+    changes each direction makes to the model's prediction, at strengths -S/2 and +S/2, at node
+    ``i`` of the plain chain from x_T [n, C, H, W] (a shifted node, t_i > t_stop).
 
     At one node the change of eps is proportional to that of the predicted x_0, so this is a
-    one-step stand-in for :func:`hdisc.directions.change_similarity` of the final edits. On the
-    committed cpu model the one-step |similarities| averaged over the 6 shifted nodes of the
-    M=10 chain correlate 0.80 (over the 992 pairs) with those of the final edits, single nodes
-    0.42-0.82. ``lambda_orth`` penalises alike head weights; this penalises alike effects.
+    one-step stand-in for the similarity of the final edits (``scripts/effect_proxy.py``
+    measures how good a stand-in on the committed cpu model: results/mnist32-cpu/effect_overlap.json).
     Gradients reach ``shift`` through one UNet pass on 2 K n rows with h shifted (not eq. 2's
     asymmetric step: only the shifted prediction is needed); the chain up to node i and the
-    plain prediction run without gradients.
+    plain prediction run without gradients. Changes below 1e-3 of the prediction's norm count
+    as no change: with zero heads (the paper's start) only the rounding between two batch
+    sizes' arithmetic is left, and dividing it by its own norm would turn noise into unit
+    vectors and its gradient into noise over a tiny norm.
     """
     if int(steps.t[i]) <= cfg.t_stop:
         raise ValueError(f"effect_overlap needs a shifted node (t > t_stop = {cfg.t_stop}); node {i} has "
-                         f"t = {int(steps.t[i])}: pick i < {int((steps.t > cfg.t_stop).sum())}")
+                         f"t = {int(steps.t[i])}: pick i < {shifted_steps(steps, cfg.t_stop)}")
     with torch.no_grad():
         x = x_T
         for j in range(i):
@@ -234,11 +234,16 @@ def effect_overlap(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps: S
     with shift_h(unet, lambda h, emb: s.view(-1, 1, 1, 1) * shift(h, emb, t, k)):
         eps_shift = unet(x.repeat(2 * K, 1, 1, 1), t)
     change = (eps_shift - eps.repeat(2 * K, 1, 1, 1)).view(2, K, n, -1).permute(1, 2, 0, 3)  # [K, n, 2, pixels]
-    # changes below 1e-3 of the prediction's norm are rounding (zero heads, the paper's start, leave
-    # only the difference between two batch sizes' arithmetic): dividing them by their own norm would
-    # turn that noise into unit vectors and its gradient into noise divided by a tiny norm
-    floor = 1e-3 * eps.flatten(1).norm(dim=1).mean()
-    return mean_square_offdiag(change_similarity(change, floor))
+    return change_similarity(change, 1e-3 * eps.flatten(1).norm(dim=1).mean())
+
+
+def effect_overlap(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps: Steps, x_T: torch.Tensor,
+                   i: int) -> torch.Tensor:
+    """How alike the K directions act, as a differentiable number in [0, 1] (0: every pair acts
+    orthogonally, 1: all act alike): the mean squared off-diagonal :func:`effect_similarity`
+    (same arguments). ``lambda_orth`` penalises alike head weights; this (``lambda_div``)
+    penalises alike effects."""
+    return mean_square_offdiag(effect_similarity(unet, shift, cfg, steps, x_T, i))
 
 
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,

@@ -123,3 +123,9 @@ def ddim_steps(M: int, schedule: Schedule = DEFAULT) -> Steps:
     abar = abar_all[t]
     abar_prev = torch.cat([abar[1:], torch.ones(1, dtype=torch.float64)])
     return Steps(t=t, abar=abar, abar_prev=abar_prev)
+
+
+def shifted_steps(steps: Steps, t_stop: int) -> int:
+    """How many nodes of a chain take the asymmetric (shifted) step: those with t > t_stop
+    (the first ones, since a chain runs from T down)."""
+    return int((steps.t > t_stop).sum())

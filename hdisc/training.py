@@ -21,14 +21,13 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
-from .direction_set import shifted_steps
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
 from .distributed import distributed, global_batch_norm, mean_over_ranks
 from .files import atomic_save, load_file, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .precision import check_precision, compute_in
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
-from .schedule import DEFAULT, ddim_steps, schedule_of
+from .schedule import DEFAULT, ddim_steps, schedule_of, shifted_steps
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
 DM_WEIGHTS = "dm_ema.pt"

@@ -125,6 +125,8 @@ def main(name: str, *overrides: str) -> None:
              "device": result["trained_on"] or trained_on(device, precision),  # what trained it
              "scored_on": trained_on(device),  # scores move a little between machines (probe r2 in the README)
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
+    if cfg.lambda_div:  # the effect penalty's own measure along the run
+        entry["overlap_curve"] = [[e["step"], round(e["overlap"], 4)] for e in result["log"]]
     write_json(out / ("probe.json" if not only_evaluate else f"probe@{name.split('@')[1]}.json"),
                {**entry, "log": result["log"]})
     record = project_path(f"results/{preset.name}/probes.json")  # every probe, for the book's trade-off plot

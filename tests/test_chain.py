@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from hdisc.chain import backprop_chain, record_chain, run_chain
-from hdisc.direction_set import shifted_steps
 from hdisc.discovery import DiscoveryModel, discovery_step, effect_overlap, make_optimizers
 from hdisc.precision import PRECISIONS, compute_in
 from hdisc.presets import DATASETS, departures, get_preset
 from hdisc.sampling import Shifted, ddim_step, sample_ddim
-from hdisc.schedule import ddim_steps, schedule_of
+from hdisc.schedule import ddim_steps, schedule_of, shifted_steps
 
 
 def _grads(module):

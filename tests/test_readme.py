@@ -109,3 +109,24 @@ def test_the_readme_quotes_the_effect_penalty_probes():
                 f"{effects['distinct_effects']} ({effects['mean_abs_similarity']:.3f}) | "
                 f"{i['interpretable_fraction']:.0%} | {i['signed_fraction']:.0%} | "
                 f"{p['fidelity']['fd_ratio']:.2f} |") in text, label
+
+
+def test_the_readme_quotes_the_effect_proxy_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("effect_overlap.json")
+    mean, corr = record["mean_over_nodes"], [n["corr_abs"] for n in record["nodes"]]
+    assert (f"correlate {mean['corr_abs']:.2f} with those of the final edits over the {record['pairs']} pairs "
+            f"(single nodes {min(corr):.2f}-{max(corr):.2f}), and the average links "
+            f"{mean['pairs_linked_in_both']} of the {record['pairs_linked_final']} pairs") in text
+    assert f"takes {record['median_seconds_per_call']:.1f} s on one thread" in text
+    assert record["environment"]["threads"] == 1 and len(corr) == 6
+
+
+def test_the_readme_quotes_the_effect_penalty_overlap_curves():
+    text = " ".join(project_path("README.md").read_text().split())
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    d2, d1 = probes["d2-committed-b16-div10"]["overlap_curve"], probes["d1-committed-b16-div1"]["overlap_curve"]
+    assert (f"{d2[0][1]:.3f} -> {d2[-1][1]:.3f} from its first to its last logged window; at weight 1, "
+            f"{d1[0][1]:.3f} -> {d1[-1][1]:.3f}") in text
+    d2_wall = _record("probes.json")["probes"]
+    assert f"({next(p for p in d2_wall if p['name'] == 'd2-committed-b16-div10')['wall_s']:,.0f} s for 300" in text
