@@ -221,9 +221,13 @@ def every_method(unet: nn.Module, learned: DirectionSet, classifier: nn.Module |
     return methods, {"pca_spectra": spectra, "jacobian_sigma": sigma, "jacobian_t": int(steps.t[0]), "h_shape": h_shape}
 
 
+TOLERANCE = 0.05
+"""How close (relative) an image change must come to its target to count as equal change."""
+
+
 @torch.no_grad()
 def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float, *, n: int = 4, seed: int = 0,
-                 iters: int = 6, tol: float = 0.05, device: str | torch.device = "cpu") -> tuple[float, float]:
+                 iters: int = 6, tol: float = TOLERANCE, device: str | torch.device = "cpu") -> tuple[float, float]:
     """The step size at which ``dirs`` (rescaled with :meth:`DirectionSet.at_size`) moves the
     image by ``target``: the median over directions of the mean absolute pixel change at
     s = S/2 on ``n`` noises, the interpretability evaluation's ``median_change_half``.
@@ -255,6 +259,6 @@ def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float,
     return min(points, key=lambda p: abs(math.log(max(p[1], 1e-12) / target)))
 
 
-def reached(change: float, target: float, tol: float = 0.05) -> bool:
+def reached(change: float, target: float, tol: float = TOLERANCE) -> bool:
     """Whether ``change`` is within ``tol`` (relative) of ``target``: :func:`matched_size`'s stop."""
     return abs(change - target) <= tol * target

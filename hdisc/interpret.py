@@ -23,7 +23,7 @@ Every function takes images, so any source of directions can be scored the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -190,7 +190,24 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
             "median_keep_full": float(np.median([r["keep_full"] for r in rows])),
             "median_change_half": float(np.median([r["change_by_s"][half] for r in rows])),
             "named_fraction": sum(r["attribute"] is not None for r in rows) / K,
-            **disentanglement(rho)}}
+            "top_rho": [round(r["attribute_rho"], 4) for r in rows], **disentanglement(rho)}}
+
+
+def name_floor(null_rho: Sequence[float], q: float = 0.95) -> float:
+    """How consistently edits with no meaning move a stroke measure: the ``q``-quantile of
+    |rank correlation with s| of the top measure over the directions of a null set
+    (``null_rho``, an evaluation summary's ``top_rho``; random directions at the same image
+    change make the null). A fixed name threshold cannot tell a name from chance: edits of
+    any kind add or remove ink, and at equal change half of all random directions get a
+    name at 0.3 (``equal_change.json``)."""
+    return float(np.quantile(np.abs(np.asarray(null_rho, dtype=float)), q))
+
+
+def named_beyond(summary: dict, floor: float) -> list[int]:
+    """The directions of an evaluation ``summary`` (:func:`evaluate`'s) that pass and move
+    their top stroke measure more consistently than ``floor`` (:func:`name_floor`): edits
+    that are safe *and* carry a name a random edit of the same size would not."""
+    return [k for k in summary["interpretable"] if abs(summary["top_rho"][k]) > floor]
 
 
 def realism(classify: Callable[[torch.Tensor], torch.Tensor], features: Callable[[torch.Tensor], torch.Tensor],

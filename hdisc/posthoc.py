@@ -22,7 +22,7 @@ from .baselines import matched_size, random_set, reached
 from .direction_set import DirectionSet
 from .directions import edit_pairs
 from .discovery import Reconstructor, ShiftBlock
-from .interpret import interpretability, realism
+from .interpret import interpretability, name_floor, named_beyond, realism
 
 
 def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...], K: int, *, epochs: int = 10,
@@ -76,7 +76,8 @@ def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module,
            "named_fraction": s["named_fraction"],
            "disentanglement": s["disentanglement"], "posthoc_rca": vp["rca"], "posthoc_chance": vp["chance"],
            "fd_ratio": fid["fd_ratio"], "fd_edits": fid["fd_edits"], "fd_raw": fid["fd_raw"],
-           "attributes": [r["attribute"] for r in ev["directions"]],
+           "attributes": [r["attribute"] for r in ev["directions"]], "interpretable": s["interpretable"],
+           "top_rho": s["top_rho"],
            "names": [dirs.label(k) for k in range(dirs.K)]}
     return row, ev
 
@@ -101,8 +102,12 @@ def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[s
     run can keep them and resume (to the record's rounding: the target is re-read from the
     learned row). An equal-change row also records the change
     ``matched_size`` reached and whether it is within 5% of the target (``target_reached``):
-    a set whose edits saturate below it is scored at the closest size found. Returns the record
-    ``{"rel": that bound or None, "target_change", "rows": [{"method", "size", "rel", **score row}]}``."""
+    a set whose edits saturate below it is scored at the closest size found. When ``others``
+    holds ``"random"``, its equal-change row is the null of a name
+    (:func:`hdisc.interpret.name_floor`) and every row gains ``named_beyond_random``: the
+    fraction of its directions that pass and are named beyond that floor
+    (:func:`hdisc.interpret.named_beyond`). Returns the record ``{"rel": that bound or None,
+    "target_change", ["name_floor",] "rows": [{"method", "size", "rel", **score row}]}``."""
     shift = learned.shift
     cap = shift.rms if isinstance(shift, ShiftBlock) and shift.norm != "free" else None
     previous = {(r["method"], r["size"]): r for r in done}
@@ -130,4 +135,9 @@ def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[s
     if target > 0:
         for name, other in others.items():
             row(name, "equal change", lambda other=other: at_equal_change(other))
-    return {"rel": cap, "target_change": target, "rows": rows}
+    null = next((r for r in rows if (r["method"], r["size"]) == ("random", "equal change")), None)
+    if null is None:
+        return {"rel": cap, "target_change": target, "rows": rows}
+    floor = name_floor(null["top_rho"])
+    return {"rel": cap, "target_change": target, "name_floor": floor,
+            "rows": [r | {"named_beyond_random": len(named_beyond(r, floor)) / r["K"]} for r in rows]}

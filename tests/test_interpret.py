@@ -9,6 +9,8 @@ from hdisc.interpret import (
     disentanglement,
     evaluate,
     morphometry,
+    name_floor,
+    named_beyond,
     passing_first,
     passing_interval,
     realism,
@@ -137,3 +139,15 @@ def test_realism_is_one_when_edits_look_like_the_raw_samples():
 def test_directions_that_pass_lead_and_each_group_keeps_its_order():
     rows = [{"k": k, "passes": k in (1, 4)} for k in range(5)]
     assert passing_first([3, 4, 0, 1, 2], rows) == [4, 1, 3, 0, 2]
+
+
+def test_a_name_counts_only_beyond_the_null_and_only_for_a_direction_that_passes():
+    record = evaluate(torch.cat([sweeps_of(thicker), sweeps_of(slanted)]), SVALS, same_class, S)
+    s = record["summary"]
+    assert s["top_rho"] == [round(r["attribute_rho"], 4) for r in record["directions"]]
+    assert named_beyond(s, 0.5) == [0, 1] and named_beyond(s, 1.0) == []  # rank correlations reach 1 at most
+    # the floor is a quantile of |rho| over the null's directions, whatever their sign
+    assert name_floor([0.1, -0.8, 0.3, -0.2, 0.0]) == pytest.approx(np.quantile([0.1, 0.8, 0.3, 0.2, 0.0], 0.95))
+    assert name_floor([0.1, -0.8, 0.3], q=1.0) == pytest.approx(0.8)
+    # direction 1 is named but fails, direction 2 passes without a name beyond the floor
+    assert named_beyond({"interpretable": [0, 2], "top_rho": [-0.9, 0.95, 0.4]}, 0.5) == [0]

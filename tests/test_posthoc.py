@@ -6,6 +6,7 @@ import torch
 from hdisc.baselines import matched_size, random_directions, random_set
 from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.directions import edit_pairs
+from hdisc.interpret import name_floor, named_beyond
 from hdisc.metrics import MnistNet
 from hdisc.posthoc import posthoc_rca, score_at_equal_change
 from hdisc.schedule import ddim_steps
@@ -54,8 +55,14 @@ def test_equal_change_scores_the_learned_set_as_trained_and_the_others_at_its_ch
     size, reached = matched_size(unet, floor, own["target_change"], 0.5, n=2, seed=1)
     assert own["rows"][2]["rel"] == pytest.approx(size)
     assert own["rows"][2]["median_change_half"] == pytest.approx(reached, rel=0.01)  # edited in other batches
+    # random directions at equal change are the null of a name
+    assert own["name_floor"] == pytest.approx(name_floor(own["rows"][2]["top_rho"]))
+    for r in own["rows"]:
+        assert r["named_beyond_random"] == len(named_beyond(r, own["name_floor"])) / r["K"]
+    assert own["rows"][2]["named_beyond_random"] <= 1 / 3  # of 3, only the largest |rho| exceeds the 95th percentile
     free = score_at_equal_change(unet, dirs, {}, net, real, smoke.unet.h_shape, rel=0.5, **budget)
     assert free["rel"] is None and [r["size"] for r in free["rows"]] == ["as trained"]
+    assert "name_floor" not in free and "named_beyond_random" not in free["rows"][0]  # no null, no calibrated name
 
 
 def test_equal_change_resumes_from_the_rows_it_kept_without_scoring_them_again(unet, smoke, dirs, monkeypatch):
@@ -68,7 +75,8 @@ def test_equal_change_resumes_from_the_rows_it_kept_without_scoring_them_again(u
     budget = {"rel": 0.5, "n_interp": 2, "n_train": 2, "n_test": 1, "epochs": 1, "seed": 0}
     kept = []
     whole = score_at_equal_change(*args, **budget, on_row=lambda rows: kept.append([dict(r) for r in rows]))
-    assert [len(rows) for rows in kept] == [1, 2, 3] and kept[-1] == whole["rows"]
+    assert [len(rows) for rows in kept] == [1, 2, 3]
+    assert kept[-1] == [{k: v for k, v in r.items() if k != "named_beyond_random"} for r in whole["rows"]]
     scored = []
     real_score = posthoc.score_directions
     monkeypatch.setattr(posthoc, "score_directions", lambda *a, **k: scored.append(1) or real_score(*a, **k))

@@ -55,12 +55,12 @@ def test_a_gpu_benchmark_names_its_device_and_what_did_not_fit():
 def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
     row = {"posthoc_rca": 0.03, "posthoc_chance": 0.031, "K": 32, "named_fraction": 0.9, "fd_ratio": 1.0,
            "interpretable_fraction": 0.25, "signed_fraction": 1.0, "median_keep_half": 0.75,
-           "median_change_half": 0.03, "disentanglement": 0.085}
+           "median_change_half": 0.03, "disentanglement": 0.085, "named_beyond_random": 0.0}
     record = {"preset": "cpu", "rel": 0.5, "rows": [row | {"method": "random"}], "own_size": {
-        "rel": 0.1, "target_change": 0.028, "rows": [
+        "rel": 0.1, "target_change": 0.028, "name_floor": 0.6234, "rows": [
             row | {"method": "learned, as trained", "size": "as trained (cap)", "rel": 0.1},
             row | {"method": "random", "size": "equal |dh|", "rel": 0.1, "interpretable_fraction": 0.69,
-                   "interpretable_interval": [0.5, 0.8125]},
+                   "interpretable_interval": [0.5, 0.8125], "named_beyond_random": 0.125},
             row | {"method": "random", "size": "equal change", "rel": 0.311, "interpretable_fraction": 0.06,
                    "matched_change": 0.0281, "target_reached": True},
             row | {"method": "supervised", "size": "equal change", "rel": 0.01, "matched_change": 0.008,
@@ -70,8 +70,9 @@ def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
     title = next(t for t in tables if "at equal image change" in t)
     assert "preset `cpu`" in title and "the learned set's, 0.028)" in title
     lines = tables[title].splitlines()
-    assert lines[3] == r"| random | equal \|dh\| | 0.1 | 69% | 50%-81% | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
-    assert lines[4] == "| random | equal change | 0.311 | 6% |  | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
+    assert "| pass and named beyond random (abs rho > 0.62) |" in lines[0]
+    assert lines[3] == r"| random | equal \|dh\| | 0.1 | 69% | 50%-81% | 12% | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
+    assert lines[4] == "| random | equal change | 0.311 | 6% |  | 0% | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
     assert lines[5].startswith("| supervised | equal change (missed: 0.008) | 0.01 | 25% |")  # short of 0.028
     same = next(t for t in tables if "on one yardstick" in t)  # the chapter's table, built by the same function
     assert tables[same].splitlines()[2] == "| random | 32 | 25% | 75% | 0.03 | 90% | 0.085 | 0.03 (0.03) | 1 |"
