@@ -12,7 +12,10 @@ they pass 97%: the pass test says an edit is safe, not that it has a name).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +25,7 @@ from .baselines import matched_size, random_set, reached
 from .direction_set import DirectionSet
 from .directions import edit_pairs
 from .discovery import Reconstructor, ShiftBlock
+from .files import sha256
 from .interpret import interpretability, name_floor, named_beyond, realism
 
 
@@ -141,3 +145,20 @@ def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[s
     floor = name_floor(null["top_rho"])
     return {"rel": cap, "target_change": target, "name_floor": floor,
             "rows": [r | {"named_beyond_random": len(named_beyond(r, floor)) / r["K"]} for r in rows]}
+
+
+def recorded_name_floor(record: str | os.PathLike, files: Mapping[str, str | os.PathLike | None], n_interp: int,
+                        seed: int) -> float | None:
+    """The ``name_floor`` of an equal-change record (``scripts/equal_change.py``'s, written by
+    :func:`score_at_equal_change`) when it holds for an evaluation of the same directions: the
+    record's model files have the sha256 of ``files`` ({role: path or None}, as chapters
+    record them) and it was scored on ``n_interp`` noises of the same ``seed``. Else None: a
+    floor belongs to its DM, the learned set's change and its noise count (a Spearman rho
+    over fewer noises strays further from 0 by chance)."""
+    record = Path(record)
+    if not record.is_file():
+        return None
+    rec = json.loads(record.read_text())
+    models = {role: None if m is None else m["sha256"] for role, m in rec.get("models", {}).items()}
+    same = models == {role: None if f is None else sha256(f) for role, f in files.items()}
+    return rec.get("name_floor") if same and (rec.get("n_interp"), rec.get("seed")) == (n_interp, seed) else None

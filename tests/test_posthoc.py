@@ -8,7 +8,8 @@ from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.directions import edit_pairs
 from hdisc.interpret import name_floor, named_beyond
 from hdisc.metrics import MnistNet
-from hdisc.posthoc import posthoc_rca, score_at_equal_change
+from hdisc.posthoc import posthoc_rca, recorded_name_floor, score_at_equal_change
+from hdisc.runs import write_record
 from hdisc.schedule import ddim_steps
 
 
@@ -83,3 +84,16 @@ def test_equal_change_resumes_from_the_rows_it_kept_without_scoring_them_again(u
     again = []
     resumed = score_at_equal_change(*args, **budget, done=kept[1], on_row=lambda rows: again.append(len(rows)))
     assert resumed == whole and len(scored) == 1 and again == [3]  # only the missing row was scored
+
+
+def test_a_recorded_name_floor_holds_only_for_its_models_and_noises(tmp_path):
+    dm, dirs_file = tmp_path / "dm.pt", tmp_path / "directions.pt"
+    dm.write_bytes(b"dm"), dirs_file.write_bytes(b"directions")
+    files = {"dm": dm, "directions": dirs_file}
+    record = tmp_path / "equal_change.json"
+    assert recorded_name_floor(record, files, 16, 0) is None  # no record
+    write_record(record, {"n_interp": 16, "seed": 0, "name_floor": 0.62}, files)
+    assert recorded_name_floor(record, files, 16, 0) == 0.62
+    assert recorded_name_floor(record, files, 4, 0) is None and recorded_name_floor(record, files, 16, 1) is None
+    dirs_file.write_bytes(b"directions trained on")  # other directions: another change, another floor
+    assert recorded_name_floor(record, files, 16, 0) is None
