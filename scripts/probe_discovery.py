@@ -42,11 +42,15 @@ from hdisc.runs import find_dm
 from hdisc.schedule import schedule_of
 from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
 
+SCORE = {"rca_pairs": 256, "fd_samples": 500, "effect_noises": 16}
+"""How much every probe is scored on: fresh pairs for the RCA, shifted and raw samples (and
+test digits) for FD-MnistNet, noises for the distinct effects (the directions chapter's)."""
+
 
 def effects_of(unet: torch.nn.Module, dirs: DirectionSet, model: torch.nn.Module, device: str) -> dict:
     """How many distinct effects the directions have, as the directions chapter counts them:
     alike groups (|cosine| >= 0.7 between image changes) on 16 noises of seed 0."""
-    similarity = ranked(unet, dirs, model.discriminator, 16, seed=0, device=device).similarity
+    similarity = ranked(unet, dirs, model.discriminator, SCORE["effect_noises"], seed=0, device=device).similarity
     groups = alike_groups(similarity)
     return {"alike_groups": groups, "distinct_effects": distinct_effects(groups, dirs.K),
             "mean_abs_similarity": round(mean_abs_offdiag(similarity), 4)}
@@ -111,11 +115,12 @@ def main(name: str, *overrides: str) -> None:
     model, _ = load_directions(out / "directions.pt", preset.unet, cfg)
     model = model.to(device)
     dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
-    rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, 256, 32, torch.Generator().manual_seed(1), device)
+    rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, SCORE["rca_pairs"], 32, torch.Generator().manual_seed(1),
+                                 device)
     net = mnist_net(project_path("models/mnist_net.pt"))
     scores = interpretability(unet, dirs, n_eval, net, seed=2, device=device)
-    real = held_out_images(preset.data, None, 500)
-    raw, shifted, _, _ = edit_pairs(unet, dirs, 500, 1, seed=3, batch=100, device=device)
+    real = held_out_images(preset.data, None, SCORE["fd_samples"])
+    raw, shifted, _, _ = edit_pairs(unet, dirs, SCORE["fd_samples"], 1, seed=3, batch=100, device=device)
     fidelity = realism(net, net.features, raw, shifted, real)
     effects = effects_of(unet, dirs, model, device)
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
