@@ -91,11 +91,11 @@ if dataset == "mnist32" and n_interp > 0:
     interp = interpretability(unet, dirs, n_interp, net, seed=seed + 1, device=dev)
     interp.pop("sweeps")
     rows = interp["directions"]
-    order = passing_first(by_change_realism, rows)
     summ = interp["summary"]
     floor = recorded_name_floor(project_path(f"results/{cfg.name}/equal_change.json"), files, n_interp, seed)
     beyond = named_beyond(summ, floor) if floor is not None else None
     interp["name_floor"], interp["named_beyond_random"] = floor, beyond
+    order = passing_first(by_change_realism, rows, beyond or ())
     display(Markdown(markdown_table(
         ["measure", "value"],
         [["directions that pass (signed, smooth, class kept at |s| = S/2)",
@@ -194,8 +194,9 @@ write_record(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
     "order": order, "change": [change[k].item() for k in order],
     "realism": [real[k].item() for k in order],
-    "ranked_by": "passes the interpretability evaluation, then change * realism" if interp
-    else "change * realism", **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed}, files)
+    "ranked_by": "passes the interpretability evaluation, then named beyond random (when a floor is recorded), "
+    "then change * realism" if interp else "change * realism",
+    **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed}, files)
 print(f"wrote {shown_path(out / 'directions.json')}")
 
 

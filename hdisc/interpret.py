@@ -241,7 +241,8 @@ def interpretability(unet: torch.nn.Module, dirs: DirectionSet, n: int, classifi
     return evaluate(sweeps, svals, classifier.cpu(), dirs.S) | {"sweeps": sweeps}
 
 
-def passing_first(order: list[int], rows: list[dict]) -> list[int]:
+def passing_first(order: list[int], rows: list[dict], named: Sequence[int] = ()) -> list[int]:
     """``order`` (direction indices) with the directions that pass moved ahead of the others,
-    each group keeping its order; ``rows`` are :func:`evaluate`'s per-direction records."""
-    return sorted(order, key=lambda k: not rows[k]["passes"])
+    and among those the ``named`` ones (:func:`named_beyond`) first, each group keeping its
+    order; ``rows`` are :func:`evaluate`'s per-direction records."""
+    return sorted(order, key=lambda k: (not rows[k]["passes"], k not in named))

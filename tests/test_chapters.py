@@ -14,7 +14,8 @@ def test_directions_chapter(tmp_path, trained):
     out = run("directions", tmp_path, n_rank=2, n_interp=2, n_examples=2, n_show=2, **trained)
     record = json.loads((out / "directions.json").read_text())
     assert sorted(record["order"]) == [0, 1, 2, 3]
-    assert record["ranked_by"] == "passes the interpretability evaluation, then change * realism"
+    assert record["ranked_by"] == ("passes the interpretability evaluation, then named beyond random (when a floor is "
+                                   "recorded), then change * realism")
     interp = record["interpretability"]
     assert [row["k"] for row in interp["directions"]] == [0, 1, 2, 3] and interp["n_images"] == 2
     passes = [interp["directions"][k]["passes"] for k in record["order"]]

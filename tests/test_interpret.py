@@ -139,6 +139,7 @@ def test_realism_is_one_when_edits_look_like_the_raw_samples():
 def test_directions_that_pass_lead_and_each_group_keeps_its_order():
     rows = [{"k": k, "passes": k in (1, 4)} for k in range(5)]
     assert passing_first([3, 4, 0, 1, 2], rows) == [4, 1, 3, 0, 2]
+    assert passing_first([3, 4, 0, 1, 2], rows, named=[1]) == [1, 4, 3, 0, 2]  # named beyond random lead
 
 
 def test_a_name_counts_only_beyond_the_null_and_only_for_a_direction_that_passes():
