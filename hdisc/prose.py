@@ -203,6 +203,12 @@ def _compare(r: dict) -> str:
                     else "pass about as often as the training-free methods" if mine >= free[0]
                     else "pass less often than the training-free methods")
             text += f" ({r['n_interp']} noises per direction: a few directions either way are within noise)."
+        if "name_floor" in own:
+            named = {x["method"]: x["named_beyond_random"] for x in equal if x["method"] != "random"}
+            text += (f" Passing says an edit is safe, not that it has a name. Counting only the directions that pass "
+                     f"and move a stroke measure more consistently than 95% of the random ones at equal change "
+                     f"(|rho| > {own['name_floor']:.2f}): the learned set {_pct(learned['named_beyond_random'])}"
+                     + "".join(f", {m} {_pct(v)}" for m, v in named.items()) + ".")
     return text
 
 
