@@ -3,6 +3,7 @@
 import json
 
 from hdisc.files import project_path
+from hdisc.interpret import named_beyond
 
 
 def _record(name):
@@ -21,8 +22,22 @@ def test_the_readme_headline_table_quotes_the_committed_records():
     interp = _record("directions.json")["interpretability"]["summary"]
     fd = _record("fid.json")["rows"][0]
     assert any(r.startswith(f"| RCA, {rca['rca_n']:,} fresh pairs") and f"| {rca['rca']:.3f} |" in r for r in rows)
-    assert any(r.startswith("| directions a person can name") and f"| {len(interp['interpretable'])} of {interp['K']}"
+    assert any(r.startswith("| directions that pass") and f"| {len(interp['interpretable'])} of {interp['K']}"
                in r for r in rows)
+    equal = _record("equal_change.json")
+    by = {(r["method"], r["size"]): r for r in equal["rows"]}
+
+    def named(method, size="equal change"):
+        return round(by[(method, size)]["named_beyond_random"] * by[(method, size)]["K"])
+
+    learned = by[("learned, as trained", "as trained (cap)")]
+    assert any(r.startswith("| directions a person can name") and f"(\\|rho\\| > {equal['name_floor']:.2f};" in r
+               and f"| {named('learned, as trained', 'as trained (cap)')} of 32 "
+               f"({learned['named_beyond_random']:.0%}), all area+ (more ink); random directions {named('random')} of "
+               f"32 ({by[('random', 'equal change')]['named_beyond_random']:.0%}), Jacobian "
+               f"{named('Jacobian (one image)')} of 32, supervised {named('supervised')} of 16 |" in r for r in rows)
+    beyond = named_beyond(learned, equal["name_floor"])
+    assert {learned["attributes"][k] for k in beyond} == {"area+"}
     assert any(r.startswith("| FD-MnistNet") and f"| {fd['shifted']:.1f} / {fd['raw']:.1f} = "
                f"{fd['shifted'] / fd['raw']:.2f} |" in r for r in rows)
 
@@ -74,7 +89,7 @@ def test_the_readme_quotes_the_16_noise_equal_change_record():
     def pct(row):
         return f"{row['interpretable_fraction']:.0%}"
 
-    assert record["n_interp"] == 16 and f"in {record['wall_s']:,.0f} s at one thread" in text
+    assert record["n_interp"] == 16
     assert (f"random directions at equal change pass {pct(rand)} and the learned ones {pct(learned)}, the fewest of "
             "any method") in text
     assert f"median change at S/2 is {record['target_change']:.3f} there" in text
@@ -87,6 +102,37 @@ def test_the_readme_quotes_the_16_noise_equal_change_record():
     assert all(r["interpretable_fraction"] > learned["interpretable_fraction"] for r in others)  # "the fewest"
     matched = [r for r in record["rows"] if r["size"] == "equal change"]
     assert all(r["target_reached"] for r in matched) and "reached the target within 5%" in text
+    floor = record["name_floor"]
+    assert f"(`hdisc.interpret.name_floor`: {floor:.2f}; their largest is {max(map(abs, rand['top_rho'])):.2f})" in text
+
+    def named(row):
+        return named_beyond(row, floor)
+
+    assert (f"learned {len(named(learned))} of 32 ({', '.join(map(str, named(learned)))}, all area+: one effect, more "
+            f"ink), random {len(named(rand))} (by construction about 5%), PCA {len(named(pca))}, Jacobian "
+            f"{len(named(jac))} (slant, area, width), supervised {len(named(sup))} of 16 "
+            f"({', '.join(sup['attributes'][k] for k in named(sup))})") in text
+    assert {jac["attributes"][k][:-1] for k in named(jac)} == {"slant", "area", "width"}
+
+    def clear(row):  # clear the floor, pass or not
+        return [k for k in range(row["K"]) if abs(row["top_rho"][k]) > floor]
+
+    strong = clear(learned)
+    failing = [k for k in strong if k not in learned["interpretable"]]
+    rho = sorted(abs(learned["top_rho"][k]) for k in strong)
+    assert (f"({len(strong)} of 32 clear the floor, |rho| {rho[0]:.2f}-{rho[-1]:.2f}, against Jacobian's "
+            f"{len(clear(jac))} and PCA's {len(clear(pca))}), but {len(failing)} of those {len(strong)} fail it"
+            ) in text
+    keep = _record("directions.json")["interpretability"]["directions"]  # the same noises (seed 1, 16)
+    assert [round(keep[k]["attribute_rho"], 4) for k in range(32)] == learned["top_rho"]
+    assert all(keep[k]["signed"] and keep[k]["smooth"] for k in failing)
+    lo, hi = min(keep[k]["keep_half"] for k in failing), max(keep[k]["keep_half"] for k in failing)
+    assert f"keep the digit in {lo:.0%}-{hi:.0%} of their edits at S/2".replace("%-", "-") in text
+    names = [learned["attributes"][k] for k in strong]
+    assert (f"area+ ({['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][names.count('area+') - 1]} "
+            f"directions), area- (two) and thickness- (one)") in text and names.count("area-") == 2
+    assert names.count("thickness-") == 1 and len(names) == 11
+    assert f"in {record['wall_s']:,.0f} s at one thread, beside a probe" in text
 
 
 def test_the_readme_quotes_the_jacobian_memory_record():
