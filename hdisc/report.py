@@ -51,16 +51,17 @@ def compare_table(rows: list[dict]) -> str:
 def equal_change_table(own: dict) -> str:
     """The learned set at its own size and the others at equal change (``compare.json``'s
     ``own_size``, from :func:`hdisc.posthoc.score_at_equal_change`) as a table."""
+    named = "name_floor" in own  # records from before the null of a name have no such column
     return markdown_table(
-        ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)", "95% interval over noises",
-         "pass and named beyond random" + (f" (abs rho > {own['name_floor']:.2f})" if "name_floor" in own else ""),
-         "signed", "class kept at S/2 (median)", "change at S/2 (median)", "post-hoc RCA (chance)", "FD edits / raw"],
+        ["method", "size", "|dh| / rms(h) at s=1", "pass (signed, smooth, class kept)", "95% interval over noises"]
+        + ([f"pass and named beyond random (abs rho > {own['name_floor']:.2f})"] if named else [])
+        + ["signed", "class kept at S/2 (median)", "change at S/2 (median)", "post-hoc RCA (chance)", "FD edits / raw"],
         [[r["method"], r["size"] + ("" if r.get("target_reached", True) else f" (missed: {r['matched_change']:.3f})"),
           "free" if r["rel"] is None else r["rel"], f"{r['interpretable_fraction']:.0%}",
-          "{:.0%}-{:.0%}".format(*r["interpretable_interval"]) if r.get("interpretable_interval") else "",
-          f"{r['named_beyond_random']:.0%}" if "named_beyond_random" in r else "",
-          f"{r['signed_fraction']:.0%}", f"{r['median_keep_half']:.0%}", r["median_change_half"],
-          f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in own["rows"]])
+          "{:.0%}-{:.0%}".format(*r["interpretable_interval"]) if r.get("interpretable_interval") else ""]
+         + ([f"{r['named_beyond_random']:.0%}"] if named else [])
+         + [f"{r['signed_fraction']:.0%}", f"{r['median_keep_half']:.0%}", r["median_change_half"],
+            f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in own["rows"]])
 
 
 def _preset(rec: dict) -> str:

@@ -74,5 +74,10 @@ def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
     assert lines[3] == r"| random | equal \|dh\| | 0.1 | 69% | 50%-81% | 12% | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
     assert lines[4] == "| random | equal change | 0.311 | 6% |  | 0% | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
     assert lines[5].startswith("| supervised | equal change (missed: 0.008) | 0.01 | 25% |")  # short of 0.028
+    del record["own_size"]["name_floor"]  # a record from before the null of a name: no such column
+    (tmp_path / "compare.json").write_text(json.dumps(record))
+    lines = reproduction_tables(load_records(tmp_path))[title].splitlines()
+    assert "named beyond random" not in lines[0]
+    assert lines[4] == "| random | equal change | 0.311 | 6% |  | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
     same = next(t for t in tables if "on one yardstick" in t)  # the chapter's table, built by the same function
     assert tables[same].splitlines()[2] == "| random | 32 | 25% | 75% | 0.03 | 90% | 0.085 | 0.03 (0.03) | 1 |"
