@@ -190,7 +190,8 @@ def evaluate(sweeps: torch.Tensor, svals: torch.Tensor, classify: Callable[[torc
             "median_keep_full": float(np.median([r["keep_full"] for r in rows])),
             "median_change_half": float(np.median([r["change_by_s"][half] for r in rows])),
             "named_fraction": sum(r["attribute"] is not None for r in rows) / K,
-            "top_rho": [round(r["attribute_rho"], 4) for r in rows], **disentanglement(rho)}}
+            "top_rho": [round(r["attribute_rho"], 4) for r in rows], "attributes": [r["attribute"] for r in rows],
+            **disentanglement(rho)}}
 
 
 def name_floor(null_rho: Sequence[float], q: float = 0.95) -> float:

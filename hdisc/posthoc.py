@@ -80,7 +80,7 @@ def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module,
            "named_fraction": s["named_fraction"],
            "disentanglement": s["disentanglement"], "posthoc_rca": vp["rca"], "posthoc_chance": vp["chance"],
            "fd_ratio": fid["fd_ratio"], "fd_edits": fid["fd_edits"], "fd_raw": fid["fd_raw"],
-           "attributes": [r["attribute"] for r in ev["directions"]], "interpretable": s["interpretable"],
+           "attributes": s["attributes"], "interpretable": s["interpretable"],
            "top_rho": s["top_rho"],
            "names": [dirs.label(k) for k in range(dirs.K)]}
     return row, ev

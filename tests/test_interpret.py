@@ -146,6 +146,7 @@ def test_a_name_counts_only_beyond_the_null_and_only_for_a_direction_that_passes
     record = evaluate(torch.cat([sweeps_of(thicker), sweeps_of(slanted)]), SVALS, same_class, S)
     s = record["summary"]
     assert s["top_rho"] == [round(r["attribute_rho"], 4) for r in record["directions"]]
+    assert s["attributes"] == ["thickness+", "slant+"]  # a probe's record keeps its names
     assert named_beyond(s, 0.5) == [0, 1] and named_beyond(s, 1.0) == []  # rank correlations reach 1 at most
     # the floor is a quantile of |rho| over the null's directions, whatever their sign
     assert name_floor([0.1, -0.8, 0.3, -0.2, 0.0]) == pytest.approx(np.quantile([0.1, 0.8, 0.3, 0.2, 0.0], 0.95))
