@@ -147,7 +147,8 @@ def test_the_readme_quotes_the_effect_penalty_probes():
     rows = {"committed model (g3@1000)": ("g3-q2-cap0.1-b64@1000", "committed@1000-n48"),
             "d0": ("d0-committed-b16",) * 2, "d1": ("d1-committed-b16-div1",) * 2,
             "d2": ("d2-committed-b16-div10",) * 2,
-            "d3: d2's directions, 1 joint step, then 99 of R and D alone at batch 64": ("d3-d2-freeze-R100",) * 2}
+            "d3: d2's directions, 1 joint step, then 99 of R and D alone at batch 64": ("d3-d2-freeze-R100",) * 2,
+            "d4: d2 continued jointly to step 900": ("d4-d2-div10-long@900",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -174,5 +175,29 @@ def test_the_readme_quotes_the_effect_penalty_overlap_curves():
     d2, d1 = probes["d2-committed-b16-div10"]["overlap_curve"], probes["d1-committed-b16-div1"]["overlap_curve"]
     assert (f"{d2[0][1]:.3f} -> {d2[-1][1]:.3f} from its first to its last logged window; at weight 1, "
             f"{d1[0][1]:.3f} -> {d1[-1][1]:.3f}") in text
-    d2_wall = _record("probes.json")["probes"]
-    assert f"({next(p for p in d2_wall if p['name'] == 'd2-committed-b16-div10')['wall_s']:,.0f} s for 300" in text
+    assert f"d2 took {probes['d2-committed-b16-div10']['wall_s']:,.0f} s for 300" in text
+
+
+def test_the_readme_quotes_the_long_effect_penalty_probe():
+    text = " ".join(project_path("README.md").read_text().split())
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    d4, d2 = probes["d4-d2-div10-long@900"], probes["d2-committed-b16-div10"]
+    equal = _record("equal_change.json")
+    i = d4["interpretability"]
+    beyond = named_beyond(i, equal["name_floor"])
+    assert f"{d4['wall_s']:,.0f} s of training over two sessions" in text
+    assert (f"The overlap fell further ({d2['overlap_curve'][-1][1]:.3f} -> {d4['overlap_curve'][-1][1]:.3f}), "
+            f"{d4['effects']['distinct_effects']} distinct effects remain ({len(d4['effects']['alike_groups'])} pairs "
+            f"alike), RCA rose to {d4['rca']:.3f} jointly (d2: {d2['rca']:.3f}; the committed model: "
+            f"{probes['g3-q2-cap0.1-b64@1000']['rca']:.3f}) and the passing share recovered to "
+            f"{i['interpretable_fraction']:.0%} (d2: {d2['interpretability']['interpretable_fraction']:.0%}), still "
+            f"with fewer signed directions ({i['signed_fraction']:.0%})") in text
+    assert all(len(g) == 2 for g in d4["effects"]["alike_groups"])
+    assert (f"On its probe noises {len(beyond)} of the {len(i['interpretable'])} that pass also clear the name floor "
+            f"of `equal_change.json` (|rho| > {equal['name_floor']:.2f}") in text
+    names = {}
+    for k in beyond:
+        names.setdefault(i["attributes"][k], []).append(str(k))
+    assert all(f"{a} ({', '.join(ks)})" in text for a, ks in names.items()) and len(names) == 4
+    assert (f"RCA rose by {d4['rca'] - d2['rca']:.3f} and distinct effects by "
+            f"{d4['effects']['distinct_effects'] - d2['effects']['distinct_effects']}") in text
