@@ -94,7 +94,7 @@ if dataset == "mnist32" and n_interp > 0:
     summ = interp["summary"]
     floor = recorded_name_floor(project_path(f"results/{cfg.name}/equal_change.json"), files, n_interp, seed)
     beyond = named_beyond(summ, floor) if floor is not None else None
-    interp["name_floor"], interp["named_beyond_random"] = floor, beyond
+    interp["name_floor"], interp["named_beyond"] = floor, beyond
     order = passing_first(by_change_realism, rows, beyond or ())
     display(Markdown(markdown_table(
         ["measure", "value"],

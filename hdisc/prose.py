@@ -78,8 +78,8 @@ def _directions(r: dict) -> str:
         text += (f" A stroke measure names {_pct(s['named_fraction'])} of them (the clearest: direction "
                  f"{best['k']}, {best['attribute']}, rho {best['attribute_rho']:.2f}); disentanglement "
                  f"{s['disentanglement']:.2f} (1: one measure per direction).")
-    if interp.get("named_beyond_random") is not None:
-        beyond = interp["named_beyond_random"]
+    if interp.get("named_beyond") is not None:
+        beyond = interp["named_beyond"]
         text += (f" A name counts beyond chance only when its |rho| exceeds {interp['name_floor']:.2f}, the 95th "
                  "percentile over random directions that change the image as much (`equal_change.json`): "
                  + (f"{len(beyond)} of {s['K']} directions pass and clear it ({', '.join(map(str, beyond))})."

@@ -26,7 +26,7 @@ def test_directions_chapter(tmp_path, trained):
         assert part == sorted(part, reverse=True)
     assert all(0 < r <= 1 for r in record["realism"])
     assert 0 <= interp["summary"]["interpretable_fraction"] <= 1 and len(interp["matrix"]) == 4
-    assert interp["name_floor"] is None and interp["named_beyond_random"] is None  # no equal-change record for it
+    assert interp["name_floor"] is None and interp["named_beyond"] is None  # no equal-change record for it
     assert 0 <= record["mean_abs_similarity_all"] <= 1 and 0 <= record["mean_abs_similarity_top16"] <= 1
     sim = torch.tensor(record["similarity"])  # the full matrix, and its groups of alike directions
     assert sim.shape == (4, 4) and record["alike_groups"] == alike_groups(sim, record["alike_threshold"])

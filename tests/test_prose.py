@@ -33,11 +33,11 @@ def test_the_directions_paragraph_reads_its_record():
     record["interpretability"]["summary"]["median_keep_half"] = 0.84  # the median direction keeps the digit
     assert "change what the digit is" not in what_this_shows("directions", record)
     assert "beyond chance" not in what_this_shows("directions", record)  # no equal-change record: no floor
-    record["interpretability"] |= {"name_floor": 0.6234, "named_beyond_random": [2, 3]}
+    record["interpretability"] |= {"name_floor": 0.6234, "named_beyond": [2, 3]}
     assert ("only when its |rho| exceeds 0.62, the 95th percentile over random directions that change the image as "
             "much (`equal_change.json`): 2 of 32 directions pass and clear it (2, 3).") in what_this_shows(
                 "directions", record)
-    record["interpretability"]["named_beyond_random"] = []
+    record["interpretability"]["named_beyond"] = []
     assert "none of the directions that pass clears it." in what_this_shows("directions", record)
 
 
