@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -25,8 +25,8 @@ from .baselines import matched_size, random_set, reached
 from .direction_set import DirectionSet
 from .directions import edit_pairs
 from .discovery import Reconstructor, ShiftBlock
-from .files import sha256
 from .interpret import interpretability, name_floor, named_beyond, realism
+from .runs import computed_from
 
 
 def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...], K: int, *, epochs: int = 10,
@@ -147,7 +147,7 @@ def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[s
             "rows": [r | {"named_beyond_random": len(named_beyond(r, floor)) / r["K"]} for r in rows]}
 
 
-def recorded_name_floor(record: str | os.PathLike, files: Mapping[str, str | os.PathLike | None], n_interp: int,
+def recorded_name_floor(record: str | os.PathLike, files: dict[str, str | os.PathLike | None], n_interp: int,
                         seed: int) -> float | None:
     """The ``name_floor`` of an equal-change record (``scripts/equal_change.py``'s, written by
     :func:`score_at_equal_change`) when it holds for an evaluation of the same directions: the
@@ -159,6 +159,5 @@ def recorded_name_floor(record: str | os.PathLike, files: Mapping[str, str | os.
     if not record.is_file():
         return None
     rec = json.loads(record.read_text())
-    models = {role: None if m is None else m["sha256"] for role, m in rec.get("models", {}).items()}
-    same = models == {role: None if f is None else sha256(f) for role, f in files.items()}
-    return rec.get("name_floor") if same and (rec.get("n_interp"), rec.get("seed")) == (n_interp, seed) else None
+    same = computed_from(rec, files) and (rec.get("n_interp"), rec.get("seed")) == (n_interp, seed)
+    return rec.get("name_floor") if same else None

@@ -47,6 +47,13 @@ def write_record(path: str | os.PathLike, record: dict, files: dict[str, str | o
     return write_json(path, {**record, "models": models, "environment": record.get("environment", environment())})
 
 
+def computed_from(record: dict, files: dict[str, str | os.PathLike | None]) -> bool:
+    """Whether ``record`` (as :func:`write_record` wrote it) was computed from the model files
+    ``files`` ({role: path or None}): the same roles, each file with the recorded sha256."""
+    recorded = {role: None if m is None else m["sha256"] for role, m in record.get("models", {}).items()}
+    return recorded == {role: None if f is None else sha256(f) for role, f in files.items()}
+
+
 def _find(given: str | os.PathLike, preset: Preset, filename: str, param: str, what: str) -> Path | None:
     """``given`` if set (it must exist), else ``models/<preset>/filename``, else
     ``runs/<preset>/filename``, else None."""
