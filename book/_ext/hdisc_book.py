@@ -4,8 +4,10 @@
   sphinx-thebe and sphinx-togglebutton twice, and a second ``const THEBE_JS_URL`` is a
   SyntaxError in the browser's console. Repeated lines are removed from the built pages.
 - The ipywidgets HTML manager asks for its icon fonts next to the page that embeds a
-  widget (``<page folder>/@jupyter-widgets/html-manager/dist/``); they are copied there from
-  the vendored package.
+  widget, in ``<page folder>/@jupyter-widgets/html-manager/dist/`` and (some of its styles)
+  in ``<page folder>/@jupyter-widgets/``; they are copied to both from the vendored package.
+  A page whose widget draws an icon before the browser test looks asked for the second
+  place and got a 404 (fresh-clone CI, fid page, once in three runs).
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def _finish(app: Sphinx, exception: Exception | None) -> None:
         if unique != html:
             page.write_text(unique)
         if fonts and "embed-amd.js" in html:
-            target = page.parent / "@jupyter-widgets" / "html-manager" / "dist"
-            target.mkdir(parents=True, exist_ok=True)
-            for f in fonts:
-                shutil.copy2(f, target / f.name)
+            for target in (page.parent / "@jupyter-widgets" / "html-manager" / "dist",
+                           page.parent / "@jupyter-widgets"):
+                target.mkdir(parents=True, exist_ok=True)
+                for f in fonts:
+                    shutil.copy2(f, target / f.name)
 
 
 def setup(app: Sphinx) -> dict:
