@@ -134,15 +134,16 @@ def mean_directions(unet: nn.Module, dirs: DirectionSet, x_T: torch.Tensor, k: i
 
 @torch.no_grad()
 def edit_pairs(unet: nn.Module, dirs: DirectionSet, n_noise: int, per_noise: int, *, seed: int, batch: int = 64,
-               device: str | torch.device = "cpu", progress: bool | None = None
+               s_min: float = 0.0, device: str | torch.device = "cpu", progress: bool | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Raw samples and edits on the chain of ``dirs`` (paper 5.6, and the post-hoc
     reconstructor's pairs): each of ``n_noise`` noises drawn from ``seed`` gives its plain
-    sample x_0 and ``per_noise`` edits at random k in 0..K-1 and s uniform in [-S, S].
+    sample x_0 and ``per_noise`` edits at random k in 0..K-1 and s uniform in [-S, S]
+    (|s| >= ``s_min``, as :func:`hdisc.discovery.draw_shifts` draws them).
     Returns x0 (repeated per edit), x_shift [n_noise * per_noise, C, H, W] (CPU), k and s."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn((n_noise, unet.in_channels, unet.image_size, unet.image_size), generator=gen)
-    k, s = draw_shifts(n_noise * per_noise, dirs.K, dirs.S, gen)
+    k, s = draw_shifts(n_noise * per_noise, dirs.K, dirs.S, gen, s_min)
     x0 = torch.cat([dirs.plain(unet, z[i:i + batch].to(device)).cpu()
                     for i in range(0, n_noise, batch)]).repeat_interleave(per_noise, 0)
     zz = z.repeat_interleave(per_noise, 0)

@@ -12,6 +12,7 @@ they pass 97%: the pass test says an edit is safe, not that it has a name).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -29,15 +30,38 @@ from .interpret import interpretability, name_floor, named_beyond, realism
 from .runs import computed_from
 
 
+def read_pairs(net: Reconstructor, pairs: tuple[torch.Tensor, ...], batch: int = 256, bins: int = 4) -> dict:
+    """How well the reconstructor ``net`` reads ``pairs`` (x0, x_shift [N, C, H, W], k [N], s [N]),
+    in eval mode: ``{"rca": accuracy of its k, "mag_err": mean |s_hat - s|, "rca_by_abs_s":
+    [{"abs_s": [low, high], "rca", "n"}] over ``bins`` equal ranges of |s| from its least to its
+    largest}`` (small edits are the hard ones)."""
+    x0, xs, k, s = pairs
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        out = [net(x0[i:i + batch], xs[i:i + batch]) for i in range(0, len(x0), batch)]
+    net.train(was_training)
+    logits, s_hat = torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
+    right, size = (logits.argmax(1) == k).float(), s.abs()
+    edges = torch.linspace(size.min().item(), size.max().item(), bins + 1)
+    which = torch.bucketize(size, edges[1:-1], right=True)  # bin i holds edges[i] <= |s| < edges[i + 1]
+    by_size = [{"abs_s": [edges[i].item(), edges[i + 1].item()], "rca": right[which == i].mean().item(),
+                "n": int((which == i).sum())} for i in range(bins) if (which == i).any()]
+    return {"rca": right.mean().item(), "mag_err": (s_hat - s).abs().mean().item(), "rca_by_abs_s": by_size}
+
+
 def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...], K: int, *, epochs: int = 10,
-                batch: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
-    """Train a fresh reconstructor (both images and their difference, the small CNN for 32 px
-    and a ResNet otherwise) on ``train`` pairs (x0, x_shift, k, s) from :func:`hdisc.directions.edit_pairs`
-    for ``epochs`` passes, then score its accuracy on ``test`` pairs. Returns
-    ``{"rca", "mag_err", "chance", "n_train", "n_test", "epochs"}``."""
+                batch: int = 64, lr: float = 1e-3, seed: int = 0, net: Reconstructor | None = None) -> dict:
+    """Train a reconstructor on ``train`` pairs (x0, x_shift, k, s) from :func:`hdisc.directions.edit_pairs`
+    for ``epochs`` passes, then score its accuracy on ``test`` pairs (:func:`read_pairs`). The
+    reconstructor is a fresh one (both images and their difference, the small CNN for 32 px and
+    a ResNet otherwise), or a copy of ``net`` (e.g. the one that trained with the directions;
+    ``net`` itself is left as it is). Returns ``{"rca", "mag_err", "chance", "n_train",
+    "n_test", "epochs"}``."""
     x0, xs, k, s = train
     torch.manual_seed(seed)
-    net = Reconstructor(x0.shape[1], K, small=x0.shape[-1] <= 32, with_difference=True)
+    net = (Reconstructor(x0.shape[1], K, small=x0.shape[-1] <= 32, with_difference=True) if net is None
+           else copy.deepcopy(net))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     net.train()
@@ -48,13 +72,7 @@ def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...],
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    net.eval()
-    t0, ts, tk, tsv = test
-    with torch.no_grad():
-        out = [net(t0[i:i + 256], ts[i:i + 256]) for i in range(0, len(t0), 256)]
-    logits, s_hat = torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
-    return {"rca": (logits.argmax(1) == tk).float().mean().item(), "mag_err": (s_hat - tsv).abs().mean().item(),
-            "chance": 1 / K, "n_train": len(x0), "n_test": len(t0), "epochs": epochs}
+    return {**read_pairs(net, test), "chance": 1 / K, "n_train": len(x0), "n_test": len(test[0]), "epochs": epochs}
 
 
 def score_directions(unet: nn.Module, dirs: DirectionSet, classifier: nn.Module, real: torch.Tensor, *,

@@ -163,7 +163,11 @@ def _compare(r: dict) -> str:
                          f"{sorted(x['median_change_half'] for x in others)[len(others) // 2]:.3f})")
             text += "."
         if all(x["posthoc_rca"] < 2 * x["posthoc_chance"] for x in rows):
-            text += " No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)."
+            budget = r.get("posthoc")
+            text += (" No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)"
+                     + (f" trained on {budget['n_train']} pairs for {budget['epochs']} passes: too few to rank the "
+                        "methods by it (a reconstructor needs thousands of pairs to read even the learned set: "
+                        "`scripts/rca_ceiling.py`)" if budget else "") + ".")
     own = r.get("own_size")
     if own:
         learned = own["rows"][0]

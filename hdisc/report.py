@@ -17,7 +17,7 @@ PAPER = {
     "fid": {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)},
 }
 RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid",
-           "compare", "equal_change")
+           "compare", "equal_change", "rca_ceiling")
 
 
 def load_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -62,6 +62,21 @@ def equal_change_table(own: dict) -> str:
          + ([f"{r['named_beyond_random']:.0%}"] if named else [])
          + [f"{r['signed_fraction']:.0%}", f"{r['median_keep_half']:.0%}", r["median_change_half"],
             f"{r['posthoc_rca']:.2f} ({r['posthoc_chance']:.2f})", r["fd_ratio"]] for r in own["rows"]])
+
+
+def rca_ceiling_table(record: dict) -> str:
+    """``scripts/rca_ceiling.py``'s rows: each reader of held-out edit pairs (the model's
+    reconstructor as trained, trained on, or fresh) with the pairs it trained on, its RCA, and
+    its RCA on the smallest and the largest quarter of |s|."""
+    def at(row: dict, i: int) -> str:
+        b = row["rca_by_abs_s"][i]
+        return f"{b['rca']:.2f} (|s| {b['abs_s'][0]:.1f}-{b['abs_s'][1]:.1f})"
+
+    return markdown_table(
+        ["directions", "reconstructor", "pairs it trained on (epochs)", "RCA (chance)", "RCA, smallest edits",
+         "RCA, largest edits", "mean |s_hat - s|"],
+        [[r["set"], r["reader"], f"{r['n_train']:,} ({r['epochs']})" if r["n_train"] else "none beyond joint training",
+          f"{r['rca']:.3f} ({r['chance']:.3f})", at(r, 0), at(r, -1), r["mag_err"]] for r in record["rows"]])
 
 
 def _preset(rec: dict) -> str:
@@ -172,6 +187,13 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
         tables[f"The same at equal image change on {more['n_interp']} noises per direction (no paper counterpart; "
                f"preset `{more['preset']}`; `{more['command']}`: K x {more['n_interp']} x 9 edits per method, the "
                f"learned set's median change at S/2 {more['target_change']:.3f})"] = equal_change_table(more)
+    ceiling = records.get("rca_ceiling")
+    if ceiling:
+        tables[f"How far a reconstructor can read the directions (paper: RCA {PAPER['rca'][dataset]} by its jointly "
+               f"trained reconstructor; ours: preset `{ceiling['preset']}`, the committed directions frozen, "
+               f"{ceiling['n_test']:,} held-out pairs with {ceiling['s_min']:g} <= |s| <= {ceiling['S']:g}; "
+               f"random directions of the same |dh| ({ceiling['rel']:g} x rms(h)) on the same noises, k and s; "
+               f"`{ceiling['command']}`)"] = rca_ceiling_table(ceiling)
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)

@@ -6,9 +6,10 @@ import torch
 from hdisc.baselines import matched_size, random_directions, random_set
 from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.directions import edit_pairs
+from hdisc.discovery import Reconstructor
 from hdisc.interpret import name_floor, named_beyond
 from hdisc.metrics import MnistNet
-from hdisc.posthoc import posthoc_rca, recorded_name_floor, score_at_equal_change
+from hdisc.posthoc import posthoc_rca, read_pairs, recorded_name_floor, score_at_equal_change
 from hdisc.runs import write_record
 from hdisc.schedule import ddim_steps
 
@@ -30,6 +31,35 @@ def test_distinct_edits_are_recognised_and_unrelated_ones_are_not():
     bad = posthoc_rca(_pairs(512, 4, False, 0), _pairs(256, 4, False, 1), 4, epochs=4)
     assert good["rca"] > 0.9 and bad["rca"] < 0.45 and good["chance"] == 0.25
     assert good["n_train"] == 512 and good["n_test"] == 256
+
+
+class _ReadsLargeEdits(torch.nn.Module):
+    """A reader that knows k (pixel 0 of x0) but names it right only when |s| > 3 (pixel 0 of xs - x0)."""
+
+    def forward(self, x0, xs):
+        k, s = x0[:, 0, 0, 0].long(), (xs - x0)[:, 0, 0, 0]
+        return torch.nn.functional.one_hot(torch.where(s.abs() > 3, k, (k + 1) % 4), 4).float(), s
+
+
+def test_reading_pairs_gives_the_accuracy_for_each_range_of_edit_size():
+    s = torch.tensor([1.0, -1.5, 2.0, -2.5, 3.5, -3.9, 4.5, -5.0])  # two in each of [1, 2), [2, 3), [3, 4), [4, 5]
+    x0 = torch.zeros(8, 1, 2, 2)
+    x0[:, 0, 0, 0] = torch.arange(8) % 4
+    net = _ReadsLargeEdits()
+    net.train()
+    read = read_pairs(net, (x0, x0 + s[:, None, None, None], torch.arange(8) % 4, s), batch=3)
+    assert read["rca"] == 0.5 and read["mag_err"] == 0 and net.training  # its mode is given back
+    assert [b["abs_s"] for b in read["rca_by_abs_s"]] == [[1, 2], [2, 3], [3, 4], [4, 5]]
+    assert [(b["rca"], b["n"]) for b in read["rca_by_abs_s"]] == [(0, 2), (0, 2), (1, 2), (1, 2)]
+
+
+def test_training_on_from_a_reconstructor_leaves_it_as_it_was():
+    train, test = _pairs(256, 4, True, 0), _pairs(128, 4, True, 1)
+    start = Reconstructor(1, 4, small=True, with_difference=True)
+    before = {name: p.clone() for name, p in start.state_dict().items()}
+    fit = posthoc_rca(train, test, 4, epochs=2, net=start)
+    assert all(torch.equal(p, before[name]) for name, p in start.state_dict().items())
+    assert fit["rca"] > read_pairs(start, test)["rca"]  # the copy learned
 
 
 def test_edit_pairs_of_fixed_directions(unet):

@@ -94,6 +94,9 @@ def test_the_compare_paragraph_says_when_the_yardstick_cannot_tell_methods_apart
     assert "At one step size (|dh| = |s| x 0.1 x rms(h)), random has the most directions that pass (100%)" in text
     assert "passing does not single a method out" in text and "below twice chance" in text
     assert "random directions move the image by 0.005 at S/2, the median method by 0.040" in text
+    assert "trained on" not in text  # no budget in the record, none said
+    text = what_this_shows("compare", small | {"posthoc": {"n_train": 512, "n_test": 256, "epochs": 8}})
+    assert "below twice chance) trained on 512 pairs for 8 passes: too few to rank the methods by it" in text
     visible = {"rel": 0.5, "rows": [_row("learned", 0.5, 0.4), _row("PCA (pooled)", 0.38, 0.2),
                                     _row("random", 0.16, 0.1)]}
     text = what_this_shows("compare", visible)

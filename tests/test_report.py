@@ -81,3 +81,26 @@ def test_the_equal_change_comparison_is_a_table_of_its_own(tmp_path):
     assert lines[4] == "| random | equal change | 0.311 | 6% |  | 100% | 75% | 0.03 | 0.03 (0.03) | 1 |"
     same = next(t for t in tables if "on one yardstick" in t)  # the chapter's table, built by the same function
     assert tables[same].splitlines()[2] == "| random | 32 | 25% | 75% | 0.03 | 90% | 0.085 | 0.03 (0.03) | 1 |"
+
+
+def test_the_rca_ceiling_is_a_table_of_its_own_with_each_reader(tmp_path):
+    def row(reader, n, rca, small, large):
+        return {"set": "learned" if reader != "random" else "random", "reader": reader.replace("random", "fresh"),
+                "n_train": n, "epochs": 8 if n else 0, "rca": rca, "chance": 0.03125, "mag_err": 1.25, "n_test": 2048,
+                "rca_by_abs_s": [{"abs_s": [1.0, 2.0], "rca": small, "n": 512},
+                                 {"abs_s": [4.0, 5.0], "rca": large, "n": 512}]}
+
+    record = {"preset": "cpu", "S": 5, "s_min": 1.0, "rel": 0.1, "n_test": 2048,
+              "command": "python scripts/rca_ceiling.py epochs=8",
+              "rows": [row("as trained", 0, 0.488, 0.2, 0.7), row("fresh", 16384, 0.5, 0.21, 0.72),
+                       row("random", 16384, 0.1, 0.05, 0.15)]}
+    (tmp_path / "rca_ceiling.json").write_text(json.dumps(record))
+    tables = reproduction_tables(load_records(tmp_path))
+    title = next(t for t in tables if "How far a reconstructor" in t)
+    assert "paper: RCA 0.77" in title and "preset `cpu`" in title and "1 <= |s| <= 5" in title
+    assert "`python scripts/rca_ceiling.py epochs=8`" in title
+    lines = tables[title].splitlines()
+    assert lines[0].endswith(r"| mean \|s_hat - s\| |")
+    assert lines[2] == (r"| learned | as trained | none beyond joint training | 0.488 (0.031) | 0.20 (\|s\| 1.0-2.0) "
+                        r"| 0.70 (\|s\| 4.0-5.0) | 1.25 |")
+    assert lines[4].startswith("| random | fresh | 16,384 (8) | 0.100 (0.031) |")

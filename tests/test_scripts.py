@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +62,45 @@ def test_a_probe_trains_scores_and_records_itself_then_scores_its_latest_weights
     probe.main("tiny", "evaluate=true", *settings)  # a point along the run, beside the probe
     names = [p["name"] for p in json.loads(record.read_text())["probes"]]
     assert names == ["tiny", "tiny@2-n1"]
+
+
+@pytest.mark.parametrize("args, message", [(["pairs=16"], "unknown setting"), (["only=pca"], "only must be one of"),
+                                           (["n_train=8"], "n_train must be >= 16")])
+def test_rca_ceiling_refuses_bad_settings_before_any_work(args, message):
+    with pytest.raises(SystemExit, match=message):
+        _script("rca_ceiling").main(*args)
+
+
+def test_rca_ceiling_reads_the_frozen_directions_with_every_reader_and_resumes_from_its_pairs(tmp_path, monkeypatch):
+    import json
+
+    ceiling = _script("rca_ceiling")
+    real_path = ceiling.project_path
+    monkeypatch.setattr(ceiling, "project_path",
+                        lambda p: tmp_path / p if str(p).startswith(("runs", "results")) else real_path(p))
+    monkeypatch.setattr(ceiling, "CHUNK", 2)  # 2 noises a chunk: the pool of 16 pairs is 2 chunks, the test 2
+    settings = ("n_train=16", "n_test=4", "epochs=1")
+    ceiling.main(*settings, "only=learned")
+    ceiling.main(*settings, "only=random")
+    assert not (tmp_path / "results").exists()  # one set alone keeps its rows under runs/
+    ceiling.main(*settings)
+    record = json.loads((tmp_path / "results" / "mnist32-cpu" / "rca_ceiling.json").read_text())
+    readers = [(r["set"], r["reader"], r["n_train"]) for r in record["rows"]]
+    assert readers == [("learned", "as trained", 0), ("learned", "as trained, then refit", 4),
+                       ("learned", "as trained, then refit", 16), ("learned", "fresh", 4), ("learned", "fresh", 16),
+                       ("random", "fresh", 4), ("random", "fresh", 16)]
+    assert all(0 <= r["rca"] <= 1 and r["n_test"] == 4 for r in record["rows"])
+    assert set(record["models"]) == {"dm", "directions"} and record["s_min"] == 1.0
+    runs = tmp_path / "runs" / "rca_ceiling"
+    assert len(list((runs / "learned" / "train").glob("chunk-*.pt"))) == 2
+    # the same noises, k and s for both sets: only the directions differ
+    first = [torch.load(runs / name / "test" / "chunk-0.pt", weights_only=True)["pairs"]
+             for name in ("learned", "random")]
+    assert torch.equal(first[0][0], first[1][0]) and torch.equal(first[0][2], first[1][2])
+    assert not torch.equal(first[0][1], first[1][1])
+    (runs / "learned" / "rows.json").unlink()  # scored again from the kept pairs: the same rows
+    stamp = {p: p.stat().st_mtime_ns for p in runs.rglob("chunk-*.pt")}
+    ceiling.main(*settings)
+    again = json.loads((tmp_path / "results" / "mnist32-cpu" / "rca_ceiling.json").read_text())
+    assert again["rows"] == record["rows"]
+    assert stamp == {p: p.stat().st_mtime_ns for p in runs.rglob("chunk-*.pt")}
