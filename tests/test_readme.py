@@ -201,3 +201,21 @@ def test_the_readme_quotes_the_long_effect_penalty_probe():
     assert all(f"{a} ({', '.join(ks)})" in text for a, ks in names.items()) and len(names) == 4
     assert (f"RCA rose by {d4['rca'] - d2['rca']:.3f} and distinct effects by "
             f"{d4['effects']['distinct_effects'] - d2['effects']['distinct_effects']}") in text
+
+
+def test_the_readme_quotes_the_rca_ceiling_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("rca_ceiling.json")
+    by = {(r["set"], r["reader"], r["n_train"]): r for r in record["rows"]}
+    trained, refit = by[("learned", "as trained", 0)], by[("learned", "as trained, then refit", 16384)]
+    fresh = [by[("learned", "fresh", n)]["rca"] for n in (4096, 16384)]
+    rand = by[("random", "fresh", 16384)]
+    assert f"(`{record['command']}`, `rca_ceiling.json`" in text
+    assert (f"model's reconstructor reads {refit['rca']:.3f} ({trained['rca']:.3f} as trained); a fresh one climbs "
+            f"from {fresh[0]:.3f} on 4,096 pairs to {fresh[1]:.3f} on 16,384") in text
+    small, large = trained["rca_by_abs_s"][0], trained["rca_by_abs_s"][-1]
+    assert f"(|s| 4-5) are told apart only {large['rca']:.0%}" in text and f"({small['rca']:.0%} at |s| 1-2)" in text
+    assert round(large["abs_s"][0]) == 4 and round(small["abs_s"][1]) == 2
+    assert f"({rand['rca']:.3f}, chance {rand['chance']:.3f})" in text
+    assert f"no gain ({refit['rca']:.3f} against {trained['rca']:.3f} as trained" in text
+    assert f"took {record['wall_s']:,.0f} s of one thread" in text
