@@ -56,8 +56,8 @@ def posthoc_rca(train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...],
     for ``epochs`` passes, then score its accuracy on ``test`` pairs (:func:`read_pairs`). The
     reconstructor is a fresh one (both images and their difference, the small CNN for 32 px and
     a ResNet otherwise), or a copy of ``net`` (e.g. the one that trained with the directions;
-    ``net`` itself is left as it is). Returns ``{"rca", "mag_err", "chance", "n_train",
-    "n_test", "epochs"}``."""
+    ``net`` itself is left as it is). Returns :func:`read_pairs`'s ``{"rca", "mag_err",
+    "rca_by_abs_s"}`` and ``{"chance", "n_train", "n_test", "epochs"}``."""
     x0, xs, k, s = train
     torch.manual_seed(seed)
     net = (Reconstructor(x0.shape[1], K, small=x0.shape[-1] <= 32, with_difference=True) if net is None
