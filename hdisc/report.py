@@ -192,8 +192,10 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
         tables[f"How far a reconstructor can read the directions (paper: RCA {PAPER['rca'][dataset]} by its jointly "
                f"trained reconstructor; ours: preset `{ceiling['preset']}`, the committed directions frozen, "
                f"{ceiling['n_test']:,} held-out pairs with {ceiling['s_min']:g} <= |s| <= {ceiling['S']:g}; "
-               f"random directions of the same |dh| ({ceiling['rel']:g} x rms(h)) on the same noises, k and s; "
-               f"`{ceiling['command']}`)"] = rca_ceiling_table(ceiling)
+               f"random directions of the same |dh| ({ceiling['rel']:g} x rms(h))"
+               + (f" and of the same image change ({ceiling['rel_equal_change']:.3g} x rms(h), `equal_change.json`)"
+                  if ceiling.get("rel_equal_change") else "")
+               + f" on the same noises, k and s; `{ceiling['command']}`)"] = rca_ceiling_table(ceiling)
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)

@@ -16,7 +16,10 @@ pairs (one per noise), and reads the held-out pairs with
   pairs would still raise it;
 - a fresh reconstructor on the same pools;
 - a fresh reconstructor on random directions of the same |dh| (the model's cap) on the same
-  noises, k and s: the floor, how well any 32 edits of that size can be told apart.
+  noises, k and s: the floor, how well any 32 edits of that size can be told apart;
+- the same on those random directions at equal image change (``random-equal-change``: the
+  size ``scripts/equal_change.py`` matched, read from ``equal_change.json`` when that record
+  was computed from these model files; random edits of equal |dh| change the image less).
 
 Writes ``results/mnist32-cpu/rca_ceiling.json``. The pairs are kept in chunks under
 ``runs/rca_ceiling/``, each with the settings and model hashes it was drawn with, so a run
@@ -39,15 +42,25 @@ from hdisc.backbone import capture_h
 from hdisc.baselines import random_set
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import edit_pairs
-from hdisc.files import project_path, sha256, shown_path, write_json
+from hdisc.files import atomic_write, project_path, sha256, shown_path, write_json
 from hdisc.posthoc import posthoc_rca, read_pairs
-from hdisc.runs import open_trained, resolve_device, write_record
+from hdisc.runs import computed_from, open_trained, resolve_device, write_record
 from hdisc.schedule import schedule_of
 
 CHUNK = 256
 """Noises per chunk of the pool (4 edits each): what a stopped run loses at most."""
 
-SETS = ("learned", "random")
+SETS = ("learned", "random", "random-equal-change")
+
+
+def equal_change_size(files: dict[str, Path]) -> float | None:
+    """The size (|dh| / rms(h) at s = 1) at which ``equal_change.json``'s random directions
+    moved the image as much as the learned ones, if that record was computed from ``files``."""
+    path = project_path("results/mnist32-cpu/equal_change.json")
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if not record or not computed_from(record, files):
+        return None
+    return next((r["rel"] for r in record["rows"] if (r["method"], r["size"]) == ("random", "equal change")), None)
 
 
 def pool(unet: torch.nn.Module, dirs: DirectionSet, folder: Path, n: int, per_noise: int, seed: int,
@@ -63,7 +76,7 @@ def pool(unet: torch.nn.Module, dirs: DirectionSet, folder: Path, n: int, per_no
         if kept.get("settings") != json.dumps(settings, sort_keys=True):
             pairs = edit_pairs(unet, dirs, CHUNK, per_noise, seed=seed + i, s_min=settings["s_min"], device=device)
             kept = {"settings": json.dumps(settings, sort_keys=True), "pairs": pairs}
-            torch.save(kept, path)
+            atomic_write(path, lambda f, kept=kept: torch.save(kept, f))  # a stopped run leaves no half chunk
         chunks.append(kept["pairs"])
     return tuple(torch.cat(parts)[:n] for parts in zip(*chunks, strict=True))
 
@@ -91,11 +104,17 @@ def main(*args: str) -> None:
         unet(torch.zeros(1, unet.in_channels, unet.image_size, unet.image_size, device=dev),
              torch.zeros(1, dtype=torch.long, device=dev))
     sets = {"learned": learned, "random": random_set(learned, tuple(store[0].shape[1:]), d.shift_rms, seed)}
+    equal_size = equal_change_size(files)
+    if equal_size is not None:  # the same random directions (same seed), larger: equal_change.json's size
+        sets["random-equal-change"] = sets["random"].at_size(equal_size)
+    if only and only not in sets:
+        raise SystemExit(f"{only}: no equal-change size for these model files in results/mnist32-cpu/"
+                         "equal_change.json (run scripts/equal_change.py first)")
     settings = {"seed": seed, "s_min": d.s_min, "models": {r: sha256(f) for r, f in files.items() if f}}
     scored = {"n_train": n_train, "n_test": n_test, "epochs": epochs, **settings}  # what a set's rows hold for
     runs = project_path("runs/rca_ceiling")
     quarter = n_train // 4
-    for name in [only] if only else SETS:
+    for name in [only] if only else sets:
         kept = runs / name / "rows.json"
         if kept.is_file() and json.loads(kept.read_text())["settings"] == scored:
             print(f"{name}: scored before ({shown_path(kept)})")
@@ -119,10 +138,11 @@ def main(*args: str) -> None:
         write_json(kept, {"settings": scored, "rows": rows, "wall_s": round(time.perf_counter() - began, 1)})
     if only:
         return
-    done = [json.loads((runs / name / "rows.json").read_text()) for name in SETS]
+    done = [json.loads((runs / name / "rows.json").read_text()) for name in sets]
     out = project_path("results/mnist32-cpu/rca_ceiling.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "K": d.K, "S": d.S, "M": d.M, "s_min": d.s_min,
-                       "rel": d.shift_rms, "command": "python scripts/rca_ceiling.py " + " ".join(args),
+                       "rel": d.shift_rms, "rel_equal_change": equal_size,
+                       "command": "python scripts/rca_ceiling.py " + " ".join(args),
                        "n_train": n_train, "n_test": n_test, "epochs": epochs, "seed": seed,
                        "rows": [r for kept in done for r in kept["rows"]],
                        "wall_s": round(sum(kept["wall_s"] for kept in done), 1)}, files)

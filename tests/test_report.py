@@ -104,3 +104,7 @@ def test_the_rca_ceiling_is_a_table_of_its_own_with_each_reader(tmp_path):
     assert lines[2] == (r"| learned | as trained | none beyond joint training | 0.488 (0.031) | 0.20 (\|s\| 1.0-2.0) "
                         r"| 0.70 (\|s\| 4.0-5.0) | 1.25 |")
     assert lines[4].startswith("| random | fresh | 16,384 (8) | 0.100 (0.031) |")
+    assert "same image change" not in title  # a record without that set
+    (tmp_path / "rca_ceiling.json").write_text(json.dumps(record | {"rel_equal_change": 0.248259}))
+    title = next(t for t in reproduction_tables(load_records(tmp_path)) if "How far a reconstructor" in t)
+    assert "of the same |dh| (0.1 x rms(h)) and of the same image change (0.248 x rms(h), `equal_change.json`)" in title

@@ -80,24 +80,34 @@ def test_rca_ceiling_reads_the_frozen_directions_with_every_reader_and_resumes_f
                         lambda p: tmp_path / p if str(p).startswith(("runs", "results")) else real_path(p))
     monkeypatch.setattr(ceiling, "CHUNK", 2)  # 2 noises a chunk: the pool of 16 pairs is 2 chunks, the test 2
     settings = ("n_train=16", "n_test=4", "epochs=1")
+    with pytest.raises(SystemExit, match=r"random-equal-change: no equal-change size .*\(run scripts/equal_change.py"):
+        ceiling.main(*settings, "only=random-equal-change")  # its size comes from equal_change.json
     ceiling.main(*settings, "only=learned")
     ceiling.main(*settings, "only=random")
     assert not (tmp_path / "results").exists()  # one set alone keeps its rows under runs/
+    (tmp_path / "results" / "mnist32-cpu").mkdir(parents=True)  # the committed record, of the committed models
+    equal = real_path("results/mnist32-cpu/equal_change.json")
+    (tmp_path / "results" / "mnist32-cpu" / "equal_change.json").write_bytes(equal.read_bytes())
     ceiling.main(*settings)
     record = json.loads((tmp_path / "results" / "mnist32-cpu" / "rca_ceiling.json").read_text())
     readers = [(r["set"], r["reader"], r["n_train"]) for r in record["rows"]]
     assert readers == [("learned", "as trained", 0), ("learned", "as trained, then refit", 4),
                        ("learned", "as trained, then refit", 16), ("learned", "fresh", 4), ("learned", "fresh", 16),
-                       ("random", "fresh", 4), ("random", "fresh", 16)]
+                       ("random", "fresh", 4), ("random", "fresh", 16),
+                       ("random-equal-change", "fresh", 4), ("random-equal-change", "fresh", 16)]
     assert all(0 <= r["rca"] <= 1 and r["n_test"] == 4 for r in record["rows"])
+    by = {(r["method"], r["size"]): r["rel"] for r in json.loads(equal.read_text())["rows"]}
+    assert record["rel_equal_change"] == by[("random", "equal change")] > record["rel"] == 0.1
     assert set(record["models"]) == {"dm", "directions"} and record["s_min"] == 1.0
     runs = tmp_path / "runs" / "rca_ceiling"
     assert len(list((runs / "learned" / "train").glob("chunk-*.pt"))) == 2
     # the same noises, k and s for both sets: only the directions differ
     first = [torch.load(runs / name / "test" / "chunk-0.pt", weights_only=True)["pairs"]
-             for name in ("learned", "random")]
-    assert torch.equal(first[0][0], first[1][0]) and torch.equal(first[0][2], first[1][2])
+             for name in ("learned", "random", "random-equal-change")]
+    assert all(torch.equal(first[0][0], f[0]) and torch.equal(first[0][2], f[2]) for f in first[1:])
     assert not torch.equal(first[0][1], first[1][1])
+    equal_change = (first[2][1] - first[2][0]).abs().mean() / (first[1][1] - first[1][0]).abs().mean()
+    assert equal_change > 1.5  # the same random directions, larger
     (runs / "learned" / "rows.json").unlink()  # scored again from the kept pairs: the same rows
     stamp = {p: p.stat().st_mtime_ns for p in runs.rglob("chunk-*.pt")}
     ceiling.main(*settings)
