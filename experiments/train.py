@@ -40,7 +40,7 @@ head_init_std = 0.0  # 0: the paper's zero-initialised heads (part of the discov
 init_from = ""  # a directions.pt to warm-start from (part of the run's identity; the committed model's lineage)
 n_rca = 256  # fresh pairs for the final reconstructor accuracy
 device = "auto"
-precision = "float32"  # or bfloat16 (autocast; faster on some machines: scripts/bench_precision.py)
+precision = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles (bench_precision.py)
 
 # %%
 import dataclasses

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 from .distributed import distributed
-from .precision import PRECISIONS
+from .precision import CHOICES
 from .presets import get_preset, override
 from .pretrain import training_parser
 from .runs import find_dm, open_dm, resolve_device, run_dir
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--init-from", default="", help="a directions.pt to warm-start from")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override the preset's discovery settings, e.g. --set M=5 batch=16 (DiscoveryConfig's fields)")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="what the steps compute in (bfloat16: autocast, faster on some machines)")
+    p.add_argument("--precision", choices=CHOICES, default="auto",
+                   help="what the steps compute in (bfloat16: autocast, faster on some machines; auto: bfloat16 "
+                        "on a CPU with AMX bfloat16 tiles, float32 elsewhere)")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
     try:  # settings are checked before anything is loaded

@@ -25,7 +25,7 @@ from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimiz
 from .distributed import distributed, global_batch_norm, mean_over_ranks
 from .files import atomic_save, load_file, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
-from .precision import check_precision, compute_in
+from .precision import CHOICES, check_precision, compute_in, resolve_precision
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
 from .schedule import DEFAULT, ddim_steps, schedule_of, shifted_steps
 
@@ -314,16 +314,18 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     reconstructor input) warm-starts a new run from that model's weights (shift block,
     reconstructor, discriminator; fresh optimisers); it is part of the run's identity.
     A non-finite loss or gradient stops training with :class:`NonFiniteError` and leaves
-    the files as they were. ``precision`` (:mod:`hdisc.precision`) is what the steps compute
-    in; the checkpoint's ``trained_on`` records it.
+    the files as they were. ``precision`` (:mod:`hdisc.precision`; ``"auto"`` chooses by the
+    machine's capability) is what the steps compute in; the checkpoint's ``trained_on``
+    records the one used.
     """
     check_steps(steps)
-    check_precision(precision)
+    check_precision(precision, CHOICES)
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
     total = cfg.steps if steps is None else steps
     rank, world, device = distributed(device)
+    precision = resolve_precision(precision, device)
     rows = rank_rows("DiscoveryConfig", cfg.batch, rank, world)
     unet = unet.to(device).eval().requires_grad_(False)
     torch.manual_seed(seed)

@@ -8,11 +8,14 @@ process (:func:`hdisc.bench.measure`), the two precisions alternating for ``roun
 so that both see the same machine load. Also measures the chain's gradient agreement with
 vanilla autograd at each precision. Writes results/mnist32-cpu/precision.json with the CPU's
 model name, whether it has native bfloat16 instructions, the thread count and the load
-average at the start, since all of these decide the answer.
+average at the start, since all of these decide the answer: the record keeps one entry per
+kind of CPU (model name and bfloat16 flags), so a run on another machine adds its entry beside
+the others, and :func:`hdisc.precision.resolve_precision` chooses by the flag that tells them apart.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -23,17 +26,30 @@ import torch
 
 from hdisc.bench import gradient_agreement, measure_in_subprocess
 from hdisc.files import project_path, shown_path, write_json
+from hdisc.precision import cpu_flags
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm
+
+WHAT = ("seconds per discovery step (chain backprop, median of every timed step) in float32 and bfloat16 autocast, "
+        "cpu mnist32 preset, committed DM; one entry per kind of CPU")
 
 
 def cpu_facts() -> dict:
     """The CPU's model name and bfloat16 instruction flags (Linux /proc/cpuinfo)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 platform.processor())
-    return {"cpu": name, "bf16_flags": sorted(f for f in flags if "bf16" in f)}
+    return {"cpu": name, "bf16_flags": sorted(f for f in cpu_flags() if "bf16" in f)}
+
+
+def machines_of(path: Path) -> list[dict]:
+    """The per-machine entries of an existing record (a record of one machine, as first written, is one entry)."""
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    if "machines" in record:
+        return record["machines"]
+    return [{k: v for k, v in record.items() if k != "what"}]
 
 
 def main(*args: str) -> None:
@@ -59,14 +75,13 @@ def main(*args: str) -> None:
                         "speedup": med["float32"] / med["bfloat16"]})
     grads = {p: gradient_agreement("mnist32", "cpu", preset.discovery.M, 4, dm=dm, precision=p)
              for p in ("float32", "bfloat16")}
-    record = {"what": "seconds per discovery step (chain backprop, median of every timed step) in float32 and "
-                      "bfloat16 autocast, cpu mnist32 preset, committed DM",
-              "M": preset.discovery.M, "K": preset.discovery.K, **cpu_facts(),
-              "threads": torch.get_num_threads(), "load_average_at_start": load, "torch": torch.__version__,
-              "summary": summary, "chain_vs_vanilla_max_rel_grad_diff": grads, "rows": rows,
-              "command": "python scripts/bench_precision.py " + " ".join(args)}
+    entry = {"M": preset.discovery.M, "K": preset.discovery.K, **cpu_facts(),
+             "threads": torch.get_num_threads(), "load_average_at_start": load, "torch": torch.__version__,
+             "summary": summary, "chain_vs_vanilla_max_rel_grad_diff": grads, "rows": rows,
+             "command": "python scripts/bench_precision.py " + " ".join(args)}
     out = project_path("results/mnist32-cpu/precision.json")
-    write_json(out, record)
+    others = [m for m in machines_of(out) if (m["cpu"], m["bf16_flags"]) != (entry["cpu"], entry["bf16_flags"])]
+    write_json(out, {"what": WHAT, "machines": [*others, entry]})
     print(summary, grads, f"wrote {shown_path(out)}")
 
 

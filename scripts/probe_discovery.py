@@ -1,7 +1,7 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
     python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
-        [precision=bfloat16] [effects=true]
+        [precision=auto|float32|bfloat16] [effects=true]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -11,8 +11,9 @@ noises (default 16) at 9 strengths, the directions' distinct effects (as the dir
 counts them: alike groups on 16 noises) and FD-MnistNet of shifted over raw samples (500 each),
 and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
 
-``device`` (default cpu) trains and scores there, ``precision`` (default float32) is what
-training computes in; the scores' noises are drawn from seeded
+``device`` (default cpu) trains and scores there, ``precision`` (default auto: bfloat16 on a CPU
+with AMX bfloat16 tiles, where it measured 1.6x faster, float32 elsewhere) is what training
+computes in, recorded in the entry's ``device``; the scores' noises are drawn from seeded
 CPU generators either way. ``evaluate=true`` trains nothing: it scores the run's latest
 ``directions.pt`` (a long run may still be writing more) and records it as ``NAME@STEP``,
 a point along the run (``NAME@STEP-nN`` when scored on N noises other than 16).
@@ -37,6 +38,7 @@ from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import load_file, project_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
+from hdisc.precision import resolve_precision
 from hdisc.presets import Preset, get_preset, override
 from hdisc.runs import find_dm
 from hdisc.schedule import schedule_of
@@ -79,7 +81,7 @@ def add_effects(name: str, preset: Preset, device: str) -> None:
 
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
-    fields, init_from, n_eval, only_evaluate, device, precision = [], None, 16, False, "cpu", "float32"
+    fields, init_from, n_eval, only_evaluate, device, precision = [], None, 16, False, "cpu", "auto"
     only_effects = False
     for item in overrides:
         key, value = item.split("=", 1)
@@ -127,7 +129,8 @@ def main(name: str, *overrides: str) -> None:
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "effects": effects,
              "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
-             "device": result["trained_on"] or trained_on(device, precision),  # what trained it
+             # what trained it
+             "device": result["trained_on"] or trained_on(device, resolve_precision(precision, device)),
              "scored_on": trained_on(device),  # scores move a little between machines (probe r2 in the README)
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
     if cfg.lambda_div:  # the effect penalty's own measure along the run

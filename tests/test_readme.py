@@ -219,3 +219,20 @@ def test_the_readme_quotes_the_rca_ceiling_record():
     assert f"({rand['rca']:.3f}, chance {rand['chance']:.3f})" in text
     assert f"no gain ({refit['rca']:.3f} against {trained['rca']:.3f} as trained" in text
     assert f"took {record['wall_s']:,.0f} s of one thread" in text
+
+
+def test_the_readme_precision_paragraph_quotes_each_machine_and_auto_follows_the_faster():
+    from hdisc.precision import FAST_BF16_FLAG
+
+    text = " ".join(project_path("README.md").read_text().split())
+    machines = _record("precision.json")["machines"]
+    assert len({(m["cpu"], tuple(m["bf16_flags"])) for m in machines}) == len(machines)
+    for m in machines:
+        b16, b64 = (next(r for r in m["summary"] if r["batch"] == b) for b in (16, 64))
+        faster = FAST_BF16_FLAG in m["bf16_flags"]
+        assert (b16["speedup"] > 1 and b64["speedup"] > 1) == faster  # the flag tells the faster machines apart
+        quoted = (f"{b16['bfloat16_step_s']:.1f} s against {b16['float32_step_s']:.1f} s",
+                  f"{b64['bfloat16_step_s']:.1f} s against {b64['float32_step_s']:.1f} s")
+        assert all(q in text for q in quoted)
+        assert not faster or f"**{b16['speedup']:.2f}x faster**" in text
+        assert m["chain_vs_vanilla_max_rel_grad_diff"] == {"float32": 0.0, "bfloat16": 0.0}

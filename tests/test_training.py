@@ -230,3 +230,19 @@ def test_a_run_records_each_precision_and_machine_it_trained_on(tmp_path, smoke,
         math.isfinite(v) for e in mixed["log"] for v in e.values())
     with pytest.raises(ValueError, match="precision must be one of .*'float16'"):
         _discovery(tmp_path, smoke, unet, steps=5, precision="float16")
+
+
+@pytest.mark.parametrize("flags, expected", [(["avx512f", "avx512_bf16", "amx_bf16", "amx_tile"], "bfloat16"),
+                                             (["avx512f", "avx512_bf16"], "float32"), ([], "float32")])
+def test_auto_precision_is_chosen_by_the_cpu_and_recorded(tmp_path, smoke, unet, monkeypatch, flags, expected):
+    import hdisc.precision
+
+    monkeypatch.setattr(hdisc.precision, "cpu_flags", lambda: flags)
+    assert hdisc.precision.resolve_precision("auto", "cpu") == expected
+    assert hdisc.precision.resolve_precision("auto", "cuda") == "float32"  # no comparison recorded on GPUs
+    assert hdisc.precision.resolve_precision("float32", "cpu") == "float32"  # asked for, never overridden
+    result = _discovery(tmp_path, smoke, unet, steps=1, precision="auto")
+    chosen = ", bfloat16 autocast (weights float32), " if expected == "bfloat16" else ", float32, "
+    assert chosen in result["trained_on"]
+    with pytest.raises(ValueError, match="precision must be one of .*'auto'.*AMX"):
+        hdisc.precision.resolve_precision("fast", "cpu")
