@@ -26,7 +26,8 @@ Writes ``results/mnist32-cpu/rca_ceiling.json``. The pairs are kept in chunks un
 stopped part-way draws only the chunks still missing. ``only=SET`` scores one set and keeps
 its rows there (two sets can run at once, one per core); a later run without it takes them
 and writes the record. The committed record's sets took 3,416 s (learned) and 2,481 s (random)
-at one thread each, run at once; most of it draws the pairs.
+at one thread each, run at once, and 5,410 s (random-equal-change) beside two other jobs; most
+of it draws the pairs.
 """
 
 from __future__ import annotations
