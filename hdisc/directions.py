@@ -85,6 +85,10 @@ class Ranking(NamedTuple):
     """[K] the discriminator's view of the edits (:func:`realism`)."""
     similarity: torch.Tensor
     """[K, K] :func:`change_similarity`."""
+    similarity_by_sign: torch.Tensor
+    """[2, K, K] the same at -S and +S apart: averaged over the signs, a direction that does
+    the same at both scores 0 against every signed one, so alike groups of ``abs().mean(0)``
+    also count those."""
 
 
 def ranked(unet: nn.Module, dirs: DirectionSet, discriminator: Callable[[torch.Tensor], torch.Tensor], n: int, *,
@@ -99,7 +103,7 @@ def ranked(unet: nn.Module, dirs: DirectionSet, discriminator: Callable[[torch.T
     changes = ends - x0[:, None]
     change, real = change_scores(changes).cpu(), realism(discriminator, x0, ends).cpu()
     return Ranking((change * real).argsort(descending=True).tolist(), change, real,
-                   change_similarity(changes).cpu())
+                   change_similarity(changes).cpu(), change_similarity(changes, by_sign=True).cpu())
 
 
 @torch.no_grad()

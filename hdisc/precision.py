@@ -49,6 +49,12 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     return "bfloat16" if torch.device(device).type == "cpu" and FAST_BF16_FLAG in cpu_flags() else "float32"
 
 
+def in_float32(device: str | torch.device) -> AbstractContextManager:
+    """Compute in float32 inside a bfloat16 autocast region: for differences of nearly equal
+    outputs, which bfloat16's 8-bit mantissa (relative rounding about 0.4%) would bury."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 def compute_in(precision: str, device: str | torch.device) -> AbstractContextManager:
     """The autocast context for ``precision`` on ``device`` (a no-op for float32)."""
     check_precision(precision)

@@ -121,7 +121,8 @@ class DiscoveryConfig:
     ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper);
     ``lambda_div`` one on how alike the directions change the model's prediction (their
     effects, :func:`hdisc.discovery.effect_overlap`, measured on ``div_images`` noises of each
-    batch at one shifted node; 0 in the paper).
+    batch at one shifted node; 0 in the paper), for +s and -s apart (``div_signs="apart"``)
+    or on their average (``"averaged"``, which rewards directions that lose their sign).
     ``shift_norm`` ``free`` (the paper), ``cap`` or ``fixed`` with ``shift_rms``: the shift
     block's output is left free, capped at, or set to ``shift_rms`` times h's root mean
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
@@ -158,6 +159,7 @@ class DiscoveryConfig:
     freeze_shift_after: int = 0
     lambda_div: float = 0.0
     div_images: int = 2
+    div_signs: str = "apart"
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
@@ -184,6 +186,10 @@ class DiscoveryConfig:
                                  f"directions and needs K >= 2 (got K={self.K}): set {f}=0 or K >= 2")
         _check(name, "div_images", self.div_images, low=1,
                fix="how many of each batch's noises lambda_div's overlap is measured on, e.g. 2")
+        if self.div_signs not in ("apart", "averaged"):
+            raise ValueError(f"DiscoveryConfig.div_signs must be 'apart' or 'averaged', got {self.div_signs!r}: "
+                             "'apart' measures lambda_div's overlap for +s and -s separately (the default), "
+                             "'averaged' on their average (probes d0-d4)")
         _check(name, "shift_rms", self.shift_rms, low=0, fix="0 with shift_norm 'free'")
         if self.shift_norm not in ("free", "cap", "fixed"):
             raise ValueError(f"shift_norm must be 'free', 'cap' or 'fixed', got {self.shift_norm!r}")

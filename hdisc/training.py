@@ -426,7 +426,10 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
     file_unet = config_from_dict(blob["unet_config"])
     # files written before clip and head_init_std joined the config kept them beside it
     older = {f: blob[f] for f in ("clip", "head_init_std") if f in blob}
-    file_cfg = DiscoveryConfig(**{**older, **blob["discovery_config"]})
+    stored = blob["discovery_config"]
+    if stored.get("lambda_div", 0) > 0 and "div_signs" not in stored:  # written when the average was the only form
+        older["div_signs"] = "averaged"
+    file_cfg = DiscoveryConfig(**{**older, **stored})
     if cfg is not None:  # a run stopped early, extended or checkpointed more often is the same model
         cfg = dataclasses.replace(cfg, **{f: getattr(file_cfg, f) for f in BUDGET_FIELDS})
     for name, want, have in (("DM config", unet_cfg, file_unet), ("discovery config", cfg, file_cfg)):

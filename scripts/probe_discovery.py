@@ -51,11 +51,14 @@ test digits) for FD-MnistNet, noises for the distinct effects (the directions ch
 
 def effects_of(unet: torch.nn.Module, dirs: DirectionSet, model: torch.nn.Module, device: str) -> dict:
     """How many distinct effects the directions have, as the directions chapter counts them:
-    alike groups (|cosine| >= 0.7 between image changes) on 16 noises of seed 0."""
-    similarity = ranked(unet, dirs, model.discriminator, SCORE["effect_noises"], seed=0, device=device).similarity
-    groups = alike_groups(similarity)
+    alike groups (|cosine| >= 0.7 between image changes) on 16 noises of seed 0; and the same
+    with the signs kept apart (``_by_sign``: linked where the mean over -S and +S of |cosine|
+    is >= 0.7), which also links a direction that does the same at both signs to a signed one."""
+    ranking = ranked(unet, dirs, model.discriminator, SCORE["effect_noises"], seed=0, device=device)
+    groups, by_sign = alike_groups(ranking.similarity), alike_groups(ranking.similarity_by_sign.abs().mean(0))
     return {"alike_groups": groups, "distinct_effects": distinct_effects(groups, dirs.K),
-            "mean_abs_similarity": round(mean_abs_offdiag(similarity), 4)}
+            "mean_abs_similarity": round(mean_abs_offdiag(ranking.similarity), 4),
+            "alike_groups_by_sign": by_sign, "distinct_effects_by_sign": distinct_effects(by_sign, dirs.K)}
 
 
 def add_effects(name: str, preset: Preset, device: str) -> None:

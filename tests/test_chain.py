@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from hdisc.chain import backprop_chain, record_chain, run_chain
-from hdisc.discovery import DiscoveryModel, discovery_step, effect_overlap, make_optimizers
+from hdisc.discovery import (
+    DiscoveryModel,
+    discovery_step,
+    effect_overlap,
+    effect_similarity,
+    make_optimizers,
+    mean_square_offdiag,
+)
 from hdisc.precision import PRECISIONS, compute_in
 from hdisc.presets import DATASETS, departures, get_preset
 from hdisc.sampling import Shifted, ddim_step, sample_ddim
@@ -191,6 +198,31 @@ def test_effect_overlap_is_one_for_alike_directions_and_lower_for_distinct_ones(
         shift.head_weight.copy_(shift.head_weight[:1].expand_as(shift.head_weight))
     alike = effect_overlap(unet, shift, cfg, steps, x_T, 0).item()
     assert abs(alike - 1) < 1e-5 and 0 <= distinct < 0.9 * alike
+
+
+def test_effect_overlap_keeps_the_signs_apart_unless_asked_to_average_them(smoke, unet):
+    cfg, shift, steps, x_T = _overlap_setup(smoke, unet)
+    per_sign = effect_similarity(unet, shift, cfg, steps, x_T, 0, by_sign=True)
+    averaged = effect_similarity(unet, shift, cfg, steps, x_T, 0)
+    assert per_sign.shape == (2, cfg.K, cfg.K) and torch.allclose(per_sign.mean(0), averaged, atol=1e-6)
+    apart = effect_overlap(unet, shift, cfg, steps, x_T, 0)
+    assert torch.allclose(apart, (per_sign.square().sum((1, 2)) - cfg.K).mean() / (cfg.K * (cfg.K - 1)), atol=1e-6)
+    old = effect_overlap(unet, shift, dataclasses.replace(cfg, div_signs="averaged"), steps, x_T, 0)
+    assert torch.allclose(old, mean_square_offdiag(averaged)) and old <= apart + 1e-6  # averaging can only cancel
+    with pytest.raises(ValueError, match="div_signs must be 'apart' or 'averaged'.*probes d0-d4"):
+        dataclasses.replace(cfg, div_signs="both")
+
+
+def test_effect_overlap_computes_in_float32_inside_bfloat16_autocast(smoke, unet):
+    cfg, shift, steps, x_T = _overlap_setup(smoke, unet)
+    plain = effect_overlap(unet, shift, cfg, steps, x_T, 0)
+    (g_plain,) = torch.autograd.grad(plain, shift.head_weight)
+    with compute_in("bfloat16", "cpu"):
+        mixed = effect_overlap(unet, shift, cfg, steps, x_T, 0)
+        (g_mixed,) = torch.autograd.grad(mixed, shift.head_weight)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
+    # a backward pass inside the region still meets autocast in a few gradient formulas: close, not equal
+    assert (g_mixed - g_plain).abs().max() < 0.01 * g_plain.abs().max()
 
 
 def test_effect_overlap_gradient_matches_a_finite_difference_along_it(smoke, unet):

@@ -80,7 +80,7 @@ def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
 
 
 def test_ranked_orders_directions_by_change_times_realism(smoke, unet, discovery, dirs):
-    order, change, real, sim = ranked(unet, dirs, discovery.discriminator, 2, seed=1)
+    order, change, real, sim, by_sign = ranked(unet, dirs, discovery.discriminator, 2, seed=1)
     assert sorted(order) == list(range(smoke.discovery.K))
     assert ((real > 0) & (real <= 1)).all()
     scores = change * real
@@ -88,6 +88,7 @@ def test_ranked_orders_directions_by_change_times_realism(smoke, unet, discovery
     K = smoke.discovery.K
     assert sim.shape == (K, K) and torch.allclose(sim, sim.T, atol=1e-6)
     assert torch.allclose(sim.diagonal(), torch.ones(K), atol=1e-5)
+    assert by_sign.shape == (2, K, K) and torch.allclose(by_sign.mean(0), sim, atol=1e-6)
 
 
 def test_change_similarity_tells_collapsed_from_distinct_directions():
@@ -123,3 +124,13 @@ def test_alike_groups_links_directions_through_strong_similarity_of_either_sign(
     assert alike_groups(sim, 0.7) == [[0, 3, 5], [2, 4]]
     assert alike_groups(torch.eye(4)) == []
     assert distinct_effects([[0, 3, 5], [2, 4]], 6) == 3 and distinct_effects([], 4) == 4
+
+
+def test_an_unsigned_direction_is_alike_a_signed_one_only_when_the_signs_are_kept_apart():
+    a = torch.randn(1, 3, 1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    unsigned, signed = torch.cat([a, a], dim=2), torch.cat([a, -a], dim=2)  # [1, B, 2 signs, C, H, W]
+    changes = torch.cat([unsigned, signed])  # both do a at +s; at -s one does a, the other -a
+    averaged, apart = change_similarity(changes), change_similarity(changes, by_sign=True)
+    assert abs(averaged[0, 1]) < 1e-6  # the +s and -s terms cancel: "distinct"
+    assert apart.shape == (2, 2, 2) and torch.allclose(apart[:, 0, 1], torch.tensor([1.0, -1.0]), atol=1e-5)
+    assert torch.allclose(apart.mean(0), averaged, atol=1e-6)

@@ -148,7 +148,9 @@ def test_the_readme_quotes_the_effect_penalty_probes():
             "d0": ("d0-committed-b16",) * 2, "d1": ("d1-committed-b16-div1",) * 2,
             "d2": ("d2-committed-b16-div10",) * 2,
             "d3: d2's directions, 1 joint step, then 99 of R and D alone at batch 64": ("d3-d2-freeze-R100",) * 2,
-            "d4: d2 continued jointly to step 900": ("d4-d2-div10-long@900",) * 2}
+            "d4: d2 continued jointly to step 900": ("d4-d2-div10-long@900",) * 2,
+            "e1: d2 in bfloat16 (`precision=auto` on this AMX CPU)": ("e1-committed-b16-div10-bf16@300",) * 2,
+            "e2: e1 with the overlap per sign (`div_signs=\"apart\"`)": ("e2-committed-b16-div10signs-bf16@300",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -203,6 +205,25 @@ def test_the_readme_quotes_the_long_effect_penalty_probe():
             f"{d4['effects']['distinct_effects'] - d2['effects']['distinct_effects']}") in text
 
 
+def test_the_readme_quotes_the_bfloat16_penalty_probes():
+    text = " ".join(project_path("README.md").read_text().split())
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    e1, e2, d2 = (probes[n] for n in ("e1-committed-b16-div10-bf16@300", "e2-committed-b16-div10signs-bf16@300",
+                                      "d2-committed-b16-div10"))
+    assert e1["config"]["div_signs"] == d2["config"]["div_signs"] == "averaged"
+    assert e2["config"]["div_signs"] == "apart"
+    assert "bfloat16" in e1["device"] and "bfloat16" in e2["device"] and "float32" in d2["device"]
+    curve = {n: (p["overlap_curve"][0][1], p["overlap_curve"][-1][1]) for n, p in (("e1", e1), ("e2", e2), ("d2", d2))}
+    assert (f"({curve['e1'][0]:.3f} -> {curve['e1'][1]:.3f} and {curve['e2'][0]:.3f} -> {curve['e2'][1]:.3f} in 300 "
+            f"steps, where d2 in float32 went {curve['d2'][0]:.3f} -> {curve['d2'][1]:.3f})") in text
+    assert e1["effects"]["alike_groups_by_sign"] == e1["effects"]["alike_groups"]
+    assert f"{e1['effects']['distinct_effects_by_sign']} both ways" in text
+    assert e1["effects"]["distinct_effects_by_sign"] == e1["effects"]["distinct_effects"]
+    signed = [probes[n]["interpretability"]["signed_fraction"] for n in (
+        "d0-committed-b16", "d1-committed-b16-div1", "d2-committed-b16-div10", "d4-d2-div10-long@900")]
+    assert "(d0 {:.0%}, d1 {:.0%}, d2 {:.0%}, d4 {:.0%})".format(*signed) in text
+
+
 def test_the_readme_quotes_the_rca_ceiling_record():
     text = " ".join(project_path("README.md").read_text().split())
     record = _record("rca_ceiling.json")
@@ -217,6 +238,10 @@ def test_the_readme_quotes_the_rca_ceiling_record():
     assert f"(|s| 4-5) are told apart only {large['rca']:.0%}" in text and f"({small['rca']:.0%} at |s| 1-2)" in text
     assert round(large["abs_s"][0]) == 4 and round(small["abs_s"][1]) == 2
     assert f"({rand['rca']:.3f}, chance {rand['chance']:.3f})" in text
+    equal = by[("random-equal-change", "fresh", 16384)]
+    assert (f"size, where they change the image as much as the learned ones ({record['rel_equal_change']:.3f} x "
+            f"rms(h), the size `equal_change.json` matched: {equal['rca']:.3f})") in text
+    assert f"and so do they at {record['rel_equal_change'] / record['rel']:.1f} times that size" in text
     assert f"no gain ({refit['rca']:.3f} against {trained['rca']:.3f} as trained" in text
     assert f"took {record['wall_s']:,.0f} s of one thread" in text
 

@@ -246,3 +246,18 @@ def test_auto_precision_is_chosen_by_the_cpu_and_recorded(tmp_path, smoke, unet,
     assert chosen in result["trained_on"]
     with pytest.raises(ValueError, match="precision must be one of .*'auto'.*AMX"):
         hdisc.precision.resolve_precision("fast", "cpu")
+
+
+def test_a_direction_file_from_before_div_signs_reads_as_the_sign_averaged_penalty(tmp_path, smoke):
+    import dataclasses as dc
+
+    from hdisc.discovery import DiscoveryModel
+
+    cfg = dc.replace(smoke.discovery, lambda_div=10.0)
+    stored = {k: v for k, v in dc.asdict(cfg).items() if k != "div_signs"}  # as files were written before it
+    blob = {"unet_config": dc.asdict(smoke.unet), "discovery_config": stored,
+            "model": DiscoveryModel(smoke.unet, cfg).state_dict()}
+    torch.save(blob, tmp_path / "old.pt")
+    assert load_directions(tmp_path / "old.pt", smoke.unet)[1].div_signs == "averaged"
+    torch.save({**blob, "discovery_config": {**stored, "lambda_div": 0.0}}, tmp_path / "plain.pt")
+    assert load_directions(tmp_path / "plain.pt", smoke.unet)[1].div_signs == "apart"  # no penalty, no difference
