@@ -224,6 +224,19 @@ def test_the_readme_quotes_the_bfloat16_penalty_probes():
     assert "(d0 {:.0%}, d1 {:.0%}, d2 {:.0%}, d4 {:.0%})".format(*signed) in text
 
 
+def test_the_readme_quotes_the_committed_e3_checkpoint():
+    import torch
+
+    text = " ".join(project_path("README.md").read_text().split())
+    blob = torch.load(project_path("models/mnist32-cpu/probe-e3/discovery_checkpoint.pt"), weights_only=True)
+    cfg, log = blob["discovery_config"], blob["log"]
+    assert (cfg["lambda_div"], cfg["div_signs"], cfg["batch"]) == (10.0, "apart", 16)
+    assert "bfloat16" in blob["trained_on"]
+    assert blob["init_from"] == "models/mnist32-cpu/directions.pt"
+    assert (f"{log[0]['overlap']:.3f} -> {log[-1]['overlap']:.3f} over {blob['step']} steps "
+            f"({blob['wall_s']:,.0f} s, one thread)") in text
+
+
 def test_the_readme_quotes_the_rca_ceiling_record():
     text = " ".join(project_path("README.md").read_text().split())
     record = _record("rca_ceiling.json")
