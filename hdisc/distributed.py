@@ -76,11 +76,14 @@ class GlobalBatchNorm(nn.BatchNorm2d):
     ``BatchNorm2d``; under torchrun the mean and (biased) variance are all-reduced with
     autograd's ``all_reduce`` (two passes, as one process computes them), so the gradient
     also flows through the other ranks' rows. Same parameters and buffers as BatchNorm2d.
+    Under bfloat16 autocast x arrives in bfloat16: the statistics and the normalisation are
+    computed in float32 (the buffers' dtype, as ``BatchNorm2d`` does) and y returns in x's dtype.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or ranks() == 1:
             return super().forward(x)
+        dtype, x = x.dtype, x.float()
         dims, shape = (0, 2, 3), (1, -1, 1, 1)
         count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
         dist.all_reduce(count)
@@ -93,7 +96,7 @@ class GlobalBatchNorm(nn.BatchNorm2d):
                 self.running_mean.lerp_(mean, momentum)
                 self.running_var.lerp_(var * count / (count - 1), momentum)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return (y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y).to(dtype)
 
 
 def global_batch_norm(module: nn.Module) -> nn.Module:

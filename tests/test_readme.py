@@ -150,7 +150,8 @@ def test_the_readme_quotes_the_effect_penalty_probes():
             "d3: d2's directions, 1 joint step, then 99 of R and D alone at batch 64": ("d3-d2-freeze-R100",) * 2,
             "d4: d2 continued jointly to step 900": ("d4-d2-div10-long@900",) * 2,
             "e1: d2 in bfloat16 (`precision=auto` on this AMX CPU)": ("e1-committed-b16-div10-bf16@300",) * 2,
-            "e2: e1 with the overlap per sign (`div_signs=\"apart\"`)": ("e2-committed-b16-div10signs-bf16@300",) * 2}
+            "e2: e1 with the overlap per sign (`div_signs=\"apart\"`)": ("e2-committed-b16-div10signs-bf16@300",) * 2,
+            "e3: e2 with the penalty in float32": ("e3-committed-b16-div10signs-f32penalty@300",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -235,6 +236,16 @@ def test_the_readme_quotes_the_committed_e3_checkpoint():
     assert blob["init_from"] == "models/mnist32-cpu/directions.pt"
     assert (f"{log[0]['overlap']:.3f} -> {log[-1]['overlap']:.3f} over {blob['step']} steps "
             f"({blob['wall_s']:,.0f} s, one thread)") in text
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    e3, d2, d0 = (probes[n] for n in ("e3-committed-b16-div10signs-f32penalty@300", "d2-committed-b16-div10",
+                                      "d0-committed-b16"))
+    assert e3["config"]["div_signs"] == "apart" and abs(e3["wall_s"] - blob["wall_s"]) < 1
+    i, j = e3["interpretability"], d2["interpretability"]
+    assert (f"RCA {e3['rca']:.3f} (d2 {d2['rca']:.3f}), {e3['effects']['distinct_effects']} distinct effects "
+            f"(d2 {d2['effects']['distinct_effects']}), {i['interpretable_fraction']:.0%} pass "
+            f"(d2 {j['interpretable_fraction']:.0%};") in text
+    assert (f"{i['signed_fraction']:.0%} signed (d2 {j['signed_fraction']:.0%}, "
+            f"d0 {d0['interpretability']['signed_fraction']:.0%})") in text
 
 
 def test_the_readme_quotes_the_rca_ceiling_record():
