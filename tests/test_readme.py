@@ -285,3 +285,17 @@ def test_the_readme_precision_paragraph_quotes_each_machine_and_auto_follows_the
         assert all(q in text for q in quoted)
         assert not faster or f"**{b16['speedup']:.2f}x faster**" in text
         assert m["chain_vs_vanilla_max_rel_grad_diff"] == {"float32": 0.0, "bfloat16": 0.0}
+
+
+def test_the_readme_quotes_the_shift_window_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("shift_window.json")
+    cell = {(r["t_start"], r["s"]): r for r in record["rows"]}
+    assert f"`shift_window.json`, {record['wall_s']:,.0f} s of one thread" in text
+    assert record["n"] == 8 and [len(cell[(t, 5.0)]["shifted_t"]) for t in (999, 777, 555)] == [6, 4, 2]
+    assert ("(at s = 10: {:.0%} all 6, {:.0%} last 4, {:.0%} last 2)".format(
+        *(cell[(t, 10.0)]["keep"] for t in (999, 777, 555)))) in text
+    two, two_far = cell[(555, 10.0)], cell[(555, 20.0)]
+    assert (f"(last 2 at s = 10: {two['keep']:.0%} at mean change {two['change']:.3f} against "
+            f"{two['keep_full_at_same_change']:.0%} for the whole window at that change; at s = 20: "
+            f"{two_far['keep']:.0%} against {two_far['keep_full_at_same_change']:.0%})") in text

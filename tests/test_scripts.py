@@ -114,3 +114,33 @@ def test_rca_ceiling_reads_the_frozen_directions_with_every_reader_and_resumes_f
     again = json.loads((tmp_path / "results" / "mnist32-cpu" / "rca_ceiling.json").read_text())
     assert again["rows"] == record["rows"]
     assert stamp == {p: p.stat().st_mtime_ns for p in runs.rglob("chunk-*.pt")}
+
+
+@pytest.mark.parametrize("args, message", [(["noises=8"], "unknown setting"), (["n=0"], "n must be >= 1")])
+def test_shift_window_refuses_bad_settings_before_any_work(args, message):
+    with pytest.raises(SystemExit, match=message):
+        _script("shift_window").main(*args)
+
+
+def test_a_shift_window_edits_only_inside_it(unet, discovery):
+    """t_start at the top of the chain is Shifted itself; at t_stop, plain DDIM; between, neither."""
+    from hdisc.sampling import Shifted, sample_ddim
+    from hdisc.schedule import ddim_steps, schedule_of
+
+    windowed = _script("shift_window").Windowed
+    torch.manual_seed(0)
+    for p in discovery.shift.parameters():
+        p.data.normal_(0, 0.5)
+    steps, z = ddim_steps(5, schedule_of(unet)), torch.randn(2, 1, 32, 32)
+    top, t_stop, middle = int(steps.t[0]), int(steps.t[-1]), int(steps.t[2])
+    k, s = torch.tensor([0, 1]), torch.tensor([2.0, -2.0])
+
+    def edit(model):
+        with torch.no_grad():
+            return sample_ddim(model, z, steps, disable=True)
+
+    whole, plain = edit(Shifted(unet, discovery.shift, k, s, t_stop)), edit(unet)
+    torch.testing.assert_close(edit(windowed(unet, discovery.shift, k, s, t_stop, t_start=top)), whole)
+    torch.testing.assert_close(edit(windowed(unet, discovery.shift, k, s, t_stop, t_start=t_stop)), plain)
+    part = edit(windowed(unet, discovery.shift, k, s, t_stop, t_start=middle))
+    assert (part - plain).abs().max() > 1e-4 and (part - whole).abs().max() > 1e-4
