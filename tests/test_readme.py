@@ -151,7 +151,8 @@ def test_the_readme_quotes_the_effect_penalty_probes():
             "d4: d2 continued jointly to step 900": ("d4-d2-div10-long@900",) * 2,
             "e1: d2 in bfloat16 (`precision=auto` on this AMX CPU)": ("e1-committed-b16-div10-bf16@300",) * 2,
             "e2: e1 with the overlap per sign (`div_signs=\"apart\"`)": ("e2-committed-b16-div10signs-bf16@300",) * 2,
-            "e3: e2 with the penalty in float32": ("e3-committed-b16-div10signs-f32penalty@300",) * 2}
+            "e3: e2 with the penalty in float32": ("e3-committed-b16-div10signs-f32penalty@300",) * 2,
+            "e3 continued to step 900": ("e3-committed-b16-div10signs-f32penalty@900",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -236,16 +237,29 @@ def test_the_readme_quotes_the_committed_e3_checkpoint():
     assert blob["init_from"] == "models/mnist32-cpu/directions.pt"
     assert (f"{log[0]['overlap']:.3f} -> {log[-1]['overlap']:.3f} over {blob['step']} steps "
             f"({blob['wall_s']:,.0f} s, one thread)") in text
+    assert f"steps={blob['step']} checkpoint_every=100 lambda_div=10.0" in text
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
-    e3, d2, d0 = (probes[n] for n in ("e3-committed-b16-div10signs-f32penalty@300", "d2-committed-b16-div10",
-                                      "d0-committed-b16"))
-    assert e3["config"]["div_signs"] == "apart" and abs(e3["wall_s"] - blob["wall_s"]) < 1
+    e3, late, d2, d0, d4 = (probes[n] for n in (
+        "e3-committed-b16-div10signs-f32penalty@300", "e3-committed-b16-div10signs-f32penalty@900",
+        "d2-committed-b16-div10", "d0-committed-b16", "d4-d2-div10-long@900"))
+    assert e3["config"]["div_signs"] == late["config"]["div_signs"] == "apart"
+    assert abs(late["wall_s"] - blob["wall_s"]) < 1 and late["steps"] == blob["step"] == d4["steps"]
+    curve = e3["overlap_curve"]
+    assert (f"{curve[0][1]:.3f} -> {curve[-1][1]:.3f} over its first 300 steps "
+            f"({e3['wall_s']:,.0f} s, one thread)") in text
     i, j = e3["interpretability"], d2["interpretability"]
     assert (f"RCA {e3['rca']:.3f} (d2 {d2['rca']:.3f}), {e3['effects']['distinct_effects']} distinct effects "
             f"(d2 {d2['effects']['distinct_effects']}), {i['interpretable_fraction']:.0%} pass "
             f"(d2 {j['interpretable_fraction']:.0%};") in text
     assert (f"{i['signed_fraction']:.0%} signed (d2 {j['signed_fraction']:.0%}, "
             f"d0 {d0['interpretability']['signed_fraction']:.0%})") in text
+    i, j = late["interpretability"], d4["interpretability"]
+    assert late["effects"]["distinct_effects"] == d4["effects"]["distinct_effects"]
+    assert (f"at the same RCA ({late['rca']:.3f} against d4's {d4['rca']:.3f}) and the same "
+            f"{d4['effects']['distinct_effects']} distinct effects, e3 passes {i['interpretable_fraction']:.0%} "
+            f"(d4 {j['interpretable_fraction']:.0%}) and keeps {i['signed_fraction']:.0%} signed "
+            f"(d4 {j['signed_fraction']:.0%}), FD ratio {late['fidelity']['fd_ratio']:.2f}") in text
+    assert f"(+{late['rca'] - e3['rca']:.3f} in 600 steps)" in text
 
 
 def test_the_readme_quotes_the_rca_ceiling_record():
