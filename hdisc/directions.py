@@ -102,8 +102,8 @@ def ranked(unet: nn.Module, dirs: DirectionSet, discriminator: Callable[[torch.T
     x0, ends = direction_ends(unet, dirs, z)
     changes = ends - x0[:, None]
     change, real = change_scores(changes).cpu(), realism(discriminator, x0, ends).cpu()
-    return Ranking((change * real).argsort(descending=True).tolist(), change, real,
-                   change_similarity(changes).cpu(), change_similarity(changes, by_sign=True).cpu())
+    by_sign = change_similarity(changes, by_sign=True).cpu()
+    return Ranking((change * real).argsort(descending=True).tolist(), change, real, by_sign.mean(0), by_sign)
 
 
 @torch.no_grad()

@@ -47,9 +47,8 @@ def change_similarity(changes: torch.Tensor, floor: float | torch.Tensor = 1e-12
     signed direction, whatever the two do: its +s and -s terms cancel.
     """
     unit = F.normalize(changes.flatten(3), dim=3, eps=floor)
-    if by_sign:
-        return torch.einsum("kbsp,jbsp->skj", unit, unit) / changes.shape[1]
-    return torch.einsum("kbsp,jbsp->kj", unit, unit) / (changes.shape[1] * changes.shape[2])
+    per_sign = torch.einsum("kbsp,jbsp->skj", unit, unit) / changes.shape[1]
+    return per_sign if by_sign else per_sign.mean(0)
 
 
 class ShiftBlock(nn.Module):
