@@ -5,7 +5,7 @@
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
-runs/probe/NAME (resumable), then writes runs/probe/NAME/probe.json with the logged curve,
+runs/probe/NAME (resumable), then writes runs/probe/NAME/probe@STEP.json with the logged curve,
 the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on ``n_eval``
 noises (default 16) at 9 strengths, the directions' distinct effects (as the directions chapter
 counts them: alike groups on 16 noises) and FD-MnistNet of shifted over raw samples (500 each),
@@ -14,9 +14,10 @@ and adds the same entry (without the full log) to results/mnist32-cpu/probes.jso
 ``device`` (default cpu) trains and scores there, ``precision`` (default auto: bfloat16 on a CPU
 with AMX bfloat16 tiles, where it measured 1.6x faster, float32 elsewhere) is what training
 computes in, recorded in the entry's ``device``; the scores' noises are drawn from seeded
-CPU generators either way. ``evaluate=true`` trains nothing: it scores the run's latest
-``directions.pt`` (a long run may still be writing more) and records it as ``NAME@STEP``,
-a point along the run (``NAME@STEP-nN`` when scored on N noises other than 16).
+CPU generators either way. Every entry is named ``NAME@STEP``, the step its directions were
+scored at (``NAME@STEP-nN`` when scored on N noises other than 16; probes recorded before
+this rule keep their bare names). ``evaluate=true`` trains nothing: it scores the run's latest
+``directions.pt`` (a long run may still be writing more), a point along the run.
 ``effects=true`` adds the distinct effects to the recorded entry NAME (or NAME@STEP) of a
 probe scored before the script counted them; it checks that the run's directions.pt is still
 at the entry's step.
@@ -117,6 +118,7 @@ def main(name: str, *overrides: str) -> None:
     else:
         result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
                                  precision=precision, progress=True, log_every=10)
+        name = f"{name}@{result['steps']}"  # the step it was scored at, as for a point along the run
     model, _ = load_directions(out / "directions.pt", preset.unet, cfg)
     model = model.to(device)
     dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
@@ -138,8 +140,7 @@ def main(name: str, *overrides: str) -> None:
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
     if cfg.lambda_div:  # the effect penalty's own measure along the run
         entry["overlap_curve"] = [[e["step"], round(e["overlap"], 4)] for e in result["log"]]
-    write_json(out / ("probe.json" if not only_evaluate else f"probe@{name.split('@')[1]}.json"),
-               {**entry, "log": result["log"]})
+    write_json(out / f"probe@{name.split('@')[1]}.json", {**entry, "log": result["log"]})
     record = project_path(f"results/{preset.name}/probes.json")  # every probe, for the book's trade-off plot
     book = json.loads(record.read_text()) if record.is_file() else {"probes": []}
     book["probes"] = [p for p in book["probes"] if p["name"] != name] + [entry]

@@ -54,14 +54,14 @@ def test_a_probe_trains_scores_and_records_itself_then_scores_its_latest_weights
     probe.main("tiny", "steps=2", *settings)
     record = tmp_path / "results" / "mnist32-cpu" / "probes.json"
     entry = json.loads(record.read_text())["probes"][0]
-    assert entry["name"] == "tiny" and entry["steps"] == 2 and entry["config"]["M"] == 2 and entry["n_eval"] == 1
+    assert entry["name"] == "tiny@2" and entry["steps"] == 2 and entry["config"]["M"] == 2 and entry["n_eval"] == 1
     assert 0 <= entry["rca"] <= 1 and entry["fidelity"]["fd_ratio"] > 0
     assert len(entry["interpretability"]["top_rho"]) == 32 and 1 <= entry["effects"]["distinct_effects"] <= 32
     assert "overlap_curve" in entry  # the effect penalty's own measure, recorded when it is on
-    assert json.loads((tmp_path / "runs" / "probe" / "tiny" / "probe.json").read_text())["name"] == "tiny"
+    assert json.loads((tmp_path / "runs" / "probe" / "tiny" / "probe@2.json").read_text())["name"] == "tiny@2"
     probe.main("tiny", "evaluate=true", *settings)  # a point along the run, beside the probe
     names = [p["name"] for p in json.loads(record.read_text())["probes"]]
-    assert names == ["tiny", "tiny@2-n1"]
+    assert names == ["tiny@2", "tiny@2-n1"]
 
 
 @pytest.mark.parametrize("args, message", [(["pairs=16"], "unknown setting"), (["only=pca"], "only must be one of"),
