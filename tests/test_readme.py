@@ -152,7 +152,11 @@ def test_the_readme_quotes_the_effect_penalty_probes():
             "e1: d2 in bfloat16 (`precision=auto` on this AMX CPU)": ("e1-committed-b16-div10-bf16@300",) * 2,
             "e2: e1 with the overlap per sign (`div_signs=\"apart\"`)": ("e2-committed-b16-div10signs-bf16@300",) * 2,
             "e3: e2 with the penalty in float32": ("e3-committed-b16-div10signs-f32penalty@300",) * 2,
-            "e3 continued to step 900": ("e3-committed-b16-div10signs-f32penalty@900",) * 2}
+            "e3 continued to step 900": ("e3-committed-b16-div10signs-f32penalty@900",) * 2,
+            "e3 continued to step 2,000": ("e3-committed-b16-div10signs-f32penalty@2000",) * 2,
+            "f1: e3 at step 1,000, 1 joint step, then 99 of R and D alone at batch 64":
+                ("f1-e3at1000-freeze-R100@100",) * 2,
+            "f2: e3 at step 1,000, 300 joint steps at weight 30": ("f2-e3at1000-div30@300",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -243,7 +247,9 @@ def test_the_readme_quotes_the_committed_e3_checkpoint():
         "e3-committed-b16-div10signs-f32penalty@300", "e3-committed-b16-div10signs-f32penalty@900",
         "d2-committed-b16-div10", "d0-committed-b16", "d4-d2-div10-long@900"))
     assert e3["config"]["div_signs"] == late["config"]["div_signs"] == "apart"
-    assert abs(late["wall_s"] - blob["wall_s"]) < 1 and late["steps"] == blob["step"] == d4["steps"]
+    final = probes["e3-committed-b16-div10signs-f32penalty@2000"]
+    assert abs(final["wall_s"] - blob["wall_s"]) < 1 and final["steps"] == blob["step"]
+    assert late["steps"] == d4["steps"]
     curve = e3["overlap_curve"]
     assert (f"{curve[0][1]:.3f} -> {curve[-1][1]:.3f} over its first 300 steps "
             f"({e3['wall_s']:,.0f} s, one thread)") in text
@@ -313,3 +319,28 @@ def test_the_readme_quotes_the_shift_window_record():
     assert (f"(last 2 at s = 10: {two['keep']:.0%} at mean change {two['change']:.3f} against "
             f"{two['keep_full_at_same_change']:.0%} for the whole window at that change; at s = 20: "
             f"{two_far['keep']:.0%} against {two_far['keep_full_at_same_change']:.0%})") in text
+
+
+def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
+    text = " ".join(project_path("README.md").read_text().split())
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    late, final, f1, f2, d3, d2 = (probes[n] for n in (
+        "e3-committed-b16-div10signs-f32penalty@900", "e3-committed-b16-div10signs-f32penalty@2000",
+        "f1-e3at1000-freeze-R100@100", "f2-e3at1000-div30@300", "d3-d2-freeze-R100", "d2-committed-b16-div10"))
+    i = final["interpretability"]
+    assert (f"the passing share rose to {i['interpretable_fraction']:.0%} ({len(i['interpretable'])} of 32) at "
+            f"{i['signed_fraction']:.0%} signed, {final['effects']['distinct_effects']} distinct effects and FD ratio "
+            f"{final['fidelity']['fd_ratio']:.2f}, but RCA fell back to {final['rca']:.3f} ({late['rca']:.3f} at step "
+            f"900;") in text
+    assert (f"it keeps {i['interpretable_fraction']:.0%} of the directions passing at FD ratio "
+            f"{final['fidelity']['fd_ratio']:.2f}, but RCA stays between {final['rca']:.2f} and "
+            f"{late['rca']:.2f}") in text
+    start = "models/mnist32-cpu/probe-e3/directions@1000.pt"
+    assert f1["init_from"] == f2["init_from"] == start and project_path(start).is_file()
+    assert (f1["config"]["freeze_shift_after"], f1["config"]["batch"], f2["config"]["lambda_div"]) == (1, 64, 30.0)
+    assert (f"RCA {f1['rca']:.3f}, no gain, where d3 gained {d3['rca'] - d2['rca']:.3f} over d2") in text
+    curve = f2["overlap_curve"]
+    assert (f"its overlap fell ({curve[0][1]:.3f} -> {curve[-1][1]:.3f}) and distinct effects rose to "
+            f"{f2['effects']['distinct_effects']}, but the edits shrank (median change at S/2 "
+            f"{f2['interpretability']['median_change_half']:.3f} against {i['median_change_half']:.3f} for e3 at "
+            f"step 2,000) and RCA fell to {f2['rca']:.3f}") in text
