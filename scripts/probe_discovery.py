@@ -17,7 +17,8 @@ computes in, recorded in the entry's ``device``; the scores' noises are drawn fr
 CPU generators either way. Every entry is named ``NAME@STEP``, the step its directions were
 scored at (``NAME@STEP-nN`` when scored on N noises other than 16; probes recorded before
 this rule keep their bare names). ``evaluate=true`` trains nothing: it scores the run's latest
-``directions.pt`` (a long run may still be writing more), a point along the run.
+``directions.pt`` (a long run may still be writing more), a point along the run, with the
+settings it was trained with (fields given beside it must match them).
 ``effects=true`` adds the distinct effects to the recorded entry NAME (or NAME@STEP) of a
 probe scored before the script counted them; it checks that the run's directions.pt is still
 at the entry's step.
@@ -119,7 +120,8 @@ def main(name: str, *overrides: str) -> None:
         result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
                                  precision=precision, progress=True, log_every=10)
         name = f"{name}@{result['steps']}"  # the step it was scored at, as for a point along the run
-    model, _ = load_directions(out / "directions.pt", preset.unet, cfg)
+    # scored with the run's own settings; any given beside evaluate=true must match them
+    model, cfg = load_directions(out / "directions.pt", preset.unet, None if only_evaluate and not fields else cfg)
     model = model.to(device)
     dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
     rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, SCORE["rca_pairs"], 32, torch.Generator().manual_seed(1),

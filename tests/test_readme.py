@@ -330,11 +330,17 @@ def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
     i = final["interpretability"]
     assert (f"the passing share rose to {i['interpretable_fraction']:.0%} ({len(i['interpretable'])} of 32) at "
             f"{i['signed_fraction']:.0%} signed, {final['effects']['distinct_effects']} distinct effects and FD ratio "
-            f"{final['fidelity']['fd_ratio']:.2f}, but RCA fell back to {final['rca']:.3f} ({late['rca']:.3f} at step "
-            f"900;") in text
+            f"{final['fidelity']['fd_ratio']:.2f}") in text
+    assert f"but RCA fell back to {final['rca']:.3f} ({late['rca']:.3f} at step 900;" in text
     assert (f"it keeps {i['interpretable_fraction']:.0%} of the directions passing at FD ratio "
             f"{final['fidelity']['fd_ratio']:.2f}, but RCA stays between {final['rca']:.2f} and "
             f"{late['rca']:.2f}") in text
+    wide, committed = probes["e3-committed-b16-div10signs-f32penalty@2000-n48"], probes["committed@1000-n48"]
+    j = wide["interpretability"]
+    assert wide["n_eval"] == committed["n_eval"] == 48 and wide["rca"] == final["rca"]
+    assert (f"(on 48 other noises, `...@2000-n48`, {len(j['interpretable'])} of 32 pass, "
+            f"{j['interpretable_fraction']:.0%}, and {j['signed_fraction']:.0%} are signed, where the committed model "
+            f"passes {len(committed['interpretability']['interpretable'])} of 32)") in text
     start = "models/mnist32-cpu/probe-e3/directions@1000.pt"
     assert f1["init_from"] == f2["init_from"] == start and project_path(start).is_file()
     assert (f1["config"]["freeze_shift_after"], f1["config"]["batch"], f2["config"]["lambda_div"]) == (1, 64, 30.0)

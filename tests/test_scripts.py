@@ -62,6 +62,11 @@ def test_a_probe_trains_scores_and_records_itself_then_scores_its_latest_weights
     probe.main("tiny", "evaluate=true", *settings)  # a point along the run, beside the probe
     names = [p["name"] for p in json.loads(record.read_text())["probes"]]
     assert names == ["tiny@2", "tiny@2-n1"]
+    probe.main("tiny", "evaluate=true", "n_eval=1")  # scored with the run's own settings when none are given
+    again = json.loads(record.read_text())["probes"]
+    assert [p["name"] for p in again] == names and again[1]["config"] == entry["config"]
+    with pytest.raises(ValueError, match="another discovery config"):
+        probe.main("tiny", "evaluate=true", "n_eval=1", "M=3")
 
 
 @pytest.mark.parametrize("args, message", [(["pairs=16"], "unknown setting"), (["only=pca"], "only must be one of"),
