@@ -341,6 +341,8 @@ def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
     assert (f"(on 48 other noises, `...@2000-n48`, {len(j['interpretable'])} of 32 pass, "
             f"{j['interpretable_fraction']:.0%}, and {j['signed_fraction']:.0%} are signed, where the committed model "
             f"passes {len(committed['interpretability']['interpretable'])} of 32)") in text
+    assert f"(d3's recipe, {f1['wall_s']:,.0f} s for the 100 steps)" in text
+    assert f"steps, {final['wall_s'] - late['wall_s']:,.0f} s at one thread)" in text
     start = "models/mnist32-cpu/probe-e3/directions@1000.pt"
     assert f1["init_from"] == f2["init_from"] == start and project_path(start).is_file()
     assert (f1["config"]["freeze_shift_after"], f1["config"]["batch"], f2["config"]["lambda_div"]) == (1, 64, 30.0)
