@@ -23,7 +23,7 @@ from .chain import backprop_chain, record_chain, run_chain
 from .distributed import average_gradients, mean_over_ranks
 from .guard import check_finite, check_finite_grads
 from .precision import in_float32
-from .presets import DiscoveryConfig, UNetConfig
+from .presets import RECONSTRUCTOR_HEADS, DiscoveryConfig, UNetConfig
 from .sampling import Shift, Shifted, ddim_step, sample_ddim
 from .schedule import Steps, shifted_steps
 
@@ -85,6 +85,30 @@ class ShiftBlock(nn.Module):
         flat = F.normalize(torch.cat([self.head_weight.flatten(1), self.head_bias], 1), dim=1, eps=1e-12)
         return mean_square_offdiag(flat @ flat.T)
 
+    def raw_sizes(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Each head's output before the norm, over ``rms`` x rms(h), for h [N, C, H, W] and
+        emb [N, E]: [K, N]. Above 1 a ``cap`` clips it to the cap, whatever its size."""
+        a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
+        out = torch.einsum("nchw,koc->knohw", a, self.head_weight) + self.head_bias[:, None, :, None, None]
+        return (out.pow(2).mean((2, 3, 4)) / h.pow(2).mean((1, 2, 3))).sqrt() / self.rms
+
+    @torch.no_grad()
+    def rescale_heads(self, h: torch.Tensor, emb: torch.Tensor, target: float) -> torch.Tensor:
+        """Scale each head (weights and bias) so that its smallest :meth:`raw_sizes` over h
+        [N, C, H, W], emb [N, E] is ``target`` (>= 1), and return the smallest sizes before
+        [K]. With ``norm="cap"`` or ``"fixed"`` a head's edits do not depend on its scale
+        while its outputs stay at or above the cap, so the edits stay as they were; but Adam
+        turns a head by about lr / |head| a step, so heads that have grown far past the cap
+        (20-66 times on the committed cpu model) have all but stopped turning."""
+        if self.norm == "free" or target < 1:
+            raise ValueError(f"rescale_heads keeps the edits only with shift_norm 'cap' or 'fixed' and target >= 1, "
+                             f"got shift_norm {self.norm!r}, target {target}")
+        smallest = self.raw_sizes(h, emb).amin(1)
+        scale = target / smallest
+        self.head_weight.mul_(scale[:, None, None])
+        self.head_bias.mul_(scale[:, None])
+        return smallest
+
     def forward(self, h: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
         # index_select, not head_weight[k]: the latter's backward accumulates repeated k in a
@@ -106,33 +130,62 @@ class Reconstructor(nn.Module):
     ``small`` (32 px): a LeNet-style CNN as in GANLatentDiscovery's MNIST setting;
     otherwise a ResNet-18-like network (BasicBlocks 2-2-2-2, widths 64-512).
     ``with_difference`` adds x_shift - x0 as a third group of channels (not in the paper).
+    ``head`` reads the last feature map: ``pool`` averages it over positions (ResNet-18's
+    reading), ``spatial`` with one convolution as large as the map (``image_size`` px images
+    only), which keeps where on the image a change is, as the last 5x5 convolution of
+    GANLatentDiscovery's LeNet does on its 5x5 map. The layers before the head are the same
+    in both, so a pooled reader's body loads into a spatial one.
     x0, x_shift [B, C, H, W] -> logits [B, K], s_hat [B].
     """
 
-    def __init__(self, channels: int, K: int, small: bool, with_difference: bool = False):
+    def __init__(self, channels: int, K: int, small: bool, with_difference: bool = False,
+                 head: str = "pool", image_size: int = 0):
         super().__init__()
+        if head not in RECONSTRUCTOR_HEADS:
+            raise ValueError(f"Reconstructor head must be one of {', '.join(RECONSTRUCTOR_HEADS)}, got {head!r}")
+        if head == "spatial" and image_size < 8:
+            raise ValueError(f"Reconstructor head 'spatial' needs the image_size (at least 8 px), got {image_size}")
         self.with_difference = with_difference
         n_in = (3 if with_difference else 2) * channels
         if small:
-            self.body = nn.Sequential(
+            layers = [
                 nn.Conv2d(n_in, 64, 3, padding=1), nn.ReLU(),
                 nn.Conv2d(64, 128, 4, stride=2, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
                 nn.Conv2d(128, 256, 4, stride=2, padding=1), nn.BatchNorm2d(256), nn.ReLU(),
                 nn.Conv2d(256, 256, 4, stride=2, padding=1), nn.BatchNorm2d(256), nn.ReLU(),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            )
+            ]
             width = 256
         else:
-            layers: list[nn.Module] = [nn.Conv2d(n_in, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
-                                       nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+            layers = [nn.Conv2d(n_in, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
             cin = 64
             for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
                 layers += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
                 cin = cout
-            self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
             width = 512
+        self.head_at = len(layers)
+        """Where the head starts in ``body``: the layers before it are the same for both heads."""
+        if head == "pool":
+            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        else:
+            with torch.no_grad():  # the side of the last map, from a zero image through the layers so far
+                side = nn.Sequential(*layers).eval()(torch.zeros(1, n_in, image_size, image_size)).shape[-1]
+            layers += [nn.Conv2d(width, width, side), nn.BatchNorm2d(width), nn.ReLU(), nn.Flatten()]
+        self.body = nn.Sequential(*layers)
         self.logits = nn.Linear(width, K)
         self.magnitude = nn.Linear(width, 1)
+
+    def load_body(self, other: Reconstructor) -> None:
+        """Take ``other``'s layers before its head (a reader of either head, the same input
+        and size) and its output layers; this reader's own head keeps its weights. Raises
+        RuntimeError if anything else differs."""
+        def before_head(key: str, net: Reconstructor) -> bool:
+            return not key.startswith("body.") or int(key.split(".")[1]) < net.head_at
+
+        theirs = {k: v for k, v in other.state_dict().items() if before_head(k, other)}
+        missing, unexpected = self.load_state_dict(theirs, strict=False)
+        if unexpected or any(before_head(k, self) for k in missing):
+            raise RuntimeError(f"the reconstructors differ before their heads: missing {missing}, "
+                               f"unexpected {unexpected}")
 
     def forward(self, x0: torch.Tensor, x_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [x0, x_shift, x_shift - x0] if self.with_difference else [x0, x_shift]
@@ -173,7 +226,8 @@ class DiscoveryModel(nn.Module):
         self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, cfg.head_init_std,
                                 cfg.shift_norm, cfg.shift_rms)
         self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32,
-                                           with_difference=cfg.reconstructor_input == "pair+difference")
+                                           with_difference=cfg.reconstructor_input == "pair+difference",
+                                           head=cfg.reconstructor_head, image_size=unet_cfg.image_size)
         self.discriminator = Discriminator(unet_cfg)
 
 

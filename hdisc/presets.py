@@ -110,6 +110,10 @@ class DMTrainConfig:
         _check("DMTrainConfig", "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 500")
 
 
+RECONSTRUCTOR_HEADS = ("pool", "spatial")
+"""How the reconstructor reads its last feature map (:class:`hdisc.discovery.Reconstructor`)."""
+
+
 @dataclass(frozen=True)
 class DiscoveryConfig:
     """The discovery model of the paper's eq. 2 and its training (paper table 4).
@@ -117,7 +121,9 @@ class DiscoveryConfig:
     ``t_stop``: steps with t > t_stop are shifted. ``M``: DDIM steps of the chain.
     ``lr`` is Adam's for the reconstructor and discriminator, ``lr_shift`` for the shift
     block (the paper uses one rate, 1e-3, for all three). ``reconstructor_input``: ``pair``
-    (the paper: both images on channels) or ``pair+difference`` (their difference too).
+    (the paper: both images on channels) or ``pair+difference`` (their difference too);
+    ``reconstructor_head`` how it reads its last feature map: ``pool`` (averaged over
+    positions) or ``spatial`` (one convolution over the whole map: where a change is counts).
     ``lambda_orth`` weighs a penalty on the heads' squared cosine similarity (0 in the paper);
     ``lambda_div`` one on how alike the directions change the model's prediction (their
     effects, :func:`hdisc.discovery.effect_overlap`, measured on ``div_images`` noises of each
@@ -147,6 +153,7 @@ class DiscoveryConfig:
     lr: float = 1e-3
     lr_shift: float = 1e-3
     reconstructor_input: str = "pair"
+    reconstructor_head: str = "pool"
     lambda_mag: float = 0.1
     lambda_adv: float = 0.1
     lambda_orth: float = 0.0
@@ -199,6 +206,10 @@ class DiscoveryConfig:
         if self.reconstructor_input not in ("pair", "pair+difference"):
             raise ValueError(f"reconstructor_input must be 'pair' or 'pair+difference', "
                              f"got {self.reconstructor_input!r}")
+        if self.reconstructor_head not in RECONSTRUCTOR_HEADS:
+            raise ValueError(f"DiscoveryConfig.reconstructor_head must be one of {', '.join(RECONSTRUCTOR_HEADS)}, "
+                             f"got {self.reconstructor_head!r}: 'pool' averages the reconstructor's last feature "
+                             "map over positions, 'spatial' reads the whole map")
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,9 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     Writes the trained model with its configuration to ``out_dir/directions.pt`` every
     ``cfg.checkpoint_every`` steps. ``init_from`` (a ``directions.pt`` of the same DM, K and
     reconstructor input) warm-starts a new run from that model's weights (shift block,
-    reconstructor, discriminator; fresh optimisers); it is part of the run's identity.
+    reconstructor, discriminator; fresh optimisers); it is part of the run's identity. A
+    model whose reconstructor reads with the other ``reconstructor_head`` gives its layers
+    before the head, and the new head starts from its initialisation.
     A non-finite loss or gradient stops training with :class:`NonFiniteError` and leaves
     the files as they were. ``precision`` (:mod:`hdisc.precision`; ``"auto"`` chooses by the
     machine's capability) is what the steps compute in; the checkpoint's ``trained_on``
@@ -340,9 +342,14 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
     ckpt_path = out_dir / DISCOVERY_CHECKPOINT
     if init_from and not ckpt_path.exists():
-        start, _ = load_directions(init_from, unet_cfg)
+        start, start_cfg = load_directions(init_from, unet_cfg)
         try:
-            model.load_state_dict(start.state_dict())
+            if start_cfg.reconstructor_head == cfg.reconstructor_head:
+                model.load_state_dict(start.state_dict())
+            else:  # a reader of the other head: its layers before the head load, the head starts new
+                for part in ("shift", "discriminator"):
+                    getattr(model, part).load_state_dict(getattr(start, part).state_dict())
+                model.reconstructor.load_body(start.reconstructor)
         except RuntimeError as e:
             raise ValueError(f"init_from {init_from} does not fit this discovery config (K, reconstructor "
                              f"input): {str(e).splitlines()[0]}") from None

@@ -7,6 +7,7 @@ import torch
 from hdisc.chain import backprop_chain, record_chain, run_chain
 from hdisc.discovery import (
     DiscoveryModel,
+    Reconstructor,
     discovery_step,
     effect_overlap,
     effect_similarity,
@@ -169,6 +170,34 @@ def test_reconstructor_with_the_difference_image(dataset):
         dataclasses.replace(p.discovery, reconstructor_input="diff")
 
 
+@pytest.mark.parametrize("dataset", ["mnist32", "afhq128"])
+def test_a_spatial_reconstructor_tells_where_a_change_is_and_a_pooled_one_cannot(dataset):
+    p = get_preset(dataset, "smoke")
+    cfg = dataclasses.replace(p.discovery, reconstructor_input="pair+difference", reconstructor_head="spatial")
+    spatial = DiscoveryModel(p.unet, cfg).reconstructor.eval()
+    pooled = Reconstructor(p.unet.in_channels, cfg.K, small=p.unet.image_size <= 32, with_difference=True).eval()
+    size, c = p.unet.image_size, p.unet.in_channels
+    x0 = torch.zeros(1, c, size, size)
+    left, right = x0.clone(), x0.clone()  # the same blob, mirrored: what pooling over positions cannot tell apart
+    left[..., size // 2 - 2:size // 2 + 2, 4:8] = 1.0
+    right[..., size // 2 - 2:size // 2 + 2, size - 8:size - 4] = 1.0
+    with torch.no_grad():
+        assert spatial(x0, left)[0].shape == (1, cfg.K)
+        assert not torch.allclose(spatial(x0, left)[0], spatial(x0, right)[0], atol=1e-4)
+        # a pooled reader's layers before the head are the spatial one's: they load, the head stays as it was
+        head = {k: v.clone() for k, v in spatial.state_dict().items()
+                if k.startswith("body.") and int(k.split(".")[1]) >= spatial.head_at}
+        spatial.load_body(pooled)
+        assert torch.equal(spatial.body[0].weight, pooled.body[0].weight)
+        assert head and all(torch.equal(spatial.state_dict()[k], v) for k, v in head.items())
+        with pytest.raises(RuntimeError, match="size mismatch"):
+            Reconstructor(c, cfg.K + 1, small=p.unet.image_size <= 32, with_difference=False).load_body(spatial)
+    with pytest.raises(ValueError, match="reconstructor_head must be one of pool, spatial, got 'flat'"):
+        dataclasses.replace(p.discovery, reconstructor_head="flat")
+    with pytest.raises(ValueError, match="needs the image_size"):
+        Reconstructor(c, cfg.K, small=True, head="spatial")
+
+
 def test_head_overlap_is_zero_for_orthogonal_heads_and_one_for_parallel(smoke):
     shift = DiscoveryModel(smoke.unet, smoke.discovery).shift
     K, C = shift.head_weight.shape[:2]
@@ -310,6 +339,29 @@ def test_fixed_shift_starts_random_at_the_given_size(smoke):
     out = shift(h, emb, t, k)
     assert torch.allclose(_rms(out), 0.3 * _rms(h), rtol=1e-5)
     assert shift.head_overlap().item() < 0.1  # random heads, nearly orthogonal
+
+
+@pytest.mark.parametrize("norm", ["cap", "fixed"])
+def test_rescaled_heads_edit_as_before_and_sit_at_the_target_size(smoke, norm):
+    cfg = dataclasses.replace(smoke.discovery, shift_norm=norm, shift_rms=0.1, head_init_std=3.0)
+    shift = DiscoveryModel(smoke.unet, cfg).shift
+    h, emb, t, k = _shift_inputs(smoke, shift.head_weight.shape[1])
+    before, sizes = shift(h, emb, t, k), shift.raw_sizes(h, emb)
+    assert sizes.shape == (cfg.K, len(h)) and sizes.min() > 2  # heads far past the cap, as trained ones grow
+    smallest = shift.rescale_heads(h, emb, 2.0)
+    assert torch.allclose(smallest, sizes.amin(1))
+    assert torch.allclose(shift.raw_sizes(h, emb).amin(1), torch.full((cfg.K,), 2.0), rtol=1e-4)
+    assert torch.allclose(shift(h, emb, t, k), before, rtol=1e-4, atol=1e-6)
+
+
+def test_rescaling_free_heads_or_under_the_cap_is_refused(smoke):
+    shift = DiscoveryModel(smoke.unet, dataclasses.replace(smoke.discovery, head_init_std=1.0)).shift
+    h, emb, _, _ = _shift_inputs(smoke, shift.head_weight.shape[1])
+    with pytest.raises(ValueError, match="'cap' or 'fixed' and target >= 1, got shift_norm 'free'"):
+        shift.rescale_heads(h, emb, 2.0)
+    capped = DiscoveryModel(smoke.unet, dataclasses.replace(smoke.discovery, shift_norm="cap", shift_rms=0.1)).shift
+    with pytest.raises(ValueError, match="target 0.5"):
+        capped.rescale_heads(h, emb, 0.5)
 
 
 @pytest.mark.parametrize("norm, rms", [("unit", 0.3), ("cap", 0.0), ("free", 0.5), ("fixed", -1.0)])

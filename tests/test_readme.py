@@ -156,7 +156,12 @@ def test_the_readme_quotes_the_effect_penalty_probes():
             "e3 continued to step 2,000": ("e3-committed-b16-div10signs-f32penalty@2000",) * 2,
             "f1: e3 at step 1,000, 1 joint step, then 99 of R and D alone at batch 64":
                 ("f1-e3at1000-freeze-R100@100",) * 2,
-            "f2: e3 at step 1,000, 300 joint steps at weight 30": ("f2-e3at1000-div30@300",) * 2}
+            "f2: e3 at step 1,000, 300 joint steps at weight 30": ("f2-e3at1000-div30@300",) * 2,
+            "e3 (above, for comparison)": ("e3-committed-b16-div10signs-f32penalty@300",) * 2,
+            "h1: the committed model, heads rescaled, e3's recipe": ("h1-committed-rescaled-b16-div10@300",) * 2,
+            "i0: the committed model, spatial reader, 1 joint step, then 99 of R and D alone at batch 64":
+                ("i0-committed-spatial-R100@100",) * 2,
+            "i1: i0, then e3's recipe": ("i1-i0-spatial-b16-div10@300",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -352,3 +357,24 @@ def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
             f"{f2['effects']['distinct_effects']}, but the edits shrank (median change at S/2 "
             f"{f2['interpretability']['median_change_half']:.3f} against {i['median_change_half']:.3f} for e3 at "
             f"step 2,000) and RCA fell to {f2['rca']:.3f}") in text
+
+
+def test_the_readme_quotes_the_rescaled_heads_and_spatial_reader_probes():
+    text = " ".join(project_path("README.md").read_text().split())
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    h1, i0, i1, e3, r2 = (probes[n] for n in (
+        "h1-committed-rescaled-b16-div10@300", "i0-committed-spatial-R100@100", "i1-i0-spatial-b16-div10@300",
+        "e3-committed-b16-div10signs-f32penalty@300", "r2-g3-freeze1000@1100"))
+    assert h1["init_from"] == "runs/probe/h-start/rescaled.pt"
+    assert i1["init_from"] == "runs/probe/i0-committed-spatial-R100/directions.pt"
+    assert i0["config"]["reconstructor_head"] == i1["config"]["reconstructor_head"] == "spatial"
+    assert (i0["config"]["freeze_shift_after"], i0["config"]["batch"]) == (1, 64)
+    assert f"h1's 300 steps took {h1['wall_s']:,.0f} s and i1's {i1['wall_s']:,.0f} s at one thread" in text
+    i = h1["interpretability"]
+    assert (f"Turning heads (h1) give the most signed directions of any probe ({i['signed_fraction']:.0%}) and "
+            f"{i['interpretable_fraction']:.0%} passing at FD ratio {h1['fidelity']['fd_ratio']:.2f}") in text
+    assert i["signed_fraction"] >= max(p["interpretability"]["signed_fraction"] for p in probes.values()
+                                       if p.get("interpretability", {}).get("signed_fraction") is not None)
+    assert (f"(its training loss ends at {h1['ce_curve'][-1][1]:.2f} against e3's {e3['ce_curve'][-1][1]:.2f}) "
+            f"and RCA ends at {h1['rca']:.3f}") in text
+    assert f"(i0 {i0['rca']:.3f}, r2 {r2['rca']:.3f};" in text and f"ends at {i1['rca']:.3f}" in text

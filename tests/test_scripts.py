@@ -149,3 +149,18 @@ def test_a_shift_window_edits_only_inside_it(unet, discovery):
     torch.testing.assert_close(edit(windowed(unet, discovery.shift, k, s, t_stop, t_start=t_stop)), plain)
     part = edit(windowed(unet, discovery.shift, k, s, t_stop, t_start=middle))
     assert (part - plain).abs().max() > 1e-4 and (part - whole).abs().max() > 1e-4
+
+
+def test_rescale_heads_keeps_the_committed_edits_and_refuses_to_overwrite(tmp_path):
+    rescale = _script("rescale_heads")
+    dst = tmp_path / "start.pt"
+    rescale.main(["models/mnist32-cpu/directions.pt", str(dst), "n=4", "target=3"])
+    blob = torch.load(dst, weights_only=True)
+    done = blob["rescaled_heads"]
+    assert done["from"] == "models/mnist32-cpu/directions.pt" and done["target"] == 3.0 and done["n"] == 4.0
+    assert len(done["smallest_before"]) == 32 and min(done["smallest_before"]) > 3  # the heads outgrew the cap
+    assert done["edits_moved"] < rescale.EDITS_KEPT
+    with pytest.raises(SystemExit, match="exists: name a new file"):
+        rescale.main(["models/mnist32-cpu/directions.pt", str(dst)])
+    with pytest.raises(SystemExit, match="unknown option 'size=2'"):
+        rescale.main(["models/mnist32-cpu/directions.pt", str(tmp_path / "other.pt"), "size=2"])

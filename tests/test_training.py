@@ -261,3 +261,21 @@ def test_a_direction_file_from_before_div_signs_reads_as_the_sign_averaged_penal
     assert load_directions(tmp_path / "old.pt", smoke.unet)[1].div_signs == "averaged"
     torch.save({**blob, "discovery_config": {**stored, "lambda_div": 0.0}}, tmp_path / "plain.pt")
     assert load_directions(tmp_path / "plain.pt", smoke.unet)[1].div_signs == "apart"  # no penalty, no difference
+
+
+def test_a_warm_start_may_change_the_reconstructors_head(smoke, trained, tmp_path):
+    unet = load_unet(trained["dm_checkpoint"], smoke.unet)[0]
+    start, start_cfg = load_directions(trained["directions"], smoke.unet)
+    assert start_cfg.reconstructor_head == "pool"
+    slow = dataclasses.replace(start_cfg, reconstructor_head="spatial", lr=1e-5, lr_shift=1e-5)
+    train_discovery(unet, smoke.unet, slow, tmp_path / "spatial", steps=1, init_from=trained["directions"],
+                    progress=False)
+    model, cfg = load_directions(tmp_path / "spatial" / "directions.pt", smoke.unet)
+    assert cfg.reconstructor_head == "spatial"
+    # one step at lr 1e-5 from the start's weights: the shift block and the reader's first layer are the start's
+    for new, old in ((model.shift.head_weight, start.shift.head_weight),
+                     (model.reconstructor.body[0].weight, start.reconstructor.body[0].weight)):
+        assert (new - old).abs().max() < 1e-4 < old.abs().max()
+    with pytest.raises(ValueError, match="does not fit this discovery config"):
+        train_discovery(unet, smoke.unet, dataclasses.replace(slow, K=slow.K + 1), tmp_path / "other", steps=1,
+                        init_from=trained["directions"], progress=False)
