@@ -99,7 +99,8 @@ class ShiftBlock(nn.Module):
         [K]. With ``norm="cap"`` or ``"fixed"`` a head's edits do not depend on its scale
         while its outputs stay at or above the cap, so the edits stay as they were; but Adam
         turns a head by about lr / |head| a step, so heads that have grown far past the cap
-        (20-66 times on the committed cpu model) have all but stopped turning."""
+        (15-59 times on the committed cpu model, scripts/rescale_heads.py) have all but stopped
+        turning."""
         if self.norm == "free" or target < 1:
             raise ValueError(f"rescale_heads keeps the edits only with shift_norm 'cap' or 'fixed' and target >= 1, "
                              f"got shift_norm {self.norm!r}, target {target}")
