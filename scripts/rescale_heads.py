@@ -4,7 +4,7 @@
 
 With ``shift_norm="cap"`` the edits do not depend on a head's scale while its output stays
 above the cap, yet Adam turns a head by about lr / |head| a step: on the committed cpu model
-every head's output is 17-66 times the cap before the cap clips it, so its directions had
+every head's output is 14.6-58.8 times the cap before the cap clips it, so its directions had
 nearly stopped turning. This measures each head's output before the cap on the h of ``n``
 noises (seed ``seed``) at every shifted step of the model's chain, scales each head so that
 its smallest is ``target`` times the cap (:meth:`hdisc.discovery.ShiftBlock.rescale_heads`),
