@@ -172,12 +172,15 @@ def _hooked(handles: list[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
 
 
 @contextmanager
-def capture_h(unet: UNetModel) -> Iterator[list[torch.Tensor]]:
-    """Within the block, every forward call appends its h [B, C, H, W] to the list."""
+def capture_h(unet: UNetModel, embs: list[torch.Tensor] | None = None) -> Iterator[list[torch.Tensor]]:
+    """Within the block, every forward call appends its h [B, C, H, W] to the list (and its
+    timestep embedding [B, E] to ``embs``, if given)."""
     store: list[torch.Tensor] = []
 
     def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         store.append(out)
+        if embs is not None:
+            embs.append(args[1])
 
     with _hooked([unet.middle_block.register_forward_hook(hook)]):
         yield store

@@ -19,6 +19,7 @@ import sys
 
 import torch
 
+from hdisc.backbone import capture_h
 from hdisc.direction_set import DirectionSet
 from hdisc.files import atomic_save, load_file, project_path, shown_path
 from hdisc.runs import open_trained
@@ -46,15 +47,11 @@ def main(argv: list[str]) -> None:
                     generator=torch.Generator().manual_seed(int(opts["seed"])))
     m = min(8, len(z))
     k, s = torch.arange(m) * (cfg.K // m), torch.full((m,), 4.0)
-    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    hook = unet.middle_block.register_forward_hook(lambda module, args, out: seen.append((out, args[1])))
-    try:
-        with torch.no_grad():
-            dirs.plain(unet, z)
-    finally:
-        hook.remove()
-    shifted = seen[:shifted_steps(dirs.steps, cfg.t_stop)]
-    h, emb = torch.cat([a for a, _ in shifted]), torch.cat([b for _, b in shifted])
+    embs: list[torch.Tensor] = []
+    with torch.no_grad(), capture_h(unet, embs) as hs:
+        dirs.plain(unet, z)
+    n_shifted = shifted_steps(dirs.steps, cfg.t_stop)
+    h, emb = torch.cat(hs[:n_shifted]), torch.cat(embs[:n_shifted])
     before = dirs.edit(unet, z[:m], k, s)
     smallest = model.shift.rescale_heads(h, emb, opts["target"])
     moved = (dirs.edit(unet, z[:m], k, s) - before).abs().max().item()

@@ -171,14 +171,14 @@ def test_reconstructor_with_the_difference_image(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["mnist32", "afhq128"])
-def test_a_spatial_reconstructor_tells_where_a_change_is_and_a_pooled_one_cannot(dataset):
+def test_a_spatial_reconstructor_tells_mirrored_changes_apart_and_loads_a_pooled_body(dataset):
     p = get_preset(dataset, "smoke")
     cfg = dataclasses.replace(p.discovery, reconstructor_input="pair+difference", reconstructor_head="spatial")
     spatial = DiscoveryModel(p.unet, cfg).reconstructor.eval()
     pooled = Reconstructor(p.unet.in_channels, cfg.K, small=p.unet.image_size <= 32, with_difference=True).eval()
     size, c = p.unet.image_size, p.unet.in_channels
     x0 = torch.zeros(1, c, size, size)
-    left, right = x0.clone(), x0.clone()  # the same blob, mirrored: what pooling over positions cannot tell apart
+    left, right = x0.clone(), x0.clone()  # the same blob, mirrored
     left[..., size // 2 - 2:size // 2 + 2, 4:8] = 1.0
     right[..., size // 2 - 2:size // 2 + 2, size - 8:size - 4] = 1.0
     with torch.no_grad():
