@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,6 +16,18 @@ from .discovery import DiscoveryModel
 from .files import project_path, sha256, shown_path, write_json
 from .presets import DiscoveryConfig, Preset, UNetConfig, get_preset
 from .training import load_directions
+
+
+def script_settings(args: Sequence[str], valid: dict[str, str]) -> dict[str, str]:
+    """A script's ``key=value`` arguments as {key: value}. ``valid`` maps each key the script
+    takes to what it takes (e.g. ``{"n": "N >= 1"}``); an unknown key or an argument without
+    ``=`` exits with the valid ones."""
+    given = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = sorted(set(given) - set(valid)) + [a for a in args if "=" not in a]
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {unknown}: give "
+                         + ", ".join(f"{key}={what}" for key, what in valid.items()))
+    return given
 
 
 def resolve_device(device: str = "auto") -> torch.device:

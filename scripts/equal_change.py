@@ -27,7 +27,7 @@ from hdisc.direction_set import DirectionSet
 from hdisc.files import project_path, sha256, shown_path, write_json
 from hdisc.metrics import mnist_net
 from hdisc.posthoc import score_at_equal_change
-from hdisc.runs import open_trained, resolve_device, write_record
+from hdisc.runs import open_trained, resolve_device, script_settings, write_record
 from hdisc.schedule import schedule_of
 
 CHAPTER = {"rel": 0.5, "n_pca": 1000, "jacobian_iters": 10, "n_train": 128, "n_test": 64, "epochs": 8}
@@ -35,10 +35,7 @@ CHAPTER = {"rel": 0.5, "n_pca": 1000, "jacobian_iters": 10, "n_train": 128, "n_t
 
 
 def main(*args: str) -> None:
-    given = dict(a.split("=", 1) for a in args)
-    unknown = set(given) - {"n_interp", "seed", "device"}
-    if unknown:
-        raise SystemExit(f"unknown setting(s) {sorted(unknown)}: give n_interp=N, seed=N or device=cpu|cuda")
+    given = script_settings(args, {"n_interp": "N", "seed": "N", "device": "cpu|cuda"})
     n_interp, seed = int(given.get("n_interp", 16)), int(given.get("seed", 0))
     if n_interp < 1:
         raise SystemExit(f"n_interp must be >= 1 (noises per direction), got {n_interp}")

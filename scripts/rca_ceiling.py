@@ -45,7 +45,7 @@ from hdisc.direction_set import DirectionSet
 from hdisc.directions import edit_pairs
 from hdisc.files import atomic_write, project_path, sha256, shown_path, write_json
 from hdisc.posthoc import posthoc_rca, read_pairs
-from hdisc.runs import computed_from, open_trained, resolve_device, write_record
+from hdisc.runs import computed_from, open_trained, resolve_device, script_settings, write_record
 from hdisc.schedule import schedule_of
 
 CHUNK = 256
@@ -83,11 +83,8 @@ def pool(unet: torch.nn.Module, dirs: DirectionSet, folder: Path, n: int, per_no
 
 
 def main(*args: str) -> None:
-    given = dict(a.split("=", 1) for a in args)
-    unknown = set(given) - {"n_train", "n_test", "epochs", "seed", "only", "device"}
-    if unknown:
-        raise SystemExit(f"unknown setting(s) {sorted(unknown)}: give n_train=N, n_test=N, epochs=N, seed=N, "
-                         f"only={'|'.join(SETS)} or device=cpu|cuda")
+    given = script_settings(args, {"n_train": "N", "n_test": "N", "epochs": "N", "seed": "N", "only": "|".join(SETS),
+                                   "device": "cpu|cuda"})
     n_train, n_test = int(given.get("n_train", 16384)), int(given.get("n_test", 2048))
     epochs, seed, only = int(given.get("epochs", 10)), int(given.get("seed", 0)), given.get("only")
     if n_train < 16 or n_test < 1 or epochs < 1:

@@ -27,7 +27,7 @@ import torch
 
 from hdisc.files import project_path
 from hdisc.metrics import mnist_net
-from hdisc.runs import open_trained, write_record
+from hdisc.runs import open_trained, script_settings, write_record
 from hdisc.sampling import Shifted, sample_ddim
 from hdisc.schedule import ddim_steps, schedule_of
 
@@ -49,10 +49,7 @@ class Windowed(Shifted):
 
 
 def main(*args: str) -> None:
-    given = dict(a.split("=", 1) for a in args)
-    unknown = set(given) - {"n", "seed"}
-    if unknown:
-        raise SystemExit(f"unknown setting(s) {sorted(unknown)}: give n=N (noises, >= 1) or seed=N")
+    given = script_settings(args, {"n": "N (noises, >= 1)", "seed": "N"})
     n, seed = int(given.get("n", 8)), int(given.get("seed", 123))
     if n < 1:
         raise SystemExit(f"n must be >= 1 (noises per direction), got {n}: e.g. n=8")

@@ -164,3 +164,35 @@ def test_rescale_heads_keeps_the_committed_edits_and_refuses_to_overwrite(tmp_pa
         rescale.main(["models/mnist32-cpu/directions.pt", str(dst)])
     with pytest.raises(SystemExit, match="unknown option 'size=2'"):
         rescale.main(["models/mnist32-cpu/directions.pt", str(tmp_path / "other.pt"), "size=2"])
+
+
+def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    spectrum = _script("h_spectrum")
+    real_path = spectrum.project_path
+    monkeypatch.setattr(spectrum, "project_path",
+                        lambda p: tmp_path / p if str(p).startswith("results") else real_path(p))
+    committed = real_path("models/mnist32-cpu/dm_ema.pt")
+    alone = tmp_path / "alone" / "dm_ema.pt"  # a DM file without a checkpoint beside it
+    alone.parent.mkdir()
+    shutil.copy(committed, alone)
+    spectrum.main(f"dm={committed},{alone}", "n=1", "k=2", "iters=1", "n_quality=4")
+    record = json.loads((tmp_path / "results" / "mnist32-cpu" / "h_spectrum.json").read_text())
+    first, second = record["rows"]
+    assert first["trained_steps"] == 12000 and second["trained_steps"] is None
+    assert first["nodes_t"] == [999, 888, 777, 666, 555, 444]  # the cpu preset's 10-step chain above t_stop 400
+    assert all(len(r) == 2 and r[0] == 1 >= r[1] > 0 for r in first["sigma_ratio"])
+    assert first["sigma_ratio"] == second["sigma_ratio"] and 1 <= min(first["answered_0.25"])
+    assert first["quality"]["n"] == 4 and first["quality"]["samples"]["fd_mnistnet"] > 0
+    assert set(record["models"]) == {"dm_0", "dm_1"}
+
+
+@pytest.mark.parametrize("args, message", [(["noises=8"], r"unknown setting\(s\) \['noises'\]: give dm="),
+                                           (["n4"], r"unknown setting\(s\) \['n4'\]"),
+                                           (["k=0"], "must be >= 1"),
+                                           (["dm=/nowhere/dm_ema.pt"], "no DM file at /nowhere/dm_ema.pt")])
+def test_h_spectrum_refuses_bad_settings_before_any_work(args, message):
+    with pytest.raises(SystemExit, match=message):
+        _script("h_spectrum").main(*args)

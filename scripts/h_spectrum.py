@@ -1,0 +1,89 @@
+"""How many directions of h do the cpu DMs answer, and how good are their samples? (issue 11)
+
+    python scripts/h_spectrum.py [dm=PATH[,PATH...]] [n=4] [k=64] [iters=12] [n_quality=1000] [device=cpu]
+
+For each DM file (default: the committed ``models/mnist32-cpu/dm_ema.pt``) on the cpu preset's
+training chain (M and t_stop of the discovery config): the top ``k`` singular values of
+d eps / d h at every shifted node for ``n`` noises (:func:`hdisc.spectrum.h_spectrum`), how many
+are at least a quarter and a tenth of the largest (:func:`hdisc.spectrum.answered`), and the
+DM's DDIM samples scored as ``experiments/train_dm.py`` scores them (MnistNet confidence and
+FD-MnistNet of ``n_quality`` samples of seed 0 against test digits; with the default 1,000 the
+committed DM's row repeats ``train_dm.json``'s). The training step of each DM is read from the
+``dm_checkpoint.pt`` beside it when there is one. Writes ``results/mnist32-cpu/h_spectrum.json``.
+About 3 minutes a DM at one thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hdisc.backbone import load_unet
+from hdisc.data import load_mnist
+from hdisc.files import load_file, project_path, shown_path
+from hdisc.metrics import digit_quality, mnist_net
+from hdisc.presets import get_preset
+from hdisc.runs import resolve_device, script_settings, write_record
+from hdisc.sampling import generate
+from hdisc.schedule import ddim_steps, schedule_of
+from hdisc.spectrum import answered, h_spectrum
+from hdisc.training import DM_CHECKPOINT
+
+FRACTIONS = (0.25, 0.1)
+"""The counts recorded: singular values at least a quarter, and a tenth, of the largest."""
+
+
+def main(*args: str) -> None:
+    given = script_settings(args, {"dm": "PATH[,PATH...]", "n": "N", "k": "N", "iters": "N", "n_quality": "N",
+                                   "device": "cpu|cuda"})
+    n, k, iters, n_quality = (int(given.get(key, d)) for key, d in (("n", 4), ("k", 64), ("iters", 12),
+                                                                   ("n_quality", 1000)))
+    if min(n, k, iters, n_quality) < 1:
+        raise SystemExit(f"n, k, iters and n_quality must be >= 1, got {n}, {k}, {iters}, {n_quality}")
+    paths = [Path(p) for p in given.get("dm", str(project_path("models/mnist32-cpu/dm_ema.pt"))).split(",")]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"no DM file at {', '.join(missing)}: give dm=PATH to a dm_ema.pt")
+    dev = resolve_device(given.get("device", "auto"))
+    preset = get_preset("mnist32", "cpu")
+    cfg = preset.discovery
+    net = mnist_net(project_path("models/mnist_net.pt"))
+    real = load_mnist("test")[0][:2 * n_quality]
+    rows = []
+    for path in paths:
+        start = time.perf_counter()
+        unet, _ = load_unet(path, preset.unet)
+        unet.to(dev)
+        shape = (unet.in_channels, unet.image_size, unet.image_size)
+        steps = ddim_steps(cfg.M, schedule_of(unet))
+        x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(0)).to(dev)
+        sigma = h_spectrum(unet, x_T, steps, cfg.t_stop, k, iters)  # [n, nodes, k]
+        samples = generate(unet, n_quality, shape, ddim_steps(preset.sample_steps, schedule_of(unet)), seed=0,
+                           device=dev, disable=True)
+        beside = path.parent / DM_CHECKPOINT
+        rows.append({
+            "dm": shown_path(path),
+            "trained_steps": load_file(beside, "DM checkpoint", keys=("step",))["step"] if beside.is_file() else None,
+            "nodes_t": [int(t) for t in steps.t if int(t) > cfg.t_stop],
+            "sigma_1": [round(v, 6) for v in sigma[..., 0].mean(0).tolist()],
+            "sigma_ratio": [[round(v, 4) for v in node] for node in (sigma / sigma[..., :1]).mean(0).tolist()],
+            **{f"answered_{f}": [round(v, 2) for v in answered(sigma, f).float().mean(0).tolist()]
+               for f in FRACTIONS},
+            "quality": digit_quality(net, samples, real) | {"n": n_quality, "sample_steps": preset.sample_steps},
+            "wall_s": round(time.perf_counter() - start, 1),
+        })
+        print(f"{shown_path(path)}: answered (>= 1/4 of sigma_1) per node {rows[-1]['answered_0.25']}, "
+              f"FD-MnistNet {rows[-1]['quality']['samples']['fd_mnistnet']:.2f}")
+    out = project_path("results/mnist32-cpu/h_spectrum.json")
+    write_record(out, {"dataset": "mnist32", "preset": "cpu", "M": cfg.M, "t_stop": cfg.t_stop,
+                       "command": "python scripts/h_spectrum.py " + " ".join(args), "n": n, "k": k,
+                       "iters": iters, "fractions": list(FRACTIONS), "rows": rows},
+                 {f"dm_{i}": p for i, p in enumerate(paths)})
+    print(f"wrote {shown_path(out)}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
