@@ -17,7 +17,7 @@ PAPER = {
     "fid": {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)},
 }
 RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid",
-           "compare", "equal_change", "rca_ceiling")
+           "compare", "equal_change", "rca_ceiling", "h_spectrum")
 
 
 def load_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -77,6 +77,18 @@ def rca_ceiling_table(record: dict) -> str:
          "RCA, largest edits", "mean |s_hat - s|"],
         [[r["set"], r["reader"], f"{r['n_train']:,} ({r['epochs']})" if r["n_train"] else "none beyond joint training",
           f"{r['rca']:.3f} ({r['chance']:.3f})", at(r, 0), at(r, -1), r["mag_err"]] for r in record["rows"]])
+
+
+def h_spectrum_table(record: dict) -> str:
+    """``scripts/h_spectrum.py``'s rows: each DM's training steps, its samples' FD-MnistNet, and at
+    each shifted node (t) how many directions of h it answers within a quarter of the most
+    answered one (mean over the noises)."""
+    nodes = record["rows"][0]["nodes_t"]
+    return markdown_table(
+        ["DM", "training steps", "FD-MnistNet of DDIM samples (test halves)"] + [f"t = {t}" for t in nodes],
+        [[f"`{r['dm']}`", "" if r["trained_steps"] is None else f"{r['trained_steps']:,}",
+          f"{r['quality']['samples']['fd_mnistnet']:.1f} ({r['quality']['real']['fd_mnistnet']:.1f})"]
+         + [f"{v:g}" for v in r["answered_0.25"]] for r in record["rows"]])
 
 
 def _preset(rec: dict) -> str:
@@ -196,6 +208,16 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                + (f" and of the same image change ({ceiling['rel_equal_change']:.3g} x rms(h), `equal_change.json`)"
                   if ceiling.get("rel_equal_change") else "")
                + f" on the same noises, k and s; `{ceiling['command']}`)"] = rca_ceiling_table(ceiling)
+    spectrum = records.get("h_spectrum")
+    if spectrum:
+        learned = spectrum.get("learned")
+        tables[f"How many directions of h the DM answers (no paper counterpart; preset `{spectrum['preset']}`, "
+               f"its M={spectrum['M']} chain's shifted nodes: singular values of d eps / d h at least a quarter of "
+               f"the largest, top {spectrum['k']} on {spectrum['n']} noises"
+               + (f"; the committed directions' image change ranks with their share of |dh| in the top "
+                  f"{learned['r']} at rho " + ", ".join(f"{v:.2f}" for v in learned["spearman"]) + " by node"
+                  if learned else "")
+               + f"; `{spectrum['command']}`)"] = h_spectrum_table(spectrum)
     if rows:
         tables["Our DM, directions and real-image editing (no paper counterpart)"] = markdown_table(
             ["quantity", "ours", "preset"], rows)

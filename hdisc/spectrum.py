@@ -12,32 +12,66 @@ the image): the spectrum bounds how many distinct, visible edits a DM has at a g
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
+from .backbone import capture_h
 from .baselines import jacobian_directions
+from .direction_set import DirectionSet
 from .sampling import ddim_step
 from .schedule import Steps
 
 
-@torch.no_grad()
+def _shifted_nodes(unet: nn.Module, x_T: torch.Tensor, steps: Steps, t_stop: int, clip: bool
+                   ) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(node index among the shifted ones, t, the plain chain's x_t [n, C, H, W]) at each node
+    of ``steps`` with t > ``t_stop``, in order."""
+    nodes = [i for i in range(len(steps)) if int(steps.t[i]) > t_stop]
+    if not nodes:
+        raise ValueError(f"no node of the chain has t > t_stop = {t_stop}: lower t_stop below {int(steps.t[0])}")
+    x = x_T
+    for i in range(nodes[-1] + 1):
+        if i in nodes:
+            yield nodes.index(i), int(steps.t[i]), x
+        with torch.no_grad():
+            x = ddim_step(unet, x, steps, i, clip)
+
+
+def _node_count(steps: Steps, t_stop: int) -> int:
+    return sum(int(t) > t_stop for t in steps.t)
+
+
 def h_spectrum(unet: nn.Module, x_T: torch.Tensor, steps: Steps, t_stop: int, k: int, iters: int = 12,
                clip: bool = True, seed: int = 0) -> torch.Tensor:
     """The top ``k`` singular values of d eps(x_t, t) / d h for each row of x_T [n, C, H, W]
     at each node of the plain DDIM chain ``steps`` with t > ``t_stop`` (the nodes eq. 2 shifts):
     [n, nodes, k], each row decreasing. ``iters`` subspace iterations per image and node."""
-    nodes = [i for i in range(len(steps)) if int(steps.t[i]) > t_stop]
-    if not nodes:
-        raise ValueError(f"no node of the chain has t > t_stop = {t_stop}: lower t_stop below {int(steps.t[0])}")
-    out = torch.zeros(len(x_T), len(nodes), k)
-    x = x_T
-    for i in range(nodes[-1] + 1):
-        if i in nodes:
-            for j in range(len(x)):
-                with torch.enable_grad():
-                    out[j, nodes.index(i)] = jacobian_directions(unet, x[j:j + 1], int(steps.t[i]), k, iters,
-                                                                 seed=seed + j)[1]
-        x = ddim_step(unet, x, steps, i, clip)
+    out = torch.zeros(len(x_T), _node_count(steps, t_stop), k)
+    for node, t, x in _shifted_nodes(unet, x_T, steps, t_stop, clip):
+        for j in range(len(x)):
+            out[j, node] = jacobian_directions(unet, x[j:j + 1], t, k, iters, seed=seed + j)[1]
+    return out
+
+
+def answered_share(unet: nn.Module, dirs: DirectionSet, x_T: torch.Tensor, r: int, iters: int = 12,
+                   seed: int = 0) -> torch.Tensor:
+    """How much of each direction's shift lies where the DM answers: the share of |dh|^2 inside
+    the span of the top ``r`` right singular vectors of d eps / d h, for each row of x_T
+    [n, C, H, W] at each shifted node of ``dirs``' chain, averaged over the rows: [K, nodes] in
+    [0, 1]. A random direction's share is about r / dim(h)."""
+    out = torch.zeros(dirs.K, _node_count(dirs.steps, dirs.t_stop))
+    k = torch.arange(dirs.K, device=x_T.device)
+    for node, t, x in _shifted_nodes(unet, x_T, dirs.steps, dirs.t_stop, dirs.clip):
+        for j in range(len(x)):
+            v = jacobian_directions(unet, x[j:j + 1], t, r, iters, seed=seed + j)[0].flatten(1).to(x_T.device)
+            embs: list[torch.Tensor] = []
+            with torch.no_grad(), capture_h(unet, embs) as hs:
+                unet(x[j:j + 1], torch.tensor([t], device=x_T.device))
+                h, emb = hs[0].expand(dirs.K, -1, -1, -1), embs[0].expand(dirs.K, -1)
+                dh = dirs.shift(h, emb, torch.full((dirs.K,), t, device=x_T.device), k).flatten(1)
+            out[:, node] += ((dh @ v.T).square().sum(1) / dh.square().sum(1).clamp_min(1e-30)).cpu() / len(x)
     return out
 
 

@@ -1,6 +1,7 @@
 """How many directions of h do the cpu DMs answer, and how good are their samples? (issue 11)
 
-    python scripts/h_spectrum.py [dm=PATH[,PATH...]] [n=4] [k=64] [iters=12] [n_quality=1000] [device=cpu]
+    python scripts/h_spectrum.py [dm=PATH[,PATH...]] [n=4] [k=64] [iters=12] [n_quality=1000] [r=10]
+        [learned=true|false] [device=cpu]
 
 For each DM file (default: the committed ``models/mnist32-cpu/dm_ema.pt``) on the cpu preset's
 training chain (M and t_stop of the discovery config): the top ``k`` singular values of
@@ -9,8 +10,15 @@ are at least a quarter and a tenth of the largest (:func:`hdisc.spectrum.answere
 DM's DDIM samples scored as ``experiments/train_dm.py`` scores them (MnistNet confidence and
 FD-MnistNet of ``n_quality`` samples of seed 0 against test digits; with the default 1,000 the
 committed DM's row repeats ``train_dm.json``'s). The training step of each DM is read from the
-``dm_checkpoint.pt`` beside it when there is one. Writes ``results/mnist32-cpu/h_spectrum.json``.
-About 3 minutes a DM at one thread.
+``dm_checkpoint.pt`` beside it when there is one.
+
+With ``learned=true`` (the default) it also asks where the committed directions
+(``models/mnist32-cpu/directions.pt``, trained on the committed DM) point: on the committed DM and
+the same noises, each direction's share of |dh|^2 inside the top ``r`` answered directions at each
+shifted node (:func:`hdisc.spectrum.answered_share`; a random direction's is about r / dim(h)),
+its mean image change at s = +-S (the directions chapter's change score), and the rank
+correlation of the two over the K directions. Writes ``results/mnist32-cpu/h_spectrum.json``.
+About 10 minutes a DM at one thread, and 5 more for the learned directions.
 """
 
 from __future__ import annotations
@@ -20,16 +28,19 @@ import time
 from pathlib import Path
 
 import torch
+from scipy.stats import spearmanr
 
-from hdisc.backbone import load_unet
+from hdisc.backbone import capture_h, load_unet
 from hdisc.data import load_mnist
+from hdisc.direction_set import DirectionSet
+from hdisc.directions import change_scores, direction_ends
 from hdisc.files import load_file, project_path, shown_path
 from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
-from hdisc.runs import resolve_device, script_settings, write_record
+from hdisc.runs import open_trained, resolve_device, script_settings, write_record
 from hdisc.sampling import generate
 from hdisc.schedule import ddim_steps, schedule_of
-from hdisc.spectrum import answered, h_spectrum
+from hdisc.spectrum import answered, answered_share, h_spectrum
 from hdisc.training import DM_CHECKPOINT
 
 FRACTIONS = (0.25, 0.1)
@@ -38,11 +49,13 @@ FRACTIONS = (0.25, 0.1)
 
 def main(*args: str) -> None:
     given = script_settings(args, {"dm": "PATH[,PATH...]", "n": "N", "k": "N", "iters": "N", "n_quality": "N",
-                                   "device": "cpu|cuda"})
-    n, k, iters, n_quality = (int(given.get(key, d)) for key, d in (("n", 4), ("k", 64), ("iters", 12),
-                                                                   ("n_quality", 1000)))
-    if min(n, k, iters, n_quality) < 1:
-        raise SystemExit(f"n, k, iters and n_quality must be >= 1, got {n}, {k}, {iters}, {n_quality}")
+                                   "r": "N", "learned": "true|false", "device": "cpu|cuda"})
+    n, k, iters, n_quality, r = (int(given.get(key, d)) for key, d in (("n", 4), ("k", 64), ("iters", 12),
+                                                                      ("n_quality", 1000), ("r", 10)))
+    if min(n, k, iters, n_quality, r) < 1:
+        raise SystemExit(f"n, k, iters, n_quality and r must be >= 1, got {n}, {k}, {iters}, {n_quality}, {r}")
+    if given.get("learned", "true") not in ("true", "false"):
+        raise SystemExit(f"learned must be true or false, got {given['learned']!r}")
     paths = [Path(p) for p in given.get("dm", str(project_path("models/mnist32-cpu/dm_ema.pt"))).split(",")]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -52,6 +65,8 @@ def main(*args: str) -> None:
     cfg = preset.discovery
     net = mnist_net(project_path("models/mnist_net.pt"))
     real = load_mnist("test")[0][:2 * n_quality]
+    x_T = torch.randn((n, preset.unet.in_channels, preset.unet.image_size, preset.unet.image_size),
+                      generator=torch.Generator().manual_seed(0)).to(dev)
     rows = []
     for path in paths:
         start = time.perf_counter()
@@ -59,7 +74,6 @@ def main(*args: str) -> None:
         unet.to(dev)
         shape = (unet.in_channels, unet.image_size, unet.image_size)
         steps = ddim_steps(cfg.M, schedule_of(unet))
-        x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(0)).to(dev)
         sigma = h_spectrum(unet, x_T, steps, cfg.t_stop, k, iters)  # [n, nodes, k]
         samples = generate(unet, n_quality, shape, ddim_steps(preset.sample_steps, schedule_of(unet)), seed=0,
                            device=dev, disable=True)
@@ -77,11 +91,26 @@ def main(*args: str) -> None:
         })
         print(f"{shown_path(path)}: answered (>= 1/4 of sigma_1) per node {rows[-1]['answered_0.25']}, "
               f"FD-MnistNet {rows[-1]['quality']['samples']['fd_mnistnet']:.2f}")
+    files = {f"dm_{i}": p for i, p in enumerate(paths)}
+    learned = None
+    if given.get("learned", "true") == "true":
+        _, unet, model, d, trained = open_trained("mnist32", "cpu", device=dev)
+        dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+        share = answered_share(unet, dirs, x_T, r, iters)  # [K, nodes]
+        change = change_scores((lambda x0, ends: ends - x0[None, :, None])(*direction_ends(unet, dirs, x_T, False)))
+        with torch.no_grad(), capture_h(unet) as hs:
+            unet(x_T[:1], torch.tensor([int(dirs.steps.t[0])], device=dev))
+        learned = {"r": r, "random_share": round(r / hs[0][0].numel(), 6),
+                   "share": [[round(v, 5) for v in row] for row in share.tolist()],
+                   "change": [round(v, 5) for v in change.cpu().tolist()],
+                   "spearman": [round(float(spearmanr(change.cpu(), share[:, i]).statistic), 4)
+                                for i in range(share.shape[1])]}
+        files |= {"learned_dm": trained["dm"], "learned_directions": trained["directions"]}
+        print(f"learned directions: rank correlation of image change with share per node {learned['spearman']}")
     out = project_path("results/mnist32-cpu/h_spectrum.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "M": cfg.M, "t_stop": cfg.t_stop,
                        "command": "python scripts/h_spectrum.py " + " ".join(args), "n": n, "k": k,
-                       "iters": iters, "fractions": list(FRACTIONS), "rows": rows},
-                 {f"dm_{i}": p for i, p in enumerate(paths)})
+                       "iters": iters, "fractions": list(FRACTIONS), "rows": rows, "learned": learned}, files)
     print(f"wrote {shown_path(out)}")
 
 

@@ -108,3 +108,27 @@ def test_the_rca_ceiling_is_a_table_of_its_own_with_each_reader(tmp_path):
     (tmp_path / "rca_ceiling.json").write_text(json.dumps(record | {"rel_equal_change": 0.248259}))
     title = next(t for t in reproduction_tables(load_records(tmp_path)) if "How far a reconstructor" in t)
     assert "of the same |dh| (0.1 x rms(h)) and of the same image change (0.248 x rms(h), `equal_change.json`)" in title
+
+
+def test_the_h_spectrum_is_a_table_of_each_dm_by_node(tmp_path):
+    def row(dm, steps, fd, counts):
+        return {"dm": dm, "trained_steps": steps, "nodes_t": [999, 444], "answered_0.25": counts,
+                "quality": {"samples": {"fd_mnistnet": fd}, "real": {"fd_mnistnet": 5.59}}}
+
+    record = {"preset": "cpu", "M": 10, "k": 64, "n": 4, "command": "python scripts/h_spectrum.py",
+              "rows": [row("models/mnist32-cpu/dm_ema.pt", 12000, 36.93, [19.75, 8.0]),
+                       row("elsewhere/dm_ema.pt", None, 30.0, [20.0, 9.5])],
+              "learned": {"r": 10, "spearman": [0.5, 0.93]}}
+    (tmp_path / "h_spectrum.json").write_text(json.dumps(record))
+    tables = reproduction_tables(load_records(tmp_path))
+    title = next(t for t in tables if "How many directions of h the DM answers" in t)
+    assert "preset `cpu`" in title and "M=10" in title and "top 64 on 4 noises" in title
+    assert "share of |dh| in the top 10 at rho 0.50, 0.93 by node" in title
+    assert "`python scripts/h_spectrum.py`" in title
+    lines = tables[title].splitlines()
+    assert lines[0] == "| DM | training steps | FD-MnistNet of DDIM samples (test halves) | t = 999 | t = 444 |"
+    assert lines[2] == "| `models/mnist32-cpu/dm_ema.pt` | 12,000 | 36.9 (5.6) | 19.75 | 8 |"
+    assert lines[3] == "| `elsewhere/dm_ema.pt` |  | 30.0 (5.6) | 20 | 9.5 |"
+    del record["learned"]
+    (tmp_path / "h_spectrum.json").write_text(json.dumps(record))
+    assert not any("rank" in t for t in reproduction_tables(load_records(tmp_path)) if "directions of h" in t)

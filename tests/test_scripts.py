@@ -178,7 +178,7 @@ def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_p
     alone = tmp_path / "alone" / "dm_ema.pt"  # a DM file without a checkpoint beside it
     alone.parent.mkdir()
     shutil.copy(committed, alone)
-    spectrum.main(f"dm={committed},{alone}", "n=1", "k=2", "iters=1", "n_quality=4")
+    spectrum.main(f"dm={committed},{alone}", "n=1", "k=2", "iters=1", "n_quality=4", "r=2")
     record = json.loads((tmp_path / "results" / "mnist32-cpu" / "h_spectrum.json").read_text())
     first, second = record["rows"]
     assert first["trained_steps"] == 12000 and second["trained_steps"] is None
@@ -186,12 +186,18 @@ def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_p
     assert all(len(r) == 2 and r[0] == 1 >= r[1] > 0 for r in first["sigma_ratio"])
     assert first["sigma_ratio"] == second["sigma_ratio"] and 1 <= min(first["answered_0.25"])
     assert first["quality"]["n"] == 4 and first["quality"]["samples"]["fd_mnistnet"] > 0
-    assert set(record["models"]) == {"dm_0", "dm_1"}
+    learned = record["learned"]  # the committed directions on the committed DM
+    assert len(learned["share"]) == 32
+    assert all(len(row) == 6 and all(0 <= v <= 1 for v in row) for row in learned["share"])
+    assert len(learned["change"]) == 32 and len(learned["spearman"]) == 6
+    assert learned["random_share"] == round(2 / 4096, 6)  # r / dim(h), h 64 x 8 x 8
+    assert set(record["models"]) == {"dm_0", "dm_1", "learned_dm", "learned_directions"}
 
 
 @pytest.mark.parametrize("args, message", [(["noises=8"], r"unknown setting\(s\) \['noises'\]: give dm="),
                                            (["n4"], r"unknown setting\(s\) \['n4'\]"),
                                            (["k=0"], "must be >= 1"),
+                                           (["learned=yes"], "learned must be true or false"),
                                            (["dm=/nowhere/dm_ema.pt"], "no DM file at /nowhere/dm_ema.pt")])
 def test_h_spectrum_refuses_bad_settings_before_any_work(args, message):
     with pytest.raises(SystemExit, match=message):

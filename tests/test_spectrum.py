@@ -4,10 +4,11 @@ through a small UNet agrees with the one-image Jacobian it is made of."""
 import pytest
 import torch
 
-from hdisc.baselines import jacobian_directions
+from hdisc.baselines import jacobian_directions, random_directions
+from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.sampling import ddim_step
 from hdisc.schedule import ddim_steps, schedule_of
-from hdisc.spectrum import answered, h_spectrum
+from hdisc.spectrum import answered, answered_share, h_spectrum
 
 
 def test_answered_counts_the_singular_values_within_a_fraction_of_the_largest():
@@ -36,3 +37,16 @@ def test_h_spectrum_refuses_a_chain_with_no_shifted_node(unet):
     steps = ddim_steps(4, schedule_of(unet))
     with pytest.raises(ValueError, match="no node of the chain has t > t_stop = 999"):
         h_spectrum(unet, torch.randn(1, 1, 32, 32), steps, t_stop=999, k=2)
+
+
+def test_a_top_singular_vector_lies_where_the_dm_answers_and_a_random_direction_does_not(unet):
+    steps = ddim_steps(4, schedule_of(unet))
+    x_T = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    top = jacobian_directions(unet, x_T, 999, 2, iters=8, seed=0)[0]  # at the first node, t = 999
+    table = torch.stack([top[0], random_directions(1, tuple(top.shape[1:]), seed=3)[0]])
+    dirs = DirectionSet(FixedDirections(table, rel=0.1), 2, 1.0, steps, t_stop=400)
+    share = answered_share(unet, dirs, x_T, r=2, iters=8)
+    assert share.shape == (2, 2)  # two directions, the nodes t = 999 and 666
+    assert share[0, 0] > 0.99  # the top singular vector is inside the top-2 span it came from
+    assert share[1, 0] < 20 * 2 / top[0].numel()  # a random one: about r / dim(h)
+    assert ((0 <= share) & (share <= 1 + 1e-5)).all()
