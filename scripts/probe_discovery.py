@@ -1,7 +1,7 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
     python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
-        [precision=auto|float32|bfloat16] [effects=true]
+        [precision=auto|float32|bfloat16] [effects=true] [dm=PATH]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -19,6 +19,9 @@ scored at (``NAME@STEP-nN`` when scored on N noises other than 16; probes record
 this rule keep their bare names). ``evaluate=true`` trains nothing: it scores the run's latest
 ``directions.pt`` (a long run may still be writing more), a point along the run, with the
 settings it was trained with (fields given beside it must match them).
+``dm`` (default the committed ``models/mnist32-cpu/dm_ema.pt``) trains and scores on another DM
+file of the same UNet config, recorded in the entry as ``dm`` (path and sha256); give it again
+with ``evaluate=true`` or ``effects=true``.
 ``effects=true`` adds the distinct effects to the recorded entry NAME (or NAME@STEP) of a
 probe scored before the script counted them; it checks that the run's directions.pt is still
 at the entry's step.
@@ -37,7 +40,7 @@ from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import alike_groups, distinct_effects, edit_pairs, mean_abs_offdiag, ranked
 from hdisc.discovery import reconstructor_accuracy
-from hdisc.files import load_file, project_path, write_json
+from hdisc.files import load_file, project_path, sha256, shown_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.precision import resolve_precision
@@ -63,7 +66,15 @@ def effects_of(unet: torch.nn.Module, dirs: DirectionSet, model: torch.nn.Module
             "alike_groups_by_sign": by_sign, "distinct_effects_by_sign": distinct_effects(by_sign, dirs.K)}
 
 
-def add_effects(name: str, preset: Preset, device: str) -> None:
+def open_dm(given: str, preset: Preset, device: str) -> tuple[torch.nn.Module, dict | None]:
+    """The DM file ``given`` (or the committed one when empty) on ``device``, and what an entry
+    records of it: None for the committed DM, else its path and sha256."""
+    path = project_path(given) if given else find_dm("", preset)
+    unet, _ = load_unet(path, preset.unet)
+    return unet.to(device), {"path": shown_path(path), "sha256": sha256(path)} if given else None
+
+
+def add_effects(name: str, preset: Preset, device: str, dm: str) -> None:
     """Score the distinct effects of the recorded probe ``name`` (NAME or NAME@STEP, whose
     directions are runs/probe/NAME/directions.pt) and add them to its entry in probes.json:
     for probes recorded before the script counted them."""
@@ -77,8 +88,9 @@ def add_effects(name: str, preset: Preset, device: str) -> None:
     if step != entry["steps"]:
         raise SystemExit(f"{name} was scored at step {entry['steps']}; {run} is now at step {step}")
     model, cfg = load_directions(run / "directions.pt", preset.unet)
-    model, (unet, _) = model.to(device), load_unet(find_dm("", preset), preset.unet)
-    unet = unet.to(device)
+    if entry.get("dm", {}).get("path", "") != (shown_path(project_path(dm)) if dm else ""):
+        raise SystemExit(f"{name} was trained on DM {entry.get('dm', {}).get('path', 'committed')}: give dm= as then")
+    model, unet = model.to(device), open_dm(dm, preset, device)[0]
     entry["effects"] = effects_of(unet, DirectionSet.of(model.shift, cfg, schedule_of(unet)), model, device)
     write_json(record, book)
     print(name, entry["effects"])
@@ -87,7 +99,7 @@ def add_effects(name: str, preset: Preset, device: str) -> None:
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
     fields, init_from, n_eval, only_evaluate, device, precision = [], None, 16, False, "cpu", "auto"
-    only_effects = False
+    only_effects, dm = False, ""
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
@@ -102,13 +114,14 @@ def main(name: str, *overrides: str) -> None:
             only_evaluate = value.lower() == "true"
         elif key == "effects":
             only_effects = value.lower() == "true"
+        elif key == "dm":
+            dm = value
         else:
             fields.append(item)
     if only_effects:
-        return add_effects(name, preset, device)
+        return add_effects(name, preset, device, dm)
     cfg = override(preset.discovery, fields)
-    unet, _ = load_unet(find_dm("", preset), preset.unet)
-    unet = unet.to(device)
+    unet, dm_entry = open_dm(dm, preset, device)
     out = project_path("runs/probe") / name
     if only_evaluate:
         checkpoint = load_file(out / DISCOVERY_CHECKPOINT, "training checkpoint", keys=("step", "log"))
@@ -140,6 +153,8 @@ def main(name: str, *overrides: str) -> None:
              "device": result["trained_on"] or trained_on(device, resolve_precision(precision, device)),
              "scored_on": trained_on(device),  # scores move a little between machines (probe r2 in the README)
              "ce_curve": [[e["step"], round(e["l_ce"], 4)] for e in result["log"]]}
+    if dm_entry:  # trained on a DM other than the committed one
+        entry["dm"] = dm_entry
     if cfg.lambda_div:  # the effect penalty's own measure along the run
         entry["overlap_curve"] = [[e["step"], round(e["overlap"], 4)] for e in result["log"]]
     write_json(out / f"probe@{name.split('@')[1]}.json", {**entry, "log": result["log"]})

@@ -69,6 +69,31 @@ def test_a_probe_trains_scores_and_records_itself_then_scores_its_latest_weights
         probe.main("tiny", "evaluate=true", "n_eval=1", "M=3")
 
 
+def test_a_probe_on_another_dm_records_which_and_is_scored_on_it_again(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    probe = _script("probe_discovery")
+    real_path = probe.project_path
+    monkeypatch.setattr(probe, "project_path",
+                        lambda p: tmp_path / p if str(p).startswith(("runs", "results")) else real_path(p))
+    monkeypatch.setattr(probe, "SCORE", {"rca_pairs": 4, "fd_samples": 16, "effect_noises": 2})
+    other = tmp_path / "runs" / "other" / "dm_ema.pt"
+    other.parent.mkdir(parents=True)
+    shutil.copy(real_path("models/mnist32-cpu/dm_ema.pt"), other)
+    probe.main("tiny", "steps=1", "M=2", "batch=2", "n_eval=1", "dm=runs/other/dm_ema.pt")
+    record = tmp_path / "results" / "mnist32-cpu" / "probes.json"
+    entry = json.loads(record.read_text())["probes"][0]
+    assert entry["dm"] == {"path": str(other.resolve()), "sha256": probe.sha256(other)}
+    with pytest.raises(SystemExit, match="was trained on DM .*other/dm_ema.pt: give dm= as then"):
+        probe.main("tiny@1", "effects=true")
+    book = json.loads(record.read_text())
+    scored = book["probes"][0].pop("effects")
+    record.write_text(json.dumps(book))
+    probe.main("tiny@1", "effects=true", "dm=runs/other/dm_ema.pt")  # the same DM, the same count
+    assert json.loads(record.read_text())["probes"][0]["effects"] == scored
+
+
 @pytest.mark.parametrize("args, message", [(["pairs=16"], "unknown setting"), (["only=pca"], "only must be one of"),
                                            (["n_train=8"], "n_train must be >= 16")])
 def test_rca_ceiling_refuses_bad_settings_before_any_work(args, message):
