@@ -161,7 +161,8 @@ def test_the_readme_quotes_the_effect_penalty_probes():
             "h1: the committed model, heads rescaled, e3's recipe": ("h1-committed-rescaled-b16-div10@300",) * 2,
             "i0: the committed model, spatial reader, 1 joint step, then 99 of R and D alone at batch 64":
                 ("i0-committed-spatial-R100@100",) * 2,
-            "i1: i0, then e3's recipe": ("i1-i0-spatial-b16-div10@300",) * 2}
+            "i1: i0, then e3's recipe": ("i1-i0-spatial-b16-div10@300",) * 2,
+            "k1: e3's recipe on the DM trained to 20,000 steps": ("k1-dm20k-committed-b16-div10@300",) * 2}
     for label, (scored, counted) in rows.items():
         p, effects = probes[scored], probes[counted]["effects"]
         i = p["interpretability"]
@@ -378,3 +379,53 @@ def test_the_readme_quotes_the_rescaled_heads_and_spatial_reader_probes():
     assert (f"(its training loss ends at {h1['ce_curve'][-1][1]:.2f} against e3's {e3['ce_curve'][-1][1]:.2f}) "
             f"and RCA ends at {h1['rca']:.3f}") in text
     assert f"(i0 {i0['rca']:.3f}, r2 {r2['rca']:.3f};" in text and f"ends at {i1['rca']:.3f}" in text
+
+
+def test_the_readme_quotes_the_h_spectrum_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = _record("h_spectrum.json")
+    committed, longer = record["rows"]
+    assert (committed["dm"], committed["trained_steps"]) == ("models/mnist32-cpu/dm_ema.pt", 12000)
+    assert (longer["dm"], longer["trained_steps"]) == ("models/mnist32-cpu/dm-long/dm_ema.pt", 20000)
+    assert f"`{record['command']}`, `h_spectrum.json`, {committed['wall_s']:.0f} s a DM" in text
+    s1 = committed["sigma_1"]
+    assert f"is {s1[4] / s1[0]:.0f} and {s1[5] / s1[0]:.0f} times that of t = 999" in text
+    a, b = committed["answered_0.25"], longer["answered_0.25"]
+    assert f"answers only {a[4]:g} and {a[5]:g} directions within a quarter of the largest ({a[3]:g} at t = 666" in text
+    assert s1[2] / s1[5] <= 1 / 16 and "at most a sixteenth of t = 444's" in text
+    assert f"({b[3]:g}, {b[4]:g} and {b[5]:g} at t = 666, 555 and 444 against {a[3]:g}, {a[4]:g} and {a[5]:g})" in text
+    import torch
+
+    wall = torch.load(project_path("models/mnist32-cpu/dm-long/dm_checkpoint.pt"), weights_only=True)["wall_s"]
+    before = json.loads(project_path("models/mnist32-cpu/train_dm.json").read_text())["wall_s"]
+    assert f"(`models/mnist32-cpu/dm-long/`, {(wall - before) / 60:.0f} more minutes of one core)" in text
+    fd = [r["quality"]["samples"]["fd_mnistnet"] for r in (longer, committed)]
+    assert f"(FD-MnistNet {fd[0]:.1f} against {fd[1]:.1f} for the committed DM, " in text
+    learned = record["learned"]
+    rho = learned["spearman"]
+    assert (f"(rank correlation {rho[4]:.2f} at t = 555 and {rho[5]:.2f} at t = 444; "
+            f"{min(rho[:3]):.2f}-{max(rho[:3]):.2f} at the first three nodes)") in text
+    assert f"lies there (rank correlation {rho[4]:.2f}), and the same DM trained longer" in text
+    order = sorted(range(32), key=lambda k: learned["change"][k])
+    weak = [learned["share"][k][4] for k in order[:9]]
+    strong = [learned["share"][k][4] for k in order[-5:]]
+    assert f"put {min(weak):.2%}-{max(weak):.2%} there at t = 555".replace("%-", "-") in text
+    assert f"({learned['r']} / 4,096 = {learned['random_share']:.2%})" in text
+    assert f"the five that move it most, {min(strong):.1%}-{max(strong):.0%}".replace("%-", "-") in text
+
+
+def test_the_readme_quotes_the_probe_on_the_longer_trained_dm():
+    text = " ".join(project_path("README.md").read_text().split())
+    probes = {p["name"]: p for p in _record("probes.json")["probes"]}
+    k1, e3 = probes["k1-dm20k-committed-b16-div10@300"], probes["e3-committed-b16-div10signs-f32penalty@300"]
+    assert k1["dm"]["path"] == "models/mnist32-cpu/dm-long/dm_ema.pt" and k1["init_from"] == e3["init_from"]
+    recipe = ("M", "batch", "lr", "lr_shift", "shift_rms", "s_min", "lambda_div", "div_signs", "lambda_adv")
+    assert all(k1["config"][key] == e3["config"][key] for key in recipe)
+    passing = k1["interpretability"]["interpretable_fraction"]
+    assert passing == max(p["interpretability"]["interpretable_fraction"] for p in probes.values()
+                          if p.get("steps") == 300 and p.get("n_eval") == 16)
+    e3_passing, loss = e3["interpretability"]["interpretable_fraction"], (k1["ce_curve"][-1][1], e3["ce_curve"][-1][1])
+    assert (f"keep more directions passing ({passing:.0%} against {e3_passing:.0%}, "
+            f"the most of any 300-step probe scored on 16 noises) and more distinct effects "
+            f"({k1['effects']['distinct_effects']}), but RCA falls to {k1['rca']:.3f} (training loss "
+            f"{loss[0]:.2f} against e3's {loss[1]:.2f}; {k1['wall_s']:,.0f} s at one thread)") in text
