@@ -21,26 +21,22 @@ from .backbone import capture_h
 from .baselines import jacobian_directions
 from .direction_set import DirectionSet
 from .sampling import ddim_step
-from .schedule import Steps
+from .schedule import Steps, shifted_steps
 
 
 def _shifted_nodes(unet: nn.Module, x_T: torch.Tensor, steps: Steps, t_stop: int, clip: bool
                    ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """(node index among the shifted ones, t, the plain chain's x_t [n, C, H, W]) at each node
-    of ``steps`` with t > ``t_stop``, in order."""
-    nodes = [i for i in range(len(steps)) if int(steps.t[i]) > t_stop]
-    if not nodes:
+    """(i, t_i, the plain chain's x_{t_i} [n, C, H, W]) at each node i of ``steps`` with
+    t_i > ``t_stop`` (the first :func:`hdisc.schedule.shifted_steps` nodes), in order."""
+    n = shifted_steps(steps, t_stop)
+    if not n:
         raise ValueError(f"no node of the chain has t > t_stop = {t_stop}: lower t_stop below {int(steps.t[0])}")
     x = x_T
-    for i in range(nodes[-1] + 1):
-        if i in nodes:
-            yield nodes.index(i), int(steps.t[i]), x
-        with torch.no_grad():
-            x = ddim_step(unet, x, steps, i, clip)
-
-
-def _node_count(steps: Steps, t_stop: int) -> int:
-    return sum(int(t) > t_stop for t in steps.t)
+    for i in range(n):
+        yield i, int(steps.t[i]), x
+        if i + 1 < n:
+            with torch.no_grad():
+                x = ddim_step(unet, x, steps, i, clip)
 
 
 def h_spectrum(unet: nn.Module, x_T: torch.Tensor, steps: Steps, t_stop: int, k: int, iters: int = 12,
@@ -48,7 +44,7 @@ def h_spectrum(unet: nn.Module, x_T: torch.Tensor, steps: Steps, t_stop: int, k:
     """The top ``k`` singular values of d eps(x_t, t) / d h for each row of x_T [n, C, H, W]
     at each node of the plain DDIM chain ``steps`` with t > ``t_stop`` (the nodes eq. 2 shifts):
     [n, nodes, k], each row decreasing. ``iters`` subspace iterations per image and node."""
-    out = torch.zeros(len(x_T), _node_count(steps, t_stop), k)
+    out = torch.zeros(len(x_T), shifted_steps(steps, t_stop), k)
     for node, t, x in _shifted_nodes(unet, x_T, steps, t_stop, clip):
         for j in range(len(x)):
             out[j, node] = jacobian_directions(unet, x[j:j + 1], t, k, iters, seed=seed + j)[1]
@@ -61,7 +57,7 @@ def answered_share(unet: nn.Module, dirs: DirectionSet, x_T: torch.Tensor, r: in
     the span of the top ``r`` right singular vectors of d eps / d h, for each row of x_T
     [n, C, H, W] at each shifted node of ``dirs``' chain, averaged over the rows: [K, nodes] in
     [0, 1]. A random direction's share is about r / dim(h)."""
-    out = torch.zeros(dirs.K, _node_count(dirs.steps, dirs.t_stop))
+    out = torch.zeros(dirs.K, shifted_steps(dirs.steps, dirs.t_stop))
     k = torch.arange(dirs.K, device=x_T.device)
     for node, t, x in _shifted_nodes(unet, x_T, dirs.steps, dirs.t_stop, dirs.clip):
         for j in range(len(x)):
