@@ -3,8 +3,9 @@
     python scripts/h_spectrum.py [dm=PATH[,PATH...]] [n=4] [k=64] [iters=12] [n_quality=1000] [r=10]
         [learned=true|false] [device=cpu]
 
-For each DM file (default: the committed ``models/mnist32-cpu/dm_ema.pt``) on the cpu preset's
-training chain (M and t_stop of the discovery config): the top ``k`` singular values of
+For each mnist32 DM file (default: the committed ``models/mnist32-cpu/dm_ema.pt``; any UNet
+configuration, read from the file, so the paper preset's DM too) on the cpu preset's training
+chain (M and t_stop of the discovery config): the top ``k`` singular values of
 d eps / d h at every shifted node for ``n`` noises (:func:`hdisc.spectrum.h_spectrum`), how many
 are at least a quarter and a tenth of the largest (:func:`hdisc.spectrum.answered`), and the
 DM's DDIM samples scored as ``experiments/train_dm.py`` scores them (MnistNet confidence and
@@ -47,6 +48,12 @@ FRACTIONS = (0.25, 0.1)
 """The counts recorded: singular values at least a quarter, and a tenth, of the largest."""
 
 
+def noises(unet: torch.nn.Module, n: int, device: torch.device) -> torch.Tensor:
+    """The same ``n`` noises of seed 0 for every DM of one image shape: [n, C, H, W]."""
+    shape = (n, unet.in_channels, unet.image_size, unet.image_size)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
 def main(*args: str) -> None:
     given = script_settings(args, {"dm": "PATH[,PATH...]", "n": "N", "k": "N", "iters": "N", "n_quality": "N",
                                    "r": "N", "learned": "true|false", "device": "cpu|cuda"})
@@ -65,14 +72,13 @@ def main(*args: str) -> None:
     cfg = preset.discovery
     net = mnist_net(project_path("models/mnist_net.pt"))
     real = load_mnist("test")[0][:2 * n_quality]
-    x_T = torch.randn((n, preset.unet.in_channels, preset.unet.image_size, preset.unet.image_size),
-                      generator=torch.Generator().manual_seed(0)).to(dev)
     rows = []
     for path in paths:
         start = time.perf_counter()
-        unet, _ = load_unet(path, preset.unet)
+        unet, _ = load_unet(path)  # its own configuration
         unet.to(dev)
         shape = (unet.in_channels, unet.image_size, unet.image_size)
+        x_T = noises(unet, n, dev)
         steps = ddim_steps(cfg.M, schedule_of(unet))
         sigma = h_spectrum(unet, x_T, steps, cfg.t_stop, k, iters)  # [n, nodes, k]
         samples = generate(unet, n_quality, shape, ddim_steps(preset.sample_steps, schedule_of(unet)), seed=0,
@@ -96,8 +102,10 @@ def main(*args: str) -> None:
     if given.get("learned", "true") == "true":
         _, unet, model, d, trained = open_trained("mnist32", "cpu", device=dev)
         dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+        x_T = noises(unet, n, dev)
         share = answered_share(unet, dirs, x_T, r, iters)  # [K, nodes]
-        change = change_scores((lambda x0, ends: ends - x0[None, :, None])(*direction_ends(unet, dirs, x_T, False)))
+        x0, ends = direction_ends(unet, dirs, x_T, False)
+        change = change_scores(ends - x0[None, :, None])
         with torch.no_grad(), capture_h(unet) as hs:
             unet(x_T[:1], torch.tensor([int(dirs.steps.t[0])], device=dev))
         learned = {"r": r, "random_share": round(r / hs[0][0].numel(), 6),

@@ -191,9 +191,11 @@ def test_rescale_heads_keeps_the_committed_edits_and_refuses_to_overwrite(tmp_pa
         rescale.main(["models/mnist32-cpu/directions.pt", str(tmp_path / "other.pt"), "size=2"])
 
 
-def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_path, monkeypatch):
+def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_path, monkeypatch, unet, smoke):
     import json
     import shutil
+
+    from hdisc.backbone import save_unet
 
     spectrum = _script("h_spectrum")
     real_path = spectrum.project_path
@@ -203,9 +205,13 @@ def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_p
     alone = tmp_path / "alone" / "dm_ema.pt"  # a DM file without a checkpoint beside it
     alone.parent.mkdir()
     shutil.copy(committed, alone)
-    spectrum.main(f"dm={committed},{alone}", "n=1", "k=2", "iters=1", "n_quality=4", "r=2")
+    other = tmp_path / "other" / "dm_ema.pt"  # another UNet configuration (the smoke preset's), read from the file
+    other.parent.mkdir()
+    save_unet(unet, smoke.unet, other)
+    spectrum.main(f"dm={committed},{alone},{other}", "n=1", "k=2", "iters=1", "n_quality=4", "r=2")
     record = json.loads((tmp_path / "results" / "mnist32-cpu" / "h_spectrum.json").read_text())
-    first, second = record["rows"]
+    first, second, third = record["rows"]
+    assert third["nodes_t"] == first["nodes_t"] and third["sigma_ratio"] != first["sigma_ratio"]
     assert first["trained_steps"] == 12000 and second["trained_steps"] is None
     assert first["nodes_t"] == [999, 888, 777, 666, 555, 444]  # the cpu preset's 10-step chain above t_stop 400
     assert all(len(r) == 2 and r[0] == 1 >= r[1] > 0 for r in first["sigma_ratio"])
@@ -216,7 +222,7 @@ def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_p
     assert all(len(row) == 6 and all(0 <= v <= 1 for v in row) for row in learned["share"])
     assert len(learned["change"]) == 32 and len(learned["spearman"]) == 6
     assert learned["random_share"] == round(2 / 4096, 6)  # r / dim(h), h 64 x 8 x 8
-    assert set(record["models"]) == {"dm_0", "dm_1", "learned_dm", "learned_directions"}
+    assert set(record["models"]) == {"dm_0", "dm_1", "dm_2", "learned_dm", "learned_directions"}
 
 
 @pytest.mark.parametrize("args, message", [(["noises=8"], r"unknown setting\(s\) \['noises'\]: give dm="),
