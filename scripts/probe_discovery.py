@@ -88,7 +88,7 @@ def add_effects(name: str, preset: Preset, device: str, dm: str) -> None:
     if step != entry["steps"]:
         raise SystemExit(f"{name} was scored at step {entry['steps']}; {run} is now at step {step}")
     model, cfg = load_directions(run / "directions.pt", preset.unet)
-    if entry.get("dm", {}).get("path", "") != (shown_path(project_path(dm)) if dm else ""):
+    if entry.get("dm", {}).get("sha256") != (sha256(project_path(dm)) if dm else None):  # the same file, wherever
         raise SystemExit(f"{name} was trained on DM {entry.get('dm', {}).get('path', 'committed')}: give dm= as then")
     model, unet = model.to(device), open_dm(dm, preset, device)[0]
     entry["effects"] = effects_of(unet, DirectionSet.of(model.shift, cfg, schedule_of(unet)), model, device)
