@@ -85,10 +85,14 @@ class ShiftBlock(nn.Module):
         flat = F.normalize(torch.cat([self.head_weight.flatten(1), self.head_bias], 1), dim=1, eps=1e-12)
         return mean_square_offdiag(flat @ flat.T)
 
+    def _features(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """What every head reads: h [B, C, H, W] and emb [B, E] -> [B, C, H, W]."""
+        return self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
+
     def raw_sizes(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Each head's output before the norm, over ``rms`` x rms(h), for h [N, C, H, W] and
         emb [N, E]: [K, N]. Above 1 a ``cap`` clips it to the cap, whatever its size."""
-        a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
+        a = self._features(h, emb)
         out = torch.einsum("nchw,koc->knohw", a, self.head_weight) + self.head_bias[:, None, :, None, None]
         return (out.pow(2).mean((2, 3, 4)) / h.pow(2).mean((1, 2, 3))).sqrt() / self.rms
 
@@ -111,7 +115,7 @@ class ShiftBlock(nn.Module):
         return smallest
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        a = self.mid(self.inp(h) + self.emb(emb)[:, :, None, None])
+        a = self._features(h, emb)
         # index_select, not head_weight[k]: the latter's backward accumulates repeated k in a
         # thread-dependent order (the effect penalty repeats every k), so runs differed on 2 threads
         out = (torch.einsum("bchw,boc->bohw", a, self.head_weight.index_select(0, k))

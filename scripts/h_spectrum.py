@@ -40,7 +40,7 @@ from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import open_trained, resolve_device, script_settings, write_record
 from hdisc.sampling import generate
-from hdisc.schedule import ddim_steps, schedule_of
+from hdisc.schedule import ddim_steps, schedule_of, shifted_steps
 from hdisc.spectrum import answered, answered_share, h_spectrum
 from hdisc.training import DM_CHECKPOINT
 
@@ -87,7 +87,7 @@ def main(*args: str) -> None:
         rows.append({
             "dm": shown_path(path),
             "trained_steps": load_file(beside, "DM checkpoint", keys=("step",))["step"] if beside.is_file() else None,
-            "nodes_t": [int(t) for t in steps.t if int(t) > cfg.t_stop],
+            "nodes_t": steps.t[:shifted_steps(steps, cfg.t_stop)].tolist(),
             "sigma_1": [round(v, 6) for v in sigma[..., 0].mean(0).tolist()],
             "sigma_ratio": [[round(v, 4) for v in node] for node in (sigma / sigma[..., :1]).mean(0).tolist()],
             **{f"answered_{f}": [round(v, 2) for v in answered(sigma, f).float().mean(0).tolist()]

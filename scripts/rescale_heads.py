@@ -22,7 +22,7 @@ import torch
 from hdisc.backbone import capture_h
 from hdisc.direction_set import DirectionSet
 from hdisc.files import atomic_save, load_file, project_path, shown_path
-from hdisc.runs import open_trained
+from hdisc.runs import open_trained, script_settings
 from hdisc.schedule import schedule_of, shifted_steps
 
 EDITS_KEPT = 1e-3
@@ -33,12 +33,8 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise SystemExit(__doc__)
     src, dst = project_path(argv[0]), project_path(argv[1])
-    opts = {"target": 2.0, "n": 64.0, "seed": 11.0}
-    for item in argv[2:]:
-        key, _, value = item.partition("=")
-        if key not in opts:
-            raise SystemExit(f"unknown option {item!r}: use target=, n= or seed=")
-        opts[key] = float(value)
+    given = script_settings(argv[2:], {"target": "X >= 1", "n": "N", "seed": "N"})
+    opts = {key: float(given.get(key, default)) for key, default in (("target", 2), ("n", 64), ("seed", 11))}
     if dst.exists():
         raise SystemExit(f"{shown_path(dst)} exists: name a new file")
     _, unet, model, cfg, _ = open_trained("mnist32", "cpu", directions=src, settings="file")
