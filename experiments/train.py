@@ -35,6 +35,7 @@ seed = 0
 train = True  # False: render the checkpoint in out_dir as it is, without training further
 steps = -1  # -1: the preset's
 method = "chain"  # chain (node-by-node backprop) | vanilla (autograd through the chain)
+budget = "auto"  # the chain's memory for kept graphs, in bytes: auto (half the free memory) | 0 (flat, the paper's)
 clip = True  # clip the predicted x_0 to [-1, 1] in every DDIM step (part of the discovery config)
 head_init_std = 0.0  # 0: the paper's zero-initialised heads (part of the discovery config)
 init_from = ""  # a directions.pt to warm-start from (part of the run's identity; the committed model's lineage)
@@ -91,7 +92,8 @@ print(f"DM: {shown_path(dm_path)}")
 if not train:
     steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
 summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
-                          method=method, init_from=init_from or None, device=dev, precision=precision)
+                          method=method, init_from=init_from or None, device=dev, precision=precision,
+                          budget=budget)
 log = summary["log"]
 plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
 plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accuracy": "acc"},
@@ -114,7 +116,8 @@ last = log[-1]
 record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
           "batch": d.batch, "steps": summary["steps"], "steps_budget": d.steps, "lr": d.lr, "rca": rca["rca"],
           "rca_n": rca["n"], "mag_err": rca["mag_err"], "d_real": last["d_real"], "d_fake": last["d_fake"],
-          "wall_s": summary["wall_s"], "method": method, "clip": clip, "head_init_std": head_init_std,
+          "wall_s": summary["wall_s"], "method": method, "chain_budget": budget, "clip": clip,
+          "head_init_std": head_init_std,
           "init_from": summary["init_from"], "trained_on": summary["trained_on"],
           "shift_frozen_from": summary["shift_frozen_from"], "seed": seed, "dm_checkpoint": shown_path(dm_path),
           "departures_from_paper": departures(cfg),

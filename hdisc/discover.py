@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+from .chain import parse_budget
 from .distributed import distributed
 from .precision import CHOICES
 from .presets import get_preset, override
@@ -33,10 +34,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precision", choices=CHOICES, default="auto",
                    help="what the steps compute in (bfloat16: autocast, faster on some machines; auto: bfloat16 "
                         "on a CPU with AMX bfloat16 tiles, float32 elsewhere)")
+    p.add_argument("--budget", default="auto",
+                   help="memory in bytes the chain may keep graphs in instead of recomputing steps: auto (half the "
+                        "free memory, the default), 0 (the paper's flat-memory chain), inf (all) or a number")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
     try:  # settings are checked before anything is loaded
         cfg = override(preset.discovery, args.set)
+        budget = parse_budget(args.budget)
     except ValueError as e:
         p.error(str(e))
     dm = find_dm(args.dm, preset)
@@ -47,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     unet, unet_cfg = open_dm(dm, preset)
     summary = train_discovery(unet, unet_cfg, cfg, run_dir(args.out, preset), seed=args.seed,
                               steps=args.steps, init_from=args.init_from or None, device=device,
-                              precision=args.precision,
+                              precision=args.precision, budget=budget,
                               progress=None if rank == 0 else False)
     if rank == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "log"}))

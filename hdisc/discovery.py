@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .backbone import build_encoder, shift_h
-from .chain import backprop_chain, record_chain, run_chain
+from .chain import Budget, Tape, backprop_chain, record_chain, run_chain
 from .distributed import average_gradients, mean_over_ranks
 from .guard import check_finite, check_finite_grads
 from .precision import in_float32
@@ -329,7 +329,7 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
                    z: torch.Tensor, k: torch.Tensor, s: torch.Tensor,
                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                    method: str = "chain", fuse: bool = True, freeze_shift: bool = False,
-                   overlap_at: int = 0) -> StepStats:
+                   overlap_at: int = 0, budget: Budget = 0) -> StepStats:
     """One training step of the paper's method on noise z [B, C, H, W].
 
     Generator side (shift block + reconstructor) minimises
@@ -347,8 +347,12 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     With ``lambda_div`` the generator's loss adds ``lambda_div`` times :func:`effect_overlap` on
     the first ``cfg.div_images`` rows of z at node ``overlap_at`` (the training loop draws it).
 
-    With ``fuse`` (chain only), the plain chain for x_0 and the no-grad recording pass
-    run as one batch [z; z]: the encoder sees 2B images, the decoder 3B.
+    ``budget`` (chain only; :mod:`hdisc.chain`) is the memory in bytes the chain may spend on
+    keeping steps' graphs instead of recomputing them (0: the paper's flat-memory chain,
+    ``math.inf``: every graph, ``"auto"``: half the free memory); the gradients are the same.
+    With ``fuse`` and nothing to keep (budget 0, or a frozen shift block), the plain chain for
+    x_0 and the no-grad recording pass run as one batch [z; z]: the encoder sees 2B images,
+    the decoder 3B.
     """
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
@@ -365,15 +369,16 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
         with torch.set_grad_enabled(not freeze_shift):
             x_shift = run_chain(step, z, len(steps))
     else:
-        if fuse:  # rows [:B] run the plain chain, rows [B:] the shifted one
+        keep = 0 if freeze_shift else budget  # no gradient crosses a frozen chain: nothing to keep
+        if fuse and keep == 0:  # rows [:B] run the plain chain, rows [B:] the shifted one
             both = Shifted(unet, model.shift, k, s, cfg.t_stop, references=len(z))
             joint = record_chain(lambda x, i: ddim_step(both, x, steps, i, clip), torch.cat([z, z]), len(steps))
-            x0, nodes = joint[-1][:len(z)], [n[len(z):] for n in joint]
+            x0, tape = joint.nodes[-1][:len(z)], Tape([n[len(z):] for n in joint.nodes])
         else:
             with torch.no_grad():
                 x0 = sample_ddim(unet, z, steps, clip=clip, disable=True)
-            nodes = record_chain(step, z, len(steps))
-        x_shift = nodes[-1].detach().requires_grad_(not freeze_shift)
+            tape = record_chain(step, z, len(steps), keep)
+        x_shift = tape.nodes[-1].detach().requires_grad_(not freeze_shift)
     logits, s_hat = model.reconstructor(x0, x_shift)
     l_ce = F.cross_entropy(logits, k)
     l_mag = (s_hat - s).abs().mean()
@@ -388,7 +393,7 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
         loss = loss + cfg.lambda_div * overlap
     loss.backward()
     if method == "chain" and not freeze_shift:
-        backprop_chain(step, nodes, x_shift.grad)
+        backprop_chain(step, tape, x_shift.grad)
     g_params = (*model.reconstructor.parameters(),) if freeze_shift else (
         *model.shift.parameters(), *model.reconstructor.parameters())
     average_gradients(g_params)  # under torchrun: the whole batch's gradient on every rank

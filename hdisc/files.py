@@ -41,6 +41,19 @@ def atomic_save(obj: object, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def load_or_train(path: str | os.PathLike, module: torch.nn.Module, train: Callable[[], torch.nn.Module],
+                  what: str) -> torch.nn.Module:
+    """``module`` with the state dict at ``path`` (``what`` names it in errors), in eval mode;
+    if the file is absent, ``train()``'s module, saved there first."""
+    path = Path(path)
+    if path.exists():
+        module.load_state_dict(load_file(path, what))
+        return module.eval()
+    module = train()
+    atomic_save(module.state_dict(), path)
+    return module.eval()
+
+
 SIGNIFICANT = 6
 """Significant digits a record keeps of each float."""
 

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import load_mnist
-from .files import atomic_save, load_file
+from .files import load_or_train
 
 
 class MnistNet(nn.Module):
@@ -64,14 +64,7 @@ def train_mnist_net(steps: int = 1500, batch: int = 128, seed: int = 0,
 
 def mnist_net(path: str | os.PathLike, progress: bool | None = None) -> MnistNet:
     """Load the classifier from ``path``, training and saving it first if it is absent."""
-    path = Path(path)
-    net = MnistNet()
-    if path.exists():
-        net.load_state_dict(load_file(path, "MnistNet state dict"))
-        return net.eval()
-    net = train_mnist_net(progress=progress)
-    atomic_save(net.state_dict(), path)
-    return net
+    return load_or_train(path, MnistNet(), lambda: train_mnist_net(progress=progress), "MnistNet state dict")
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import json
 
 from .data import open_dataset
 from .distributed import distributed
+from .precision import CHOICES
 from .presets import DATASETS, SCALES, get_preset
 from .runs import resolve_device, run_dir
 from .training import train_dm
@@ -40,12 +41,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-dir", default="", help="folder of training images (not for mnist32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding folder images")
     p.add_argument("--cache", default="", help="a .npy file: decode and resize the folder once into it")
+    p.add_argument("--precision", choices=CHOICES, default="float32",
+                   help="float32 (default), bfloat16 autocast, or auto (bfloat16 on a CPU with AMX tiles)")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
     rank, _, device = distributed(resolve_device(args.device))
     dataset = open_dataset(preset.data, args.data_dir or None, cache=args.cache or None, workers=args.workers)
     summary = train_dm(preset.unet, preset.dm, dataset, run_dir(args.out, preset), seed=args.seed, steps=args.steps,
-                       device=device, workers=args.workers, progress=None if rank == 0 else False)
+                       device=device, workers=args.workers, progress=None if rank == 0 else False,
+                       precision=args.precision)
     if rank == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "loss_curve"}))
     return summary

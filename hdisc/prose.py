@@ -38,17 +38,24 @@ def _train(r: dict) -> str:
 
 
 def _benchmark(r: dict) -> str:
-    rows = {(x["method"], x["M"]): x for x in r["rows"]}
     Ms = r["Ms"]
-    chain = [rows[("chain", M)]["peak_mb"] for M in Ms]
-    vanilla = [rows[("vanilla", M)]["peak_mb"] for M in Ms if ("vanilla", M) in rows]
+    chain = [x["peak_mb"] for x in r["rows"] if x["method"] == "chain"]
+    vanilla = [x["peak_mb"] for x in r["rows"] if x["method"] == "vanilla"]
     text = (f"Back-propagating through the chain node by node keeps peak memory between {min(chain):.0f} and "
             f"{max(chain):.0f} MB for M = {Ms[0]}..{Ms[-1]} (batch {r['batch']}, {r['device']})")
     if vanilla:
         text += f", while vanilla autograd grows to {max(vanilla):.0f} MB"
-    return text + (f"; the gradients agree to a relative {r['grad_max_rel_diff']:.1e}. The price is time: a step costs "
-                   f"{r['step_time_ratio']:.2f}x the vanilla step at M={r['step_time_ratio_M']} on this device "
-                   "(each step's forward pass runs once more during the backward pass).")
+    text += (f"; every method's gradients agree with vanilla's to a relative {r['grad_max_rel_diff']:.1e}. The price "
+             f"of flat memory is time: a step costs {r['step_time_ratio']:.2f}x the vanilla step at "
+             f"M={r['step_time_ratio_M']} on this device (each step's forward pass runs once more during the "
+             "backward pass).")
+    if "budget_all_vs_vanilla" in r:
+        text += (f" Given memory for every step's graph, the budgeted chain recomputes nothing and costs "
+                 f"{r['budget_all_vs_vanilla']:.2f}x vanilla (M={r['budget_all_vs_vanilla_M']})")
+    if "budget_half_vs_chain" in r:
+        text += (f"; given half, it costs {r['budget_half_vs_chain']:.2f}x the flat chain at "
+                 f"M={r['budget_half_vs_chain_M']} and peaks at {r['budget_half_peak_mb']:.0f} MB")
+    return text + "."
 
 
 def _directions(r: dict) -> str:

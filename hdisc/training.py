@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .backbone import build_unet, config_from_dict, save_unet
+from .chain import Budget, check_budget
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
 from .distributed import distributed, global_batch_norm, mean_over_ranks
@@ -119,6 +120,14 @@ def trained_on(device: str | torch.device, precision: str = "float32") -> str:
     return f"{device.type}, {torch.get_num_threads()} threads, {precision}, torch {torch.__version__}"
 
 
+def trained_on_since(before: str | None, here: str, start_step: int) -> str:
+    """A run's ``trained_on`` after steps from ``start_step`` ran ``here``: ``here``, or the
+    earlier value with this piece appended when it ran elsewhere."""
+    if not before or before.endswith(here):
+        return before or here
+    return f"{before}; from step {start_step}: {here}"
+
+
 def warmup_lr(base: float, warmup: int, step: int) -> float:
     """Linear warm-up over ``warmup`` steps, then constant."""
     return base * min(1.0, (step + 1) / max(1, warmup))
@@ -211,7 +220,7 @@ def rank_rows(config: str, batch: int, rank: int, world: int) -> slice:
 def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.utils.data.Dataset,
              out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
              device: str | torch.device = "cpu", progress: bool | None = None,
-             log_every: int = 100, workers: int = 0) -> dict:
+             log_every: int = 100, workers: int = 0, precision: str = "float32") -> dict:
     """Pretrain a guided-diffusion UNet on ``dataset``; resume from ``out_dir`` if possible.
 
     Writes ``out_dir/dm_checkpoint.pt`` (model, EMA, optimiser, step, loss log) every
@@ -221,15 +230,19 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     stops training with :class:`NonFiniteError` and leaves the files as they were.
     ``workers`` > 0 decodes a folder dataset's images in that many ``DataLoader`` processes
     ahead of training (:func:`hdisc.data.streamed_batches`): the same images, the same run.
-    Returns a summary dict.
+    ``precision`` (:mod:`hdisc.precision`, ``"auto"`` by capability) is what the forward pass
+    computes in (weights, optimiser and EMA stay float32); the checkpoint's ``trained_on``
+    records it. Returns a summary dict.
     """
     check_steps(steps)
+    check_precision(precision, CHOICES)
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty: pass a folder (data_dir) that holds images")
     out_dir = Path(out_dir)
     total = train_cfg.steps if steps is None else steps
     ckpt_path = out_dir / DM_CHECKPOINT
     rank, world, device = distributed(device)
+    precision = resolve_precision(precision, device)
     rows = rank_rows("DMTrainConfig", train_cfg.batch, rank, world)
     torch.manual_seed(seed)
     unet = build_unet(unet_cfg).to(device)
@@ -238,13 +251,17 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     net = torch.nn.parallel.DistributedDataParallel(unet) if world > 1 else unet  # averages gradients over ranks
     identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed, "schedule": train_cfg.schedule.to_dict()}
     parts = {"model": unet, "ema": ema, "opt": opt}
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None},
+    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None,
+                                                "trained_on": None},
                    device, defaults={"schedule": DEFAULT.to_dict()}, steps=total)  # older: the default schedule
+    start_step, before, here = state["step"], state["trained_on"], trained_on(device, precision)
     losses = state.pop("losses")
     if losses:  # checkpoints written before the shared loop logged [step, loss] pairs
         state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
 
     def checkpoint() -> None:
+        if state["step"] > start_step:
+            state["trained_on"] = trained_on_since(before, here, start_step)
         if rank == 0:  # every rank holds the same weights; one writes them
             save_checkpoint(ckpt_path, identity, parts, state)
             save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
@@ -266,7 +283,8 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
         else:  # the loader drew these indices from a copy of gen; draw them here too to keep gen's stream
             draw_indices(len(dataset), train_cfg.batch, gen)
             images = next(stream)
-        loss = dm_loss(net, images, abar_all, gen, rows, train_cfg.batch)
+        with compute_in(precision, device):
+            loss = dm_loss(net, images, abar_all, gen, rows, train_cfg.batch)
         whole = mean_over_ranks(loss.detach())  # the whole batch's loss, on every rank (a NaN stops them all)
         check_finite("noise-prediction loss", whole)
         opt.zero_grad(set_to_none=True)
@@ -289,6 +307,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
         "loss_curve": curve,
         "wall_s": state["wall_s"],
         "seed": seed,
+        "trained_on": state["trained_on"],
         "hdisc_version": __version__,
         "checkpoint": shown_path(ckpt_path),
         "weights": shown_path(out_dir / DM_WEIGHTS),
@@ -303,7 +322,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
                     out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
                     method: str = "chain", init_from: str | os.PathLike | None = None,
                     device: str | torch.device = "cpu", precision: str = "float32", progress: bool | None = None,
-                    log_every: int = 10) -> dict:
+                    log_every: int = 10, budget: Budget = 0) -> dict:
     """Train shift block, reconstructor and discriminator on a frozen DM (paper eq. 2).
 
     Resumes from ``out_dir/discovery_checkpoint.pt``; a checkpoint of another configuration
@@ -318,10 +337,13 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     A non-finite loss or gradient stops training with :class:`NonFiniteError` and leaves
     the files as they were. ``precision`` (:mod:`hdisc.precision`; ``"auto"`` chooses by the
     machine's capability) is what the steps compute in; the checkpoint's ``trained_on``
-    records the one used.
+    records the one used. ``budget`` is the chain's memory for kept graphs
+    (:mod:`hdisc.chain`; it changes time and memory, not the result) and is returned as
+    ``chain_budget``.
     """
     check_steps(steps)
     check_precision(precision, CHOICES)
+    check_budget(budget)
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
@@ -369,8 +391,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
 
     def checkpoint() -> None:
         if state["step"] > start_step:  # steps taken here (a render of a finished run keeps the file's)
-            state["trained_on"] = (here if not before else before if before.endswith(here)
-                                   else f"{before}; from step {start_step}: {here}")
+            state["trained_on"] = trained_on_since(before, here, start_step)
         if rank == 0:
             save_checkpoint(ckpt_path, identity, parts, state)
         weights()
@@ -384,7 +405,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
         with compute_in(precision, device):
             stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device),
                                    s[rows].to(device), opt_g, opt_d, method=method, freeze_shift=frozen,
-                                   overlap_at=overlap_at)
+                                   overlap_at=overlap_at, budget=budget)
         if frozen and state["shift_frozen_from"] is None:
             state["shift_frozen_from"] = step
         return dataclasses.asdict(stats)
@@ -398,7 +419,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     elif state["step"] == start_step:  # nothing trained: the weights file shows the checkpoint's model
         weights()
     return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
-            "method": method, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
+            "method": method, "chain_budget": budget, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
             "init_from": identity.get("init_from"), "trained_on": state["trained_on"],
             "shift_frozen_from": state["shift_frozen_from"], "hdisc_version": __version__,
             "checkpoint": shown_path(ckpt_path), "weights": shown_path(out_dir / DISCOVERY_WEIGHTS)}
