@@ -21,7 +21,7 @@ post-hoc RCA, the explorer) edits with them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -126,20 +126,21 @@ def mean_difference(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h[mask].mean(0) - h[~mask].mean(0)
 
 
-def supervised_directions(h: torch.Tensor, labels: torch.Tensor, measures: dict[str, torch.Tensor]
-                          ) -> tuple[torch.Tensor, list[str]]:
-    """Directions from labelled samples: h [N, C, H, W] (pooled over the interval), digit
-    ``labels`` [N] and stroke ``measures`` {name: [N]}. One direction per digit present (its
-    samples minus the rest), then per measure the top quartile minus the bottom quartile,
-    with the digit-class directions projected out so it moves the stroke, not the class (a
-    measure that does not vary, or a digit that is all or none of the samples, gives none).
-    Returns directions [K, C, H, W] and their names."""
+def supervised_directions(h: torch.Tensor, labels: torch.Tensor, measures: dict[str, torch.Tensor],
+                          classes: Sequence[str] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Directions from labelled samples: h [N, C, H, W] (pooled over the interval), class
+    ``labels`` [N] (digits; shapes32's shapes) and continuous ``measures`` {name: [N]} (stroke
+    measures; shapes32's factors). One direction per class present (its samples minus the
+    rest), then per measure the top quartile minus the bottom quartile, with the class
+    directions projected out so it moves the measure, not the class (a measure that does not
+    vary, or a class that is all or none of the samples, gives none). ``classes`` names the
+    classes by index (default ``digit c``). Returns directions [K, C, H, W] and their names."""
     dirs, names = [], []
     for c in sorted(set(labels.tolist())):
         mask = labels == c
         if 0 < mask.sum() < len(labels):
             dirs.append(mean_difference(h, mask))
-            names.append(f"digit {c}")
+            names.append(classes[c] if classes else f"digit {c}")
     # an orthonormal basis of the class directions' span (they are linearly dependent: each
     # is a class mean minus the others'), to project out one axis at a time
     basis = []
@@ -226,6 +227,20 @@ TOLERANCE = 0.05
 
 
 @torch.no_grad()
+def median_change(unet: nn.Module, dirs: DirectionSet, *, n: int = 4, seed: int = 0,
+                  device: str | torch.device = "cpu") -> float:
+    """How far ``dirs`` moves the image: the median over directions of the mean absolute pixel
+    change at s = S/2 on ``n`` noises of ``seed`` (the interpretability evaluation's
+    ``median_change_half``)."""
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    base = dirs.plain(unet, z).repeat(dirs.K, 1, 1, 1)
+    k = torch.arange(dirs.K, device=device).repeat_interleave(n)
+    edits = dirs.to(device).edit(unet, z.repeat(dirs.K, 1, 1, 1), k, dirs.S / 2)
+    return (edits - base).abs().flatten(1).mean(1).view(dirs.K, n).mean(1).median().item()
+
+
+@torch.no_grad()
 def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float, *, n: int = 4, seed: int = 0,
                  iters: int = 6, tol: float = TOLERANCE, device: str | torch.device = "cpu") -> tuple[float, float]:
     """The step size at which ``dirs`` (rescaled with :meth:`DirectionSet.at_size`) moves the
@@ -235,28 +250,24 @@ def matched_size(unet: nn.Module, dirs: DirectionSet, target: float, rel: float,
     (an edit does not grow in proportion to dh), stopping once a change is within ``tol``
     (relative) of ``target``. Returns (size, its change), the measured point closest to
     ``target``; the caller sees from the change whether the target was reached (a set whose
-    edits saturate may not reach it: :func:`reached`)."""
+    edits saturate may not reach it, and one that moves nothing, change 0, at no size:
+    :func:`reached`)."""
     if not target > 0:
         raise ValueError(f"target change must be > 0, got {target}")
-    shape = (unet.in_channels, unet.image_size, unet.image_size)
-    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    base = dirs.plain(unet, z).repeat(dirs.K, 1, 1, 1)
-    k = torch.arange(dirs.K, device=device).repeat_interleave(n)
 
     def change(size: float) -> float:
-        edits = dirs.at_size(size).to(device).edit(unet, z.repeat(dirs.K, 1, 1, 1), k, dirs.S / 2)
-        return (edits - base).abs().flatten(1).mean(1).view(dirs.K, n).mean(1).median().item()
+        return median_change(unet, dirs.at_size(size), n=n, seed=seed, device=device)
 
     points = [(rel, change(rel))]
     size = rel * target / max(points[0][1], 1e-12)
     for _ in range(iters):
-        if reached(points[-1][1], target, tol):
+        if reached(points[-1][1], target, tol) or not points[-1][1] > 0:  # reached, or nothing moves at all
             break
         points.append((size, change(size)))
         (r0, c0), (r1, c1) = points[-2:]
         slope = math.log(c1 / c0) / math.log(r1 / r0) if r0 != r1 and c0 > 0 and c1 > 0 else 1.0
         size = r1 * (target / max(c1, 1e-12)) ** (1 / max(slope, 0.1))
-    return min(points, key=lambda p: abs(math.log(max(p[1], 1e-12) / target)))
+    return min((p for p in points if math.isfinite(p[1])), key=lambda p: abs(math.log(max(p[1], 1e-12) / target)))
 
 
 def reached(change: float, target: float, tol: float = TOLERANCE) -> bool:

@@ -1,7 +1,7 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
     python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
-        [precision=auto|float32|bfloat16] [effects=true] [dm=PATH]
+        [precision=auto|float32|bfloat16] [budget=auto|0|BYTES] [effects=true] [dm=PATH]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
@@ -13,7 +13,9 @@ and adds the same entry (without the full log) to results/mnist32-cpu/probes.jso
 
 ``device`` (default cpu) trains and scores there, ``precision`` (default auto: bfloat16 on a CPU
 with AMX bfloat16 tiles, where it measured 1.6x faster, float32 elsewhere) is what training
-computes in, recorded in the entry's ``device``; the scores' noises are drawn from seeded
+computes in, recorded in the entry's ``device``; ``budget`` (default auto: half the free memory)
+is the chain's memory for kept graphs (:mod:`hdisc.chain`: time and memory, not the result),
+recorded as ``chain_budget``; the scores' noises are drawn from seeded
 CPU generators either way. Every entry is named ``NAME@STEP``, the step its directions were
 scored at (``NAME@STEP-nN`` when scored on N noises other than 16; probes recorded before
 this rule keep their bare names). ``evaluate=true`` trains nothing: it scores the run's latest
@@ -36,6 +38,7 @@ import sys
 import torch
 
 from hdisc.backbone import load_unet
+from hdisc.chain import parse_budget
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import alike_groups, distinct_effects, edit_pairs, mean_abs_offdiag, ranked
@@ -99,7 +102,7 @@ def add_effects(name: str, preset: Preset, device: str, dm: str) -> None:
 def main(name: str, *overrides: str) -> None:
     preset = get_preset("mnist32", "cpu")
     fields, init_from, n_eval, only_evaluate, device, precision = [], None, 16, False, "cpu", "auto"
-    only_effects, dm = False, ""
+    only_effects, dm, budget = False, "", "auto"
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "init_from":
@@ -116,6 +119,8 @@ def main(name: str, *overrides: str) -> None:
             only_effects = value.lower() == "true"
         elif key == "dm":
             dm = value
+        elif key == "budget":
+            budget = parse_budget(value)
         else:
             fields.append(item)
     if only_effects:
@@ -131,7 +136,7 @@ def main(name: str, *overrides: str) -> None:
         name = f"{name}@{checkpoint['step']}" + (f"-n{n_eval}" if n_eval != 16 else "")  # other noise counts beside
     else:
         result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
-                                 precision=precision, progress=True, log_every=10)
+                                 precision=precision, progress=True, log_every=10, budget=budget)
         name = f"{name}@{result['steps']}"  # the step it was scored at, as for a point along the run
     # scored with the run's own settings; any given beside evaluate=true must match them
     model, cfg = load_directions(out / "directions.pt", preset.unet, None if only_evaluate and not fields else cfg)
@@ -149,6 +154,7 @@ def main(name: str, *overrides: str) -> None:
              "steps": result["steps"], **rca, "interpretability": scores["summary"], "effects": effects,
              "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
+             "chain_budget": result.get("chain_budget"),
              # what trained it
              "device": result["trained_on"] or trained_on(device, resolve_precision(precision, device)),
              "scored_on": trained_on(device),  # scores move a little between machines (probe r2 in the README)

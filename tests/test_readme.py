@@ -429,3 +429,22 @@ def test_the_readme_quotes_the_probe_on_the_longer_trained_dm():
             f"the most of any 300-step probe scored on 16 noises) and more distinct effects "
             f"({k1['effects']['distinct_effects']}), but RCA falls to {k1['rca']:.3f} (training loss "
             f"{loss[0]:.2f} against e3's {loss[1]:.2f}; {k1['wall_s']:,.0f} s at one thread)") in text
+
+
+def test_the_readme_stage_table_quotes_the_step_speed_and_benchmark_records():
+    text = " ".join(project_path("README.md").read_text().split())
+    speed = _record("step_speed.json")
+    rows = {(r["precision"], r["method"]): r for r in speed["discovery"]["rows"]}
+    flat, budget, bf16 = rows[("float32", "chain")], rows[("float32", "budget")], rows[("bfloat16", "chain")]
+    assert (f"{flat['step_s']:.1f} s a step in float32 with the paper's flat-memory chain, {budget['step_s']:.1f} s "
+            f"with the memory-budgeted chain (`budget=\"auto\"`, {budget['peak_mb'] / 1000:.1f} GB peak: "
+            f"{budget['speedup']:.2f}x), {bf16['step_s']:.1f} s in bfloat16 autocast ({bf16['speedup']:.2f}x") in text
+    dm = {(r["dataset"], r["precision"], r["compile"], r["channels_last"]): r for r in speed["dm"]}
+    assert (f"{dm[('mnist32', 'float32', False, False)]['step_s']:.2f} s in float32 and "
+            f"{dm[('mnist32', 'bfloat16', False, False)]['step_s']:.2f} s in bfloat16 autocast here") in text
+    bench = _record("benchmark.json")
+    assert (f"the budgeted chain costs {bench['budget_all_vs_vanilla']:.2f}x vanilla at M = "
+            f"{bench['budget_all_vs_vanilla_M']}; given half, {bench['budget_half_vs_chain']:.2f}x the flat chain at "
+            f"{bench['budget_half_peak_mb'] / 1000:.1f} GB") in text
+    assert bench["grad_max_rel_diff"] == 0.0 and bench["budget_all_vs_vanilla"] <= 1.05
+    assert bench["budget_half_peak_mb"] <= bench["budget_half_limit_mb"]
