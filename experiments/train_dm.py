@@ -27,7 +27,7 @@
 # when started again, so a killed run loses nothing.
 
 # %% tags=["parameters"]
-dataset = "mnist32"  # mnist32 | anime64 | celebahq128 | afhq128
+dataset = "mnist32"  # mnist32 | shapes32 | anime64 | celebahq128 | afhq128
 preset = "cpu"  # paper | cpu | smoke
 data_dir = ""  # folder of images (every dataset but mnist32)
 out_dir = ""  # default: runs/<dataset>-<preset>
@@ -35,13 +35,15 @@ seed = 0
 train = True  # False: render the checkpoint in out_dir as it is, without training further
 steps = -1  # -1: the preset's number of steps
 n_samples = 64  # samples in the grid
-n_eval = 1000  # MNIST: samples scored by the digit classifier (0: skip)
+n_eval = 1000  # MNIST and shapes32: samples scored by the digit classifier or the factor readers (0: skip)
 device = "auto"
+precision = "float32"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles (scripts/bench_step.py)
 
 # %%
 
 from hdisc.backbone import load_unet
-from hdisc.data import load_mnist, open_dataset
+from hdisc.data import held_out_images, load_mnist, open_dataset
+from hdisc.factors import load_shape_net, shapes_quality
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
@@ -65,7 +67,7 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {shown_path(o
 if not train:
     steps = checkpoint_step(out / DM_CHECKPOINT)
 summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
-                   steps=None if steps == -1 else steps, device=dev)
+                   steps=None if steps == -1 else steps, device=dev, precision=precision)
 plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", {"noise MSE": "loss"},
             f"{cfg.name} pretraining loss");
 
@@ -78,7 +80,7 @@ plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", 
 # %%
 unet, _ = load_unet(out / "dm_ema.pt")
 unet.to(dev)
-n_gen = max(n_samples, n_eval if dataset == "mnist32" else 0)
+n_gen = max(n_samples, n_eval if dataset in ("mnist32", "shapes32") else 0)
 samples = generate(unet, n_gen, (cfg.unet.in_channels, cfg.unet.image_size, cfg.unet.image_size),
                    ddim_steps(cfg.sample_steps, schedule_of(unet)), seed=seed, batch=min(64, cfg.unet.sample_batch()),
                    device=dev)
@@ -86,12 +88,16 @@ save_grid(samples[:n_samples], out / "samples.png", nrow=8)
 show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_steps} samples (EMA)");
 
 # %% [markdown]
-# ## Are the samples digits?
+# ## Are the samples digits, or shapes?
 # For MNIST, a small classifier trained on MNIST's training digits (`MnistNet`, never on
 # the test split) scores the samples: its mean confidence, its label histogram, and the
 # Fréchet distance between samples and held-out test digits in its 128-d features
-# (**FD-MnistNet**, not FID: no Inception network is involved). The `real` row scores
-# test digits against other test digits, the best a model can get at this sample size.
+# (**FD-MnistNet**, not FID: no Inception network is involved). For shapes32, the factor
+# readers (`hdisc.factors`) read every sample's factors: each continuous factor's
+# distribution against held-out images' (Wasserstein-1 distance over the factor's range),
+# the shapes' frequencies, the shape reader's confidence and FD in its features
+# (**FD-ShapeNet**). The `real` row scores held-out images against other held-out images,
+# the best a model can get at this sample size.
 
 # %%
 quality = None
@@ -103,6 +109,13 @@ if dataset == "mnist32" and n_eval > 0:
         q = quality[row]
         print(f"{row:8s} confidence {q['mean_confidence']:.3f}  FD-MnistNet {q['fd_mnistnet']:.2f}  "
               f"labels {q['label_hist']}")
+elif dataset == "shapes32" and n_eval > 0:
+    quality = shapes_quality(load_shape_net(), samples[:n_eval], held_out_images(cfg.data, None, 2 * n_eval))
+    quality["n"] = n_eval
+    for row in ("samples", "real"):
+        q = quality[row]
+        print(f"{row:8s} confidence {q['mean_confidence']:.3f}  FD-ShapeNet {q['fd_shapenet']:.2f}  shape TV "
+              f"{q['shape_tv']:.3f}  factor distances {({k: round(v, 3) for k, v in q['factor_distance'].items()})}")
 
 # %%
 record = {"dataset": dataset, "preset": preset, "seed": seed, "config": cfg.to_dict(),

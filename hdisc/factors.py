@@ -23,12 +23,14 @@ import os
 
 import numpy as np
 import torch
+from scipy.stats import wasserstein_distance
 from skimage.color import rgb2hsv
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .files import load_or_train, project_path
+from .metrics import fd
 from .shapes import CONTINUOUS, FACTORS, RANGES, SHAPES, SYMMETRY, Shapes, coverage
 
 EMPTY = 1.0
@@ -151,6 +153,36 @@ def train_shape_net(n: int = 20_000, steps: int = 1_500, batch: int = 128, seed:
         loss.backward()
         opt.step()
     return net.eval()
+
+
+def shapes_quality(net: ShapeNet, samples: torch.Tensor, real: torch.Tensor) -> dict:
+    """How well a DM's samples [N, 3, 32, 32] reproduce shapes32, read by the factor readers
+    against held-out ``real`` images [M, 3, 32, 32] (at least 2N, so that one half of them
+    against the other gives the floor at this sample size): per continuous factor the
+    Wasserstein-1 distance between the samples' and the real images' values over the factor's
+    range width (``factor_distance``), the total variation between their shape frequencies,
+    the shape reader's mean confidence, the share of samples with no shape, and the Frechet
+    distance in :class:`ShapeNet`'s features (**FD-ShapeNet**). Keys ``samples`` and ``real``."""
+    half = len(real) // 2
+
+    def against(x: torch.Tensor, ref: torch.Tensor) -> dict:
+        (sx, cx), (sr, _) = net.read(x), net.read(ref)
+        fx, fr = read_factors(x, sx), read_factors(ref, sr)
+        dist = {}
+        for j, name in enumerate(FACTORS):
+            if name in CONTINUOUS:
+                a, b = fx[:, j], fr[:, j]
+                a, b = a[torch.isfinite(a)].numpy(), b[torch.isfinite(b)].numpy()
+                width = RANGES[name][1] - RANGES[name][0]
+                dist[name] = float(wasserstein_distance(a, b) / width) if len(a) and len(b) else float("nan")
+        freq = [torch.bincount(s, minlength=len(SHAPES)).double() / len(s) for s in (sx, sr)]
+        return {"factor_distance": dist, "shape_tv": float(0.5 * (freq[0] - freq[1]).abs().sum()),
+                "shape_freq": freq[0].tolist(), "mean_confidence": float(cx.mean()),
+                "empty": float(torch.isnan(fx[:, 1]).float().mean()),
+                "fd_shapenet": fd(net.features, x, ref)}
+
+    with torch.no_grad():
+        return {"samples": against(samples, real[:half]), "real": against(real[:half], real[half:2 * half])}
 
 
 def load_shape_net(path: str | os.PathLike | None = None, progress: bool | None = None) -> ShapeNet:

@@ -18,7 +18,17 @@ def _train_dm(r: dict) -> str:
     q = r.get("quality")
     text = (f"The DM trained {r['steps']:,} steps (`{r['preset']}` preset; final noise-prediction loss "
             f"{r['final_loss']:.4f}).")
-    if q:
+    if q and "fd_shapenet" in q["samples"]:
+        d, real = q["samples"], q["real"]
+        worst = max(d["factor_distance"], key=d["factor_distance"].get)
+        text += (f" Read by the factor readers on {q['n']:,} DDIM-{r['sampling']['steps']} samples: FD-ShapeNet "
+                 f"{d['fd_shapenet']:.1f} against held-out images (one half of them to the other: "
+                 f"{real['fd_shapenet']:.1f}), shape frequencies {d['shape_tv']:.3f} from the data's (total "
+                 "variation), "
+                 f"{_pct(d['empty'])} of samples without a shape, and each factor's distribution within "
+                 f"{max(d['factor_distance'].values()):.3f} of its range from the data's (Wasserstein-1; the farthest "
+                 f"is {worst}).")
+    elif q:
         text += (f" On DDIM-{r['sampling']['steps']} samples the digit classifier is "
                  f"{q['samples']['mean_confidence']:.2f} confident (real test digits: "
                  f"{q['real']['mean_confidence']:.2f}) and FD-MnistNet to test digits is "

@@ -107,3 +107,17 @@ def test_shape_net_reads_logits_and_features():
     assert net(x).shape == (2, len(SHAPES)) and net.features(x).shape == (2, 128)
     shape, conf = net.read(x)
     assert shape.shape == (2,) and ((conf > 0) & (conf <= 1)).all()
+
+
+def test_sample_quality_tells_a_biased_sampler_from_the_data():
+    from hdisc.factors import load_shape_net, shapes_quality
+
+    net = load_shape_net()
+    real = Shapes.generate(400, seed=1).images
+    fair = shapes_quality(net, Shapes.generate(200, seed=5).images, real)
+    squares = Shapes.generate(800, seed=6)
+    only = squares.images[squares.factors[:, 0] == SHAPES.index("square")][:200]
+    biased = shapes_quality(net, only, real)
+    assert fair["samples"]["shape_tv"] < 0.1 and biased["samples"]["shape_tv"] > 0.6
+    assert biased["samples"]["fd_shapenet"] > 3 * fair["samples"]["fd_shapenet"]
+    assert set(fair["samples"]["factor_distance"]) == set(CONTINUOUS) and fair["real"]["empty"] == 0
