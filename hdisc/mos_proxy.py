@@ -227,3 +227,29 @@ def score(sweeps: torch.Tensor, svals: torch.Tensor, net: Classifier,
                   distinct_nameable=distinct_nameable(stats, passed),
                   interval=np.percentile(boot, [2.5, 97.5]).round(4).tolist() if boot else None)
     return record, stats
+
+
+def kappa(human: dict[str, float], proxy_passing: list[int], K: int) -> float | None:
+    """Cohen's kappa between the majority of human marks per direction (``human``:
+    :func:`hdisc.metrics.mos`'s ``per_direction``, {k: mean mark}) and the proxy's passing
+    directions, over the directions both marked; None when fewer than two were marked."""
+    ks = [int(k) for k in human if 0 <= int(k) < K]
+    if len(ks) < 2:
+        return None
+    a = np.array([human[str(k)] >= 0.5 for k in ks])
+    b = np.array([k in set(proxy_passing) for k in ks])
+    observed = (a == b).mean()
+    expected = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+    return float((observed - expected) / (1 - expected)) if expected < 1 else 1.0
+
+
+def from_record(record: dict) -> dict:
+    """The fields ``rca_mos.json`` carries from a ``mos_proxy.json`` record: the learned set's
+    ``mos_proxy``, ``mos_proxy_interval`` and ``distinct_nameable``, the out-of-sample random
+    set's ``mos_proxy_random`` and its interval, and the record's settings."""
+    rows = {r["method"]: r for r in record["rows"]}
+    learned, rand = rows["learned, as trained"], rows["random"]
+    return {"mos_proxy": learned["mos_proxy"], "mos_proxy_interval": learned["interval"],
+            "distinct_nameable": learned["distinct_nameable"], "mos_proxy_passing": learned["passing"],
+            "mos_proxy_random": rand["mos_proxy"], "mos_proxy_random_interval": rand["interval"],
+            "mos_proxy_noises": record["n_noises"], "mos_proxy_command": record["command"]}

@@ -142,6 +142,18 @@ def _properties(r: dict) -> str:
 def _rca_mos(r: dict) -> str:
     text = (f"RCA on {r['rca_n']:,} fresh pairs is {r['rca']:.3f} (chance {r['chance']:.3f}; the paper, at its own "
             f"settings: {r['paper_rca']}), with magnitude error {r['mag_err']:.2f}.")
+    if r.get("s_min"):
+        text += (f" Scored as the paper scores it, with s uniform in [-S, S] rather than |s| >= {r['s_min']:g}, it is "
+                 f"{r['rca_uniform_s']:.3f}.")
+    if "mos_proxy" in r:
+        lo, hi = r["mos_proxy_interval"]
+        rlo, rhi = r["mos_proxy_random_interval"]
+        text += (f" The MOS proxy marks {_pct(r['mos_proxy'])} of the directions (95% interval {_pct(lo)}-{_pct(hi)}, "
+                 f"{r['distinct_nameable']} distinct nameable effects) against {_pct(r['mos_proxy_random'])} of random "
+                 f"directions at the same image change ({_pct(rlo)}-{_pct(rhi)}); the paper's MOS is "
+                 f"{r['paper_mos']}.")
+        if r.get("mos_proxy_kappa") is not None:
+            text += f" Human marks agree with the proxy at Cohen's kappa {r['mos_proxy_kappa']:.2f}."
     if r.get("mos"):
         mos = r["mos"]
         return text + f" MOS from {len(mos['assessors'])} assessors: {mos['mos']:.2f} (paper {r['paper_mos']})."

@@ -111,3 +111,24 @@ def test_a_bootstrap_draw_never_pairs_an_image_with_itself():
     same = direction_stats(per, np.array([0, 0, 0, 0]))  # one image four times: no pair of two images
     assert np.isnan(same["consistency"]).all()
     assert direction_stats(per)["consistency"].shape == (1,)
+
+
+def test_kappa_of_human_marks_against_the_proxy():
+    from hdisc.mos_proxy import kappa
+
+    human = {"0": 1.0, "1": 0.0, "2": 0.67, "3": 0.0}
+    assert kappa(human, [0, 2], 4) == 1.0  # the same verdicts
+    assert kappa(human, [1, 3], 4) == -1.0  # the opposite ones
+    assert kappa({"0": 1.0}, [0], 4) is None  # one marked direction says nothing
+
+
+def test_rca_mos_takes_the_learned_and_random_rows_of_a_proxy_record():
+    from hdisc.mos_proxy import from_record
+
+    row = {"mos_proxy": 0.25, "interval": [0.1, 0.4], "distinct_nameable": 3, "passing": [1, 5]}
+    record = {"n_noises": 32, "command": "python research/mos_proxy.py",
+              "rows": [{"method": "learned, as trained", **row},
+                       {"method": "random", **row, "mos_proxy": 0.03, "interval": [0.0, 0.06]}]}
+    out = from_record(record)
+    assert out["mos_proxy"] == 0.25 and out["mos_proxy_random"] == 0.03 and out["distinct_nameable"] == 3
+    assert out["mos_proxy_random_interval"] == [0.0, 0.06] and out["mos_proxy_passing"] == [1, 5]
