@@ -49,6 +49,8 @@ def test_rca_mos_chapter_reports_no_mos_without_files(tmp_path, trained):
     out = run("rca_mos", tmp_path, n_rca=4, n_examples=1, mos_dir=str(tmp_path / "mos"), **trained)
     record = json.loads((out / "rca_mos.json").read_text())
     assert record["mos"] is None and 0 <= record["rca"] <= 1 and record["paper_rca"] == 0.77
+    assert record["rca_uniform_s"] == record["rca"] and record["s_min"] == 0  # the smoke preset draws s as the paper
+    assert "mos_proxy" not in record  # no proxy record for these models
 
 
 def test_rca_mos_chapter_aggregates_annotation_files(tmp_path, trained):

@@ -28,6 +28,15 @@ def test_train_dm_mnist(tmp_path):
     assert (out / "samples.png").stat().st_size > 0
 
 
+def test_train_dm_shapes32_reads_its_samples_with_the_factor_readers(tmp_path):
+    out = run("train_dm", tmp_path, dataset="shapes32", n_samples=4, n_eval=8, precision="auto")
+    record = json.loads((out / "train_dm.json").read_text())
+    assert record["config"]["unet"]["in_channels"] == 3 and record["quality"]["n"] == 8
+    assert set(record["quality"]["samples"]["factor_distance"]) == {"scale", "orientation", "x", "y", "hue",
+                                                                    "background"}
+    assert record["quality"]["real"]["fd_shapenet"] >= 0
+
+
 def test_train_dm_image_folder(tmp_path):
     from test_data import _write_images
 
