@@ -424,6 +424,10 @@ def reconstructor_accuracy(unet: nn.Module, model: DiscoveryModel, cfg: Discover
     Also returns the mean magnitude error |s_hat - s|. R is evaluated in eval mode, on
     chains that clip x_0 as ``cfg.clip`` says.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or isinstance(batch, bool) or not isinstance(
+            batch, int) or batch < 1:
+        raise ValueError(f"reconstructor_accuracy: n={n!r} pairs and batch={batch!r} must be ints >= 1 (e.g. n_rca "
+                         "1000): nothing was scored")
     shape = (unet.in_channels, unet.image_size, unet.image_size)
     was_training = model.training
     model.eval()

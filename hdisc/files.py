@@ -3,12 +3,14 @@ tensors and plain containers, and named relative to the project root."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -34,6 +36,44 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+LOCK = ".hdisc.lock"
+"""The file in a run folder that its owner holds locked (``fcntl.flock``) while it runs."""
+
+
+@contextmanager
+def own_run_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Own the run folder ``path`` for one run, before any work starts: create it, refuse
+    with a named error when it cannot be written or when another run holds it, remove the
+    temporary files that killed writes left (:func:`atomic_write`'s ``.NAME.*.tmp``), and
+    release it on exit. The lock is the kernel's: a killed run holds nothing."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+    except OSError as e:
+        raise PermissionError(f"run folder {path} cannot be written ({e.strerror}): choose an out_dir you can "
+                              "write to; nothing was started") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(f"run folder {path} is in use by another run (it holds {path / LOCK}): wait for that run "
+                           "to end, or choose another out_dir; nothing was started") from None
+    try:
+        for stale in path.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as e:
+            raise PermissionError(f"run folder {path} cannot be written ({e.strerror}): choose an out_dir you can "
+                                  "write to; nothing was started") from None
+        yield path
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def atomic_save(obj: object, path: str | os.PathLike) -> Path:

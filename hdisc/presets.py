@@ -34,14 +34,26 @@ batch of 64 at 16 (at 64 it would be 17 GB)."""
 
 
 def _check(owner: str, field: str, value: float, *, low: float, high: float = math.inf, fix: str,
-           open_low: bool = False, open_high: bool = False) -> None:
+           open_low: bool = False, open_high: bool = False, integer: bool = False) -> None:
     """Raise a ValueError naming ``owner.field``, its valid range and a fix unless
-    ``value`` is a finite number in the range (``open_*`` excludes that end)."""
+    ``value`` is a finite number in the range (``open_*`` excludes that end); with
+    ``integer``, a whole number (an int, or a float with no fraction)."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
+    ok = ok and (not integer or float(value).is_integer())
     if not ok:
         lo, hi = ("(" if open_low else "[") + f"{low:g}", f"{high:g}" + (")" if open_high else "]")
-        raise ValueError(f"{owner}.{field}={value!r} is out of range: valid {lo}, {hi}; {fix}")
+        kind = "a whole number in " if integer else ""
+        raise ValueError(f"{owner}.{field}={value!r} is out of range: valid {kind}{lo}, {hi}; {fix}")
+
+
+MAX_K = 4096
+"""The most directions a discovery model may have (K heads of C x C weights each)."""
+MAX_S = 100.0
+"""The largest strength S (the paper uses 2 and 5; beyond this the chain overflows)."""
+MAX_BATCH = 16384
+"""The largest batch of one training step (split a larger one over processes)."""
+MAX_STEPS = 10**8
 
 
 @dataclass(frozen=True)
@@ -102,12 +114,15 @@ class DMTrainConfig:
 
     def __post_init__(self) -> None:
         _check("DMTrainConfig", "lr", self.lr, low=0, open_low=True, fix="e.g. 2e-4")
-        _check("DMTrainConfig", "batch", self.batch, low=1, fix="at least one image per step")
-        _check("DMTrainConfig", "steps", self.steps, low=1, fix="a positive number of training steps")
+        _check("DMTrainConfig", "batch", self.batch, low=1, high=MAX_BATCH, integer=True,
+               fix="images per step (split a larger batch over processes with torchrun)")
+        _check("DMTrainConfig", "steps", self.steps, low=1, high=MAX_STEPS, integer=True,
+               fix="a positive number of training steps")
         _check("DMTrainConfig", "ema", self.ema, low=0, high=1, open_high=True, fix="e.g. 0.9999")
-        _check("DMTrainConfig", "warmup", self.warmup, low=0, fix="0 for no warm-up")
+        _check("DMTrainConfig", "warmup", self.warmup, low=0, high=MAX_STEPS, integer=True, fix="0 for no warm-up")
         _check("DMTrainConfig", "grad_clip", self.grad_clip, low=0, open_low=True, fix="e.g. 1.0")
-        _check("DMTrainConfig", "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 500")
+        _check("DMTrainConfig", "checkpoint_every", self.checkpoint_every, low=1, high=MAX_STEPS, integer=True,
+               fix="e.g. 500")
 
 
 RECONSTRUCTOR_HEADS = ("pool", "spatial")
@@ -170,28 +185,30 @@ class DiscoveryConfig:
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
-        _check(name, "K", self.K, low=1, fix="the number of directions, e.g. 32")
-        _check(name, "S", self.S, low=0, open_low=True, fix="the largest strength |s|, e.g. 5")
-        _check(name, "M", self.M, low=1, high=T - 1, fix="the DDIM steps of the chain, e.g. 20")
+        _check(name, "K", self.K, low=1, high=MAX_K, integer=True, fix="the number of directions, e.g. 32")
+        _check(name, "S", self.S, low=0, high=MAX_S, open_low=True, fix="the largest strength |s|, e.g. 5")
+        _check(name, "M", self.M, low=1, high=T - 1, integer=True, fix="the DDIM steps of the chain, e.g. 20")
         # the chain always visits t = T-1, so any t_stop below it shifts at least one step
-        _check(name, "t_stop", self.t_stop, low=0, high=T - 1, open_high=True,
+        _check(name, "t_stop", self.t_stop, low=0, high=T - 1, open_high=True, integer=True,
                fix=f"steps with t > t_stop are shifted; t_stop >= {T - 1} shifts none (the paper: 400)")
-        _check(name, "batch", self.batch, low=1, fix="at least one pair per step")
-        _check(name, "steps", self.steps, low=1, fix="a positive number of training steps")
+        _check(name, "batch", self.batch, low=1, high=MAX_BATCH, integer=True,
+               fix="pairs per step (split a larger batch over processes with torchrun)")
+        _check(name, "steps", self.steps, low=1, high=MAX_STEPS, integer=True,
+               fix="a positive number of training steps")
         for f in ("lr", "lr_shift"):
             _check(name, f, getattr(self, f), low=0, open_low=True, fix="e.g. 1e-3")
         for f in ("lambda_mag", "lambda_adv", "lambda_orth", "lambda_div", "head_init_std"):
             _check(name, f, getattr(self, f), low=0, fix="0 switches the term off")
-        _check(name, "checkpoint_every", self.checkpoint_every, low=1, fix="e.g. 50")
+        _check(name, "checkpoint_every", self.checkpoint_every, low=1, high=MAX_STEPS, integer=True, fix="e.g. 50")
         _check(name, "s_min", self.s_min, low=0, high=self.S, open_high=True,
                fix="the smallest |s| drawn in training; 0 draws s uniform in [-S, S] (the paper)")
-        _check(name, "freeze_shift_after", self.freeze_shift_after, low=0,
+        _check(name, "freeze_shift_after", self.freeze_shift_after, low=0, high=MAX_STEPS, integer=True,
                fix="the step from which only R and D train; 0 trains the shift block in every step")
         for f in ("lambda_orth", "lambda_div"):
             if getattr(self, f) > 0 and self.K < 2:
                 raise ValueError(f"DiscoveryConfig.{f}={getattr(self, f)} penalises overlap between "
                                  f"directions and needs K >= 2 (got K={self.K}): set {f}=0 or K >= 2")
-        _check(name, "div_images", self.div_images, low=1,
+        _check(name, "div_images", self.div_images, low=1, high=MAX_BATCH, integer=True,
                fix="how many of each batch's noises lambda_div's overlap is measured on, e.g. 2")
         if self.div_signs not in ("apart", "averaged"):
             raise ValueError(f"DiscoveryConfig.div_signs must be 'apart' or 'averaged', got {self.div_signs!r}: "
@@ -334,27 +351,42 @@ def departures(preset: Preset) -> dict[str, dict]:
             if getattr(preset.discovery, f.name) != getattr(paper, f.name)}
 
 
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def read_as(kind: type, value: str) -> object:
+    """``value`` (text) read as ``kind``: booleans as true/false, ints as whole numbers only
+    (``2.5`` is not an int; ``1e3`` is), floats and strings as written. Raises ValueError."""
+    if kind is bool:
+        if value.lower() not in ("true", "false"):
+            raise ValueError(value)
+        return value.lower() == "true"
+    if kind is int:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    return kind(value)
+
+
 def override(config: Config, assignments: Iterable[str]) -> Config:
     """``config`` (a config dataclass) with ``FIELD=VALUE`` assignments applied, each value
-    read as the field's current type (booleans as true/false); the config's own checks then
-    run. An unknown field or an unreadable value raises a ValueError naming the valid ones."""
-    names = [f.name for f in dataclasses.fields(config)]
+    read as the field's declared type (:func:`read_as`: an int field refuses ``2.5``, a float
+    field takes ``2.5`` even where the preset wrote ``5``); the config's own checks then run.
+    An unknown field or an unreadable value raises a ValueError naming the valid ones."""
+    declared = {f.name: f.type for f in dataclasses.fields(config)}
     fields = {}
     for item in assignments:
         key, sep, value = item.partition("=")
-        if not sep or key not in names:
+        if not sep or key not in declared:
             raise ValueError(f"{type(config).__name__}: cannot set {item!r}; write FIELD=VALUE with FIELD one of "
-                             f"{', '.join(names)}")
-        kind = type(getattr(config, key))
+                             f"{', '.join(declared)}")
+        kind = _KINDS.get(str(declared[key]), type(getattr(config, key)))
         try:
-            if kind is bool:
-                if value.lower() not in ("true", "false"):
-                    raise ValueError(value)
-                fields[key] = value.lower() == "true"
-            else:
-                fields[key] = kind(float(value)) if kind is int else kind(value)
+            fields[key] = read_as(kind, value)
         except ValueError:
-            raise ValueError(f"{type(config).__name__}.{key}: cannot read {value!r} as {kind.__name__}") from None
+            raise ValueError(f"{type(config).__name__}.{key}: cannot read {value!r} as {kind.__name__}"
+                             + (" (a whole number)" if kind is int else "")) from None
     return dataclasses.replace(config, **fields)
 
 

@@ -31,10 +31,21 @@ def script_settings(args: Sequence[str], valid: dict[str, str]) -> dict[str, str
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; anything else is passed to torch."""
+    """``auto`` picks CUDA when available, else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` name
+    one. Anything else, or CUDA on a machine without it, raises a ValueError naming the
+    valid values."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    valid = "auto, cpu" + (", cuda, " + ", ".join(f"cuda:{i}" for i in range(n)) if n else "")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device: valid {valid}") from None
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cuda" and (n == 0 or (dev.index or 0) >= n)):
+        raise ValueError(f"device={device!r} is not available here: valid {valid}"
+                         + ("" if n else " (this machine has no CUDA GPU: use auto or cpu)"))
+    return dev
 
 
 def run_dir(out_dir: str | os.PathLike, preset: Preset) -> Path:

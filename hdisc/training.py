@@ -13,6 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from .chain import Budget, check_budget
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
 from .distributed import distributed, global_batch_norm, mean_over_ranks
-from .files import atomic_save, load_file, shown_path
+from .files import atomic_save, load_file, own_run_folder, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .precision import CHOICES, check_precision, compute_in, resolve_precision
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
@@ -201,6 +202,12 @@ def dm_loss(unet: torch.nn.Module, x0: torch.Tensor, abar_all: torch.Tensor,
     return torch.nn.functional.mse_loss(unet(xt.to(dev), t.to(dev)), noise.to(dev))
 
 
+def check_seed(seed: int) -> None:
+    """A training seed: an int in [0, 2**63) (it seeds torch's generators)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed={seed!r} is out of range: valid an int in [0, 2**63), e.g. 0")
+
+
 def check_steps(steps: int | None) -> None:
     """``steps`` overrides a preset's step count: None, or a positive int."""
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -235,6 +242,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     records it. Returns a summary dict.
     """
     check_steps(steps)
+    check_seed(seed)
     check_precision(precision, CHOICES)
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty: pass a folder (data_dir) that holds images")
@@ -244,74 +252,75 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
     rank, world, device = distributed(device)
     precision = resolve_precision(precision, device)
     rows = rank_rows("DMTrainConfig", train_cfg.batch, rank, world)
-    torch.manual_seed(seed)
-    unet = build_unet(unet_cfg).to(device)
-    ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.Adam(unet.parameters(), lr=train_cfg.lr)
-    net = torch.nn.parallel.DistributedDataParallel(unet) if world > 1 else unet  # averages gradients over ranks
-    identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed, "schedule": train_cfg.schedule.to_dict()}
-    parts = {"model": unet, "ema": ema, "opt": opt}
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None,
-                                                "trained_on": None},
-                   device, defaults={"schedule": DEFAULT.to_dict()}, steps=total)  # older: the default schedule
-    start_step, before, here = state["step"], state["trained_on"], trained_on(device, precision)
-    losses = state.pop("losses")
-    if losses:  # checkpoints written before the shared loop logged [step, loss] pairs
-        state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
+    with own_run_folder(out_dir) if rank == 0 else nullcontext():  # one run per folder; ranks share it
+        torch.manual_seed(seed)
+        unet = build_unet(unet_cfg).to(device)
+        ema = copy.deepcopy(unet).requires_grad_(False)
+        opt = torch.optim.Adam(unet.parameters(), lr=train_cfg.lr)
+        net = torch.nn.parallel.DistributedDataParallel(unet) if world > 1 else unet  # averages gradients over ranks
+        identity = {"config": dataclasses.asdict(unet_cfg), "seed": seed, "schedule": train_cfg.schedule.to_dict()}
+        parts = {"model": unet, "ema": ema, "opt": opt}
+        state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "losses": None,
+                                                    "trained_on": None},
+                       device, defaults={"schedule": DEFAULT.to_dict()}, steps=total)  # older: the default schedule
+        start_step, before, here = state["step"], state["trained_on"], trained_on(device, precision)
+        losses = state.pop("losses")
+        if losses:  # checkpoints written before the shared loop logged [step, loss] pairs
+            state["log"] = [{"step": step, "loss": loss} for step, loss in losses]
 
-    def checkpoint() -> None:
-        if state["step"] > start_step:
-            state["trained_on"] = trained_on_since(before, here, start_step)
-        if rank == 0:  # every rank holds the same weights; one writes them
-            save_checkpoint(ckpt_path, identity, parts, state)
-            save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
+        def checkpoint() -> None:
+            if state["step"] > start_step:
+                state["trained_on"] = trained_on_since(before, here, start_step)
+            if rank == 0:  # every rank holds the same weights; one writes them
+                save_checkpoint(ckpt_path, identity, parts, state)
+                save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
 
-    abar_all = train_cfg.schedule.alphas_cumprod()
-    unet.schedule = ema.schedule = train_cfg.schedule
-    unet.train()
+        abar_all = train_cfg.schedule.alphas_cumprod()
+        unet.schedule = ema.schedule = train_cfg.schedule
+        unet.train()
 
-    stream = None
-    if workers and not isinstance(dataset, TensorImages):  # in-memory images need no loader
-        stream = streamed_batches(dataset, train_cfg.batch, range(state["step"], total),
-                                  lambda step: step_generator(seed, step), workers, rows)
+        stream = None
+        if workers and not isinstance(dataset, TensorImages):  # in-memory images need no loader
+            stream = streamed_batches(dataset, train_cfg.batch, range(state["step"], total),
+                                      lambda step: step_generator(seed, step), workers, rows)
 
-    def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
-        for group in opt.param_groups:
-            group["lr"] = warmup_lr(train_cfg.lr, train_cfg.warmup, step)
-        if stream is None:
-            images = random_batch(dataset, train_cfg.batch, gen, rows)
-        else:  # the loader drew these indices from a copy of gen; draw them here too to keep gen's stream
-            draw_indices(len(dataset), train_cfg.batch, gen)
-            images = next(stream)
-        with compute_in(precision, device):
-            loss = dm_loss(net, images, abar_all, gen, rows, train_cfg.batch)
-        whole = mean_over_ranks(loss.detach())  # the whole batch's loss, on every rank (a NaN stops them all)
-        check_finite("noise-prediction loss", whole)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        check_finite_grads("UNet", unet.parameters())
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), train_cfg.grad_clip)
-        opt.step()
-        ema_update(ema, unet, train_cfg.ema)
-        return {"loss": whole.item()}
+        def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
+            for group in opt.param_groups:
+                group["lr"] = warmup_lr(train_cfg.lr, train_cfg.warmup, step)
+            if stream is None:
+                images = random_batch(dataset, train_cfg.batch, gen, rows)
+            else:  # the loader drew these indices from a copy of gen; draw them here too to keep gen's stream
+                draw_indices(len(dataset), train_cfg.batch, gen)
+                images = next(stream)
+            with compute_in(precision, device):
+                loss = dm_loss(net, images, abar_all, gen, rows, train_cfg.batch)
+            whole = mean_over_ranks(loss.detach())  # the whole batch's loss, on every rank (a NaN stops them all)
+            check_finite("noise-prediction loss", whole)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            check_finite_grads("UNet", unet.parameters())
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), train_cfg.grad_clip)
+            opt.step()
+            ema_update(ema, unet, train_cfg.ema)
+            return {"loss": whole.item()}
 
-    run_loop("DM", total, state, one_step, log_every, train_cfg.checkpoint_every, checkpoint, ckpt_path,
-             seed=seed, progress=progress,
-             causes="NaN or infinite pixels in the dataset, a learning rate too large for the model")
-    if not ckpt_path.exists():
-        checkpoint()
-    curve = [[e["step"], e["loss"]] for e in state["log"]]
-    return {
-        "steps": state["step"],
-        "final_loss": curve[-1][1] if curve else None,
-        "loss_curve": curve,
-        "wall_s": state["wall_s"],
-        "seed": seed,
-        "trained_on": state["trained_on"],
-        "hdisc_version": __version__,
-        "checkpoint": shown_path(ckpt_path),
-        "weights": shown_path(out_dir / DM_WEIGHTS),
-    }
+        run_loop("DM", total, state, one_step, log_every, train_cfg.checkpoint_every, checkpoint, ckpt_path,
+                 seed=seed, progress=progress,
+                 causes="NaN or infinite pixels in the dataset, a learning rate too large for the model")
+        if not ckpt_path.exists():
+            checkpoint()
+        curve = [[e["step"], e["loss"]] for e in state["log"]]
+        return {
+            "steps": state["step"],
+            "final_loss": curve[-1][1] if curve else None,
+            "loss_curve": curve,
+            "wall_s": state["wall_s"],
+            "seed": seed,
+            "trained_on": state["trained_on"],
+            "hdisc_version": __version__,
+            "checkpoint": shown_path(ckpt_path),
+            "weights": shown_path(out_dir / DM_WEIGHTS),
+        }
 
 
 DISCOVERY_CHECKPOINT = "discovery_checkpoint.pt"
@@ -342,6 +351,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     ``chain_budget``.
     """
     check_steps(steps)
+    check_seed(seed)
     check_precision(precision, CHOICES)
     check_budget(budget)
     if method not in ("chain", "vanilla"):
@@ -351,78 +361,91 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     rank, world, device = distributed(device)
     precision = resolve_precision(precision, device)
     rows = rank_rows("DiscoveryConfig", cfg.batch, rank, world)
-    unet = unet.to(device).eval().requires_grad_(False)
-    torch.manual_seed(seed)
-    model = DiscoveryModel(unet_cfg, cfg).to(device)
-    if world > 1:  # the reconstructor normalises with the whole batch's statistics, as in one process
-        global_batch_norm(model.reconstructor)
-    opt_g, opt_d = make_optimizers(model, cfg)
-    identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
-                "seed": seed}
-    if init_from:
-        identity["init_from"] = shown_path(init_from)
-    parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
-    ckpt_path = out_dir / DISCOVERY_CHECKPOINT
-    if init_from and not ckpt_path.exists():
-        start, start_cfg = load_directions(init_from, unet_cfg)
-        try:
-            if start_cfg.reconstructor_head == cfg.reconstructor_head:
-                model.load_state_dict(start.state_dict())
-            else:  # a reader of the other head: its layers before the head load, the head starts new
-                for part in ("shift", "discriminator"):
-                    getattr(model, part).load_state_dict(getattr(start, part).state_dict())
-                model.reconstructor.load_body(start.reconstructor)
-        except RuntimeError as e:
-            raise ValueError(f"init_from {init_from} does not fit this discovery config (K, reconstructor "
-                             f"input): {str(e).splitlines()[0]}") from None
-    state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0, "trained_on": None,
-                                                "shift_frozen_from": None},
-                   device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
-                   budget={"discovery_config": BUDGET_FIELDS}, steps=total)
-    check_freeze_schedule(cfg.freeze_shift_after, state)
-    ddim = ddim_steps(cfg.M, schedule_of(unet))
-    shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
+    with own_run_folder(out_dir) if rank == 0 else nullcontext():  # one run per folder; ranks share it
+        unet = unet.to(device).eval().requires_grad_(False)
+        torch.manual_seed(seed)
+        model = DiscoveryModel(unet_cfg, cfg).to(device)
+        if world > 1:  # the reconstructor normalises with the whole batch's statistics, as in one process
+            global_batch_norm(model.reconstructor)
+        opt_g, opt_d = make_optimizers(model, cfg)
+        identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
+                    "seed": seed}
+        if init_from:
+            identity["init_from"] = shown_path(init_from)
+        parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
+        ckpt_path = out_dir / DISCOVERY_CHECKPOINT
+        if init_from and not ckpt_path.exists():
+            start, start_cfg = load_directions(init_from, unet_cfg)
+            try:
+                if start_cfg.reconstructor_head == cfg.reconstructor_head:
+                    model.load_state_dict(start.state_dict())
+                else:  # a reader of the other head: its layers before the head load, the head starts new
+                    for part in ("shift", "discriminator"):
+                        getattr(model, part).load_state_dict(getattr(start, part).state_dict())
+                    model.reconstructor.load_body(start.reconstructor)
+            except RuntimeError as e:
+                raise ValueError(f"init_from {init_from} does not fit this discovery config (K, reconstructor "
+                                 f"input): {str(e).splitlines()[0]}") from None
+        state = resume(ckpt_path, identity, parts, {"step": 0, "log": [], "window": {}, "wall_s": 0.0,
+                                                    "trained_on": None, "shift_frozen_from": None},
+                       device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
+                       budget={"discovery_config": BUDGET_FIELDS}, steps=total)
+        check_freeze_schedule(cfg.freeze_shift_after, state)
+        ddim = ddim_steps(cfg.M, schedule_of(unet))
+        shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
-    def weights() -> None:
-        if rank == 0:  # every rank holds the same weights; one writes them
-            atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
+        def weights() -> None:
+            if rank == 0:  # every rank holds the same weights; one writes them
+                atomic_save({**identity, "model": model.state_dict()}, out_dir / DISCOVERY_WEIGHTS)
 
-    start_step, before, here = state["step"], state["trained_on"], trained_on(device, precision)
+        start_step, before, here = state["step"], state["trained_on"], trained_on(device, precision)
 
-    def checkpoint() -> None:
-        if state["step"] > start_step:  # steps taken here (a render of a finished run keeps the file's)
-            state["trained_on"] = trained_on_since(before, here, start_step)
-        if rank == 0:
-            save_checkpoint(ckpt_path, identity, parts, state)
-        weights()
+        def checkpoint() -> None:
+            if state["step"] > start_step:  # steps taken here (a render of a finished run keeps the file's)
+                state["trained_on"] = trained_on_since(before, here, start_step)
+            if rank == 0:
+                save_checkpoint(ckpt_path, identity, parts, state)
+            weights()
 
-    def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
-        z = torch.randn((cfg.batch, *shape), generator=gen)  # every rank draws the whole batch, keeps its rows
-        k, s = draw_shifts(cfg.batch, cfg.K, cfg.S, gen, cfg.s_min)
-        # drawn after k and s, and only with the term on, so that runs without it draw as before
-        overlap_at = int(torch.randint(shifted_steps(ddim, cfg.t_stop), (), generator=gen)) if cfg.lambda_div else 0
-        frozen = 0 < cfg.freeze_shift_after <= step
-        with compute_in(precision, device):
-            stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device),
-                                   s[rows].to(device), opt_g, opt_d, method=method, freeze_shift=frozen,
-                                   overlap_at=overlap_at, budget=budget)
-        if frozen and state["shift_frozen_from"] is None:
-            state["shift_frozen_from"] = step
-        return dataclasses.asdict(stats)
+        def one_step(step: int, gen: torch.Generator) -> dict[str, float]:
+            z = torch.randn((cfg.batch, *shape), generator=gen)  # every rank draws the whole batch, keeps its rows
+            k, s = draw_shifts(cfg.batch, cfg.K, cfg.S, gen, cfg.s_min)
+            # drawn after k and s, and only with the term on, so that runs without it draw as before
+            overlap_at = int(torch.randint(shifted_steps(ddim, cfg.t_stop), (), generator=gen)) if cfg.lambda_div else 0
+            frozen = 0 < cfg.freeze_shift_after <= step
+            with compute_in(precision, device):
+                stats = discovery_step(unet, model, cfg, ddim, z[rows].to(device), k[rows].to(device),
+                                       s[rows].to(device), opt_g, opt_d, method=method, freeze_shift=frozen,
+                                       overlap_at=overlap_at, budget=budget)
+            if frozen and state["shift_frozen_from"] is None:
+                state["shift_frozen_from"] = step
+            return dataclasses.asdict(stats)
 
-    run_loop("discovery", total, state, one_step, log_every, cfg.checkpoint_every, checkpoint, ckpt_path,
-             seed=seed, progress=progress,
-             causes="NaN or infinite weights in the DM checkpoint, a learning rate too large, "
-                    "or shifts so large that the chain overflows (shift_norm 'cap' bounds them)")
-    if not ckpt_path.exists():
-        checkpoint()
-    elif state["step"] == start_step:  # nothing trained: the weights file shows the checkpoint's model
-        weights()
-    return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
-            "method": method, "chain_budget": budget, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
-            "init_from": identity.get("init_from"), "trained_on": state["trained_on"],
-            "shift_frozen_from": state["shift_frozen_from"], "hdisc_version": __version__,
-            "checkpoint": shown_path(ckpt_path), "weights": shown_path(out_dir / DISCOVERY_WEIGHTS)}
+        run_loop("discovery", total, state, one_step, log_every, cfg.checkpoint_every, checkpoint, ckpt_path,
+                 seed=seed, progress=progress,
+                 causes="NaN or infinite weights in the DM checkpoint, a learning rate too large, "
+                        "or shifts so large that the chain overflows (shift_norm 'cap' bounds them)")
+        if not ckpt_path.exists():
+            checkpoint()
+        elif state["step"] == start_step:  # nothing trained: a render writes no model file it need not
+            weights_path = out_dir / DISCOVERY_WEIGHTS
+            if not weights_path.exists():
+                weights()
+            elif rank == 0 and not same_weights(load_file(weights_path, "direction model", keys=("model",))["model"],
+                                                model.state_dict()):
+                raise ValueError(f"{shown_path(weights_path)} holds another model than {shown_path(ckpt_path)} (step "
+                                 f"{state['step']}): a render does not overwrite it. Move one of them away, or render "
+                                 "from a folder where the two belong together")
+        return {"steps": state["step"], "log": state["log"], "wall_s": state["wall_s"], "seed": seed,
+                "method": method, "chain_budget": budget, "clip": cfg.clip, "head_init_std": cfg.head_init_std,
+                "init_from": identity.get("init_from"), "trained_on": state["trained_on"],
+                "shift_frozen_from": state["shift_frozen_from"], "hdisc_version": __version__,
+                "checkpoint": shown_path(ckpt_path), "weights": shown_path(out_dir / DISCOVERY_WEIGHTS)}
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors under the same names."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
 
 def check_freeze_schedule(freeze_shift_after: int, state: dict) -> None:

@@ -87,14 +87,19 @@ def test_a_nan_dm_stops_the_training_notebook(tmp_path, smoke, unet):
 
 
 @pytest.mark.parametrize(("field", "value", "named"), [
-    ("t_stop", 999, r"t_stop=999 is out of range: valid \[0, 999\)"),
+    ("t_stop", 999, r"t_stop=999 is out of range: valid a whole number in \[0, 999\)"),
     ("t_stop", -1, r"t_stop=-1 is out of range"),
-    ("K", 0, r"K=0 is out of range: valid \[1, inf\]"),
+    ("K", 0, r"K=0 is out of range: valid a whole number in \[1, 4096\]"),
+    ("K", 1.9, r"K=1.9 is out of range: valid a whole number"),
+    ("K", 10**6, r"K=1000000 is out of range"),
+    ("batch", 10**9, r"batch=1000000000 is out of range: .*split a larger batch over processes"),
     ("batch", 0, r"batch=0 is out of range"),
     ("steps", 0, r"steps=0 is out of range"),
     ("checkpoint_every", 0, r"checkpoint_every=0 is out of range"),
     ("lambda_mag", float("nan"), r"lambda_mag=nan is out of range"),
-    ("S", -1.0, r"S=-1.0 is out of range: valid \(0, inf\]"),
+    ("S", -1.0, r"S=-1.0 is out of range: valid \(0, 100\]"),
+    ("S", float("inf"), r"S=inf is out of range"),
+    ("S", 7e8, r"S=700000000.0 is out of range"),
     ("M", 0, r"M=0 is out of range"),
     ("lambda_div", -1.0, r"lambda_div=-1.0 is out of range"),
     ("div_images", 0, r"div_images=0 is out of range"),
@@ -240,6 +245,43 @@ def test_configs_are_plain_settings():
     assert DMTrainConfig(lr=1e-3, batch=1, steps=1, ema=0.0).batch == 1
     assert DiscoveryConfig(K=1, S=1, M=1, t_stop=0, batch=1, steps=1).clip is True
     assert json.dumps(dataclasses.asdict(get_preset("mnist32", "cpu")))
+
+
+def test_overrides_read_each_field_as_its_declared_type():
+    cfg = get_preset("mnist32", "cpu").discovery  # S is written 5 in the preset; the field is a float
+    assert override(cfg, ["S=2.5"]).S == 2.5 and override(cfg, ["batch=1e2"]).batch == 100
+    for item in ("K=1.9", "M=3.99", "batch=2.5"):
+        with pytest.raises(ValueError, match=f"cannot read '{item.split('=')[1]}' as int \\(a whole number\\)"):
+            override(cfg, [item])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, "abc", True])
+def test_a_seed_out_of_range_is_refused_before_any_file(tmp_path, smoke, unet, images, seed):
+    with pytest.raises(ValueError, match=r"seed=.* is out of range: valid an int in \[0, 2\*\*63\)"):
+        train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=seed, progress=False)
+    with pytest.raises(ValueError, match=r"seed=.* is out of range"):
+        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, seed=seed, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_devices_that_are_not_here_are_refused_by_name():
+    from hdisc.runs import resolve_device
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cases = [("gpu0", "is not a device"), (f"cuda:{n}", "is not available here"), ("meta", "is not available here")]
+    cases += [("cuda", "is not available here")] if n == 0 else []
+    for device, named in cases:
+        with pytest.raises(ValueError, match=f"device='{device}' {named}: valid auto, cpu"):
+            resolve_device(device)
+    assert resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5])
+def test_rca_on_no_pairs_is_refused(smoke, unet, discovery, n):
+    from hdisc.discovery import reconstructor_accuracy
+
+    with pytest.raises(ValueError, match=r"n=.* pairs and batch=2 must be ints >= 1.*nothing was scored"):
+        reconstructor_accuracy(unet, discovery, smoke.discovery, ddim_steps(2), n, 2, torch.Generator())
 
 
 def test_overrides_read_each_field_as_its_type_and_refuse_what_they_cannot_read():

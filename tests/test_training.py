@@ -1,4 +1,5 @@
 import dataclasses
+import io
 import math
 
 import pytest
@@ -163,15 +164,41 @@ def test_a_run_continues_when_the_presets_step_budget_grows(tmp_path, smoke, une
     assert load_directions(tmp_path / "b" / DISCOVERY_WEIGHTS, smoke.unet, spent_otherwise)[1] == longer
 
 
-def test_rendering_a_checkpoint_rewrites_the_weights_from_it(tmp_path, smoke, unet):
+def test_a_render_never_rewrites_a_model_file(tmp_path, smoke, unet):
     _discovery(tmp_path, smoke, unet, steps=2)
     older = (tmp_path / DISCOVERY_WEIGHTS).read_bytes()
     _discovery(tmp_path, smoke, unet, steps=3)
-    newer = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
-    (tmp_path / DISCOVERY_WEIGHTS).write_bytes(older)  # weights behind their checkpoint
-    assert _discovery(tmp_path, smoke, unet, steps=3)["steps"] == 3  # trains nothing
+    current = (tmp_path / DISCOVERY_WEIGHTS).read_bytes()
+    assert _discovery(tmp_path, smoke, unet, steps=3)["steps"] == 3  # trains nothing, writes nothing
+    assert (tmp_path / DISCOVERY_WEIGHTS).read_bytes() == current
+    (tmp_path / DISCOVERY_WEIGHTS).write_bytes(older)  # another model beside the checkpoint
+    with pytest.raises(ValueError, match="holds another model than .* a render does not overwrite it"):
+        _discovery(tmp_path, smoke, unet, steps=3)
+    assert (tmp_path / DISCOVERY_WEIGHTS).read_bytes() == older
+    (tmp_path / DISCOVERY_WEIGHTS).unlink()  # a missing weights file is written from the checkpoint
+    _discovery(tmp_path, smoke, unet, steps=3)
     again = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
+    newer = torch.load(io.BytesIO(current), weights_only=True)["model"]
     assert all(torch.equal(again[k], newer[k]) for k in newer)
+
+
+def test_a_second_run_in_one_folder_is_refused_and_stale_temp_files_go(tmp_path, smoke, unet):
+    from hdisc.files import own_run_folder
+
+    stale = tmp_path / ".directions.pt.abc123.tmp"
+    stale.write_bytes(b"half a file")
+    with own_run_folder(tmp_path):
+        assert not stale.exists()
+        with pytest.raises(RuntimeError, match="is in use by another run.*nothing was started"):
+            _discovery(tmp_path, smoke, unet, steps=1)
+    assert not (tmp_path / DISCOVERY_WEIGHTS).exists()
+    _discovery(tmp_path, smoke, unet, steps=1)  # released: the folder is free again
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, smoke, unet):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(PermissionError, match="a-file/run cannot be written.*nothing was started"):
+        _discovery(tmp_path / "a-file" / "run", smoke, unet, steps=1)
 
 
 def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
