@@ -32,6 +32,11 @@ results = ""  # default: results/<dataset>-<preset> (chapter records)
 models = ""  # default: models/<dataset>-<preset> (train_dm.json, train.json)
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("reproduction", globals())
+
+# %%
 import json
 
 from IPython.display import Markdown, display

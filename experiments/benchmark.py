@@ -45,6 +45,11 @@ seed = 0
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("benchmark", globals())
+
+# %%
 import json
 
 import matplotlib.pyplot as plt

@@ -61,6 +61,11 @@ n_show = 4  # leading directions shown per method
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("compare", globals())
+
+# %%
 import torch
 from IPython.display import Markdown, display
 

@@ -38,6 +38,11 @@ n_show = 8  # directions shown large
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("directions", globals())
+
+# %%
 import torch
 from IPython.display import Markdown, display
 

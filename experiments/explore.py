@@ -49,6 +49,11 @@ rel = 0.5  # their size: dh relative to rms(h) at strength 1 (as in the compare 
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("explore", globals())
+
+# %%
 from IPython.display import display
 
 from hdisc.baselines import every_method, training_free

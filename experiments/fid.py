@@ -42,6 +42,11 @@ inception = ""  # path to inception-2015-12-05.pt for true FID
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("fid", globals())
+
+# %%
 import torch
 
 from hdisc.data import held_out_images

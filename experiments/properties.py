@@ -47,6 +47,11 @@ n_rank = 16
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("properties", globals())
+
+# %%
 import torch
 
 from hdisc.data import held_out_images

@@ -51,6 +51,11 @@ n_examples = 4  # examples per direction in the MOS panels
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("rca_mos", globals())
+
+# %%
 import dataclasses
 import json
 

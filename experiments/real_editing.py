@@ -39,6 +39,11 @@ n_rank = 16
 device = "auto"
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("real_editing", globals())
+
+# %%
 import torch
 
 from hdisc.data import held_out_images

@@ -44,11 +44,17 @@ device = "auto"
 precision = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles (bench_precision.py)
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("train", globals())
+
+# %%
 import dataclasses
 import json
 
 import torch
 
+from hdisc.chain import parse_budget
 from hdisc.data import open_dataset
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import project_path, shown_path
@@ -93,7 +99,7 @@ if not train:
     steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
 summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
                           method=method, init_from=init_from or None, device=dev, precision=precision,
-                          budget=budget)
+                          budget=parse_budget(str(budget)))
 log = summary["log"]
 plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
 plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accuracy": "acc"},

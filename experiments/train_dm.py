@@ -40,6 +40,11 @@ device = "auto"
 precision = "float32"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles (scripts/bench_step.py)
 
 # %%
+from hdisc.chapter import typed_parameters
+
+typed_parameters("train_dm", globals())
+
+# %%
 
 from hdisc.backbone import load_unet
 from hdisc.data import held_out_images, load_mnist, open_dataset
