@@ -13,6 +13,7 @@ access to it goes through forward hooks and pre-hooks on the unchanged UNet:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -255,3 +256,13 @@ def asymmetric(unet: UNetModel, delta: Delta, first: int = 0) -> Iterator[None]:
     handles.append(unet.middle_block.register_forward_hook(shift))
     with _hooked(handles):
         yield
+
+
+def fingerprint(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (names, shapes, float32 bytes on the CPU):
+    what identifies the DM a direction model was trained on, wherever it was loaded from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()

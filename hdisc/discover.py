@@ -14,6 +14,7 @@ there with the same command and the same number of processes.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .chain import parse_budget
 from .distributed import distributed
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "free memory, the default), 0 (the paper's flat-memory chain), inf (all) or a number")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
+    out = Path(args.out).resolve() if args.out else ""  # --out is relative to the working directory
     try:  # settings are checked before anything is loaded
         cfg = override(preset.discovery, args.set)
         budget = parse_budget(args.budget)
@@ -48,9 +50,13 @@ def main(argv: list[str] | None = None) -> dict:
     if dm is None:
         p.error(f"no DM for {preset.name}: pass --dm, or pretrain one (python -m hdisc.pretrain --dataset "
                 f"{args.dataset} --preset {args.preset})")
-    rank, _, device = distributed(resolve_device(args.device))
+    try:
+        chosen = resolve_device(args.device)
+    except ValueError as e:
+        p.error(str(e))
+    rank, _, device = distributed(chosen)
     unet, unet_cfg = open_dm(dm, preset)
-    summary = train_discovery(unet, unet_cfg, cfg, run_dir(args.out, preset), seed=args.seed,
+    summary = train_discovery(unet, unet_cfg, cfg, run_dir(out, preset), seed=args.seed,
                               steps=args.steps, init_from=args.init_from or None, device=device,
                               precision=args.precision, budget=budget,
                               progress=None if rank == 0 else False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .data import open_dataset
 from .distributed import distributed
@@ -28,7 +29,8 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--preset", choices=SCALES, default="cpu")
-    p.add_argument("--out", default="", help="output folder (default runs/<dataset>-<preset>)")
+    p.add_argument("--out", default="", help="output folder, relative to the working directory (default "
+                   "runs/<dataset>-<preset> in the checkout)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -45,9 +47,14 @@ def main(argv: list[str] | None = None) -> dict:
                    help="float32 (default), bfloat16 autocast, or auto (bfloat16 on a CPU with AMX tiles)")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
-    rank, _, device = distributed(resolve_device(args.device))
+    out = Path(args.out).resolve() if args.out else ""  # --out is relative to the working directory
+    try:
+        chosen = resolve_device(args.device)
+    except ValueError as e:
+        p.error(str(e))
+    rank, _, device = distributed(chosen)
     dataset = open_dataset(preset.data, args.data_dir or None, cache=args.cache or None, workers=args.workers)
-    summary = train_dm(preset.unet, preset.dm, dataset, run_dir(args.out, preset), seed=args.seed, steps=args.steps,
+    summary = train_dm(preset.unet, preset.dm, dataset, run_dir(out, preset), seed=args.seed, steps=args.steps,
                        device=device, workers=args.workers, progress=None if rank == 0 else False,
                        precision=args.precision)
     if rank == 0:

@@ -49,8 +49,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def run_dir(out_dir: str | os.PathLike, preset: Preset) -> Path:
-    """``out_dir`` if given, else ``runs/<dataset>-<scale>``, under the project root; created."""
+    """``out_dir`` if given, else ``runs/<dataset>-<scale>``, under the project root; created.
+    An ``out_dir`` that is a file is refused by name."""
     path = project_path(out_dir if str(out_dir) else Path("runs") / preset.name)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"out_dir {path} is a file: pass a folder (it is created if missing)")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -150,7 +153,7 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
                                 f"(papermill experiments/train.ipynb out.ipynb -p dataset {dataset} "
                                 f"-p preset {preset}), or pass directions")
     unet, unet_cfg = open_dm(dm_path, cfg)
-    model, dcfg = load_directions(dir_path, unet_cfg)
+    model, dcfg = load_directions(dir_path, unet_cfg, dm=unet)
     differ = {f: {"file": getattr(dcfg, f), "preset": getattr(cfg.discovery, f)} for f in USE_SETTINGS
               if getattr(dcfg, f) != getattr(cfg.discovery, f)}
     if differ and settings == "preset":

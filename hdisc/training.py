@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .backbone import build_unet, config_from_dict, save_unet
+from .backbone import build_unet, config_from_dict, fingerprint, save_unet
 from .chain import Budget, check_budget
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
@@ -59,7 +59,9 @@ def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | t
 
     Returns the saved loop state, or ``fresh`` when there is no checkpoint; keys of
     ``fresh`` that an older checkpoint lacks keep their fresh value. A checkpoint whose
-    ``identity`` (configuration, seed) differs raises a ValueError naming the fields.
+    ``identity`` (configuration, seed, DM) differs raises a ValueError naming the fields; a
+    field a checkpoint written before it existed lacks (and ``defaults`` does not fill) is not
+    compared.
     ``defaults`` fills config fields that a checkpoint written before they existed lacks
     ({identity key: {field: default}}), so older runs still resume. ``budget`` names config
     fields that are not part of a run's identity ({identity key: fields}, e.g. the step
@@ -80,7 +82,7 @@ def resume(path: Path, identity: dict, parts: dict, fresh: dict, device: str | t
         return {f: v for f, v in value.items() if f not in (budget or {}).get(key, ())}
 
     diff = {k: (comparable(k, blob.get(k)), comparable(k, v)) for k, v in identity.items()
-            if comparable(k, blob.get(k)) != comparable(k, v)}
+            if (k in blob or k in (defaults or {})) and comparable(k, blob.get(k)) != comparable(k, v)}
     if diff:
         raise ValueError(f"{path} belongs to another run; differing (checkpoint, requested): {diff}. "
                          "Choose a new out_dir, or delete the checkpoint to start over.")
@@ -369,7 +371,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
             global_batch_norm(model.reconstructor)
         opt_g, opt_d = make_optimizers(model, cfg)
         identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
-                    "seed": seed}
+                    "seed": seed, "dm": fingerprint(unet)}
         if init_from:
             identity["init_from"] = shown_path(init_from)
         parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
@@ -463,11 +465,14 @@ def check_freeze_schedule(freeze_shift_after: int, state: dict) -> None:
 
 
 def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
-                    cfg: DiscoveryConfig | None = None) -> tuple[DiscoveryModel, DiscoveryConfig]:
+                    cfg: DiscoveryConfig | None = None, dm: torch.nn.Module | None = None
+                    ) -> tuple[DiscoveryModel, DiscoveryConfig]:
     """Load a trained discovery model written by :func:`train_discovery`.
 
     If ``unet_cfg`` or ``cfg`` are given they must match the file's (e.g. the same K; the
-    step budget may differ: a run stopped early or extended is the same model).
+    step budget may differ: a run stopped early or extended is the same model); if ``dm`` is
+    given, it must be the DM the file was trained on (its weights' fingerprint, recorded by
+    :func:`train_discovery`; files from before that record pass).
     """
     path = Path(path)
     if not path.is_file():
@@ -487,6 +492,10 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
         if want is not None and want != have:
             raise ValueError(f"{path} was trained with another {name}; "
                              f"differing (file, requested): {config_diff(have, want)}")
+    if dm is not None and "dm" in blob and blob["dm"] != fingerprint(dm):  # files from before the field pass
+        raise ValueError(f"{path} was trained on another DM (its weights' fingerprint {blob['dm'][:12]}..., this DM's "
+                         f"{fingerprint(dm)[:12]}...): pass the DM it was trained on (dm_checkpoint), or train "
+                         "directions for this one")
     model = DiscoveryModel(file_unet, file_cfg)
     model.load_state_dict(blob["model"])
     return model.eval(), file_cfg

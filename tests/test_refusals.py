@@ -303,3 +303,18 @@ def test_discover_refuses_an_unknown_setting_before_it_loads_anything(capsys, tm
         discover.main(["--dataset", "mnist32", "--preset", "smoke", "--dm", str(tmp_path / "missing.pt"),
                        "--out", str(tmp_path), "--set", "bacth=2"])
     assert "cannot set 'bacth=2'; write FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_the_command_lines_name_a_bad_device_and_take_out_relative_to_the_working_directory(capsys, tmp_path,
+                                                                                             monkeypatch):
+    from hdisc import pretrain
+
+    with pytest.raises(SystemExit):
+        pretrain.main(["--dataset", "shapes32", "--preset", "smoke", "--device", "gpu0", "--out", str(tmp_path)])
+    assert "device='gpu0' is not a device: valid auto, cpu" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    summary = pretrain.main(["--dataset", "shapes32", "--preset", "smoke", "--out", "here", "--steps", "1"])
+    assert (tmp_path / "here" / DM_WEIGHTS).is_file() and summary["steps"] == 1
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="out_dir .*a-file is a file: pass a folder"):
+        pretrain.main(["--dataset", "shapes32", "--preset", "smoke", "--out", "a-file", "--steps", "1"])

@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import io
 import math
@@ -306,3 +307,15 @@ def test_a_warm_start_may_change_the_reconstructors_head(smoke, trained, tmp_pat
     with pytest.raises(ValueError, match="does not fit this discovery config"):
         train_discovery(unet, smoke.unet, dataclasses.replace(slow, K=slow.K + 1), tmp_path / "other", steps=1,
                         init_from=trained["directions"], progress=False)
+
+
+def test_directions_know_their_dm_and_refuse_another(tmp_path, smoke, unet):
+    _discovery(tmp_path, smoke, unet, steps=1)
+    other = copy.deepcopy(unet)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="belongs to another run.*'dm'"):
+        _discovery(tmp_path, smoke, other, steps=2)  # resuming on another DM
+    load_directions(tmp_path / DISCOVERY_WEIGHTS, smoke.unet, dm=unet)
+    with pytest.raises(ValueError, match="was trained on another DM .*pass the DM it was trained on"):
+        load_directions(tmp_path / DISCOVERY_WEIGHTS, smoke.unet, dm=other)
