@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .discovery import ShiftBlock
+from .discovery import GlobalShift, ShiftBlock
 from .presets import DiscoveryConfig
 from .sampling import Shift, Shifted, sample_ddim
 from .schedule import Schedule, Steps, ddim_steps, shifted_steps
@@ -129,6 +129,8 @@ class DirectionSet:
         shift = copy.deepcopy(self.shift)
         if isinstance(shift, ShiftBlock):
             shift.norm, shift.rms = "fixed", rel
+        elif isinstance(shift, GlobalShift):
+            shift.rms = rel
         elif isinstance(shift, FixedDirections) and shift.rel is not None:
             shift.rel = rel
         else:

@@ -1,7 +1,8 @@
 """The discovery model of the paper (eq. 2, sections 4.1-4.3) and the losses of one step.
 
 - :class:`ShiftBlock` f_phi: Asyrp's small time-dependent block on h with K output heads,
-  each zero-initialised so that x'_0 == x_0 at the start;
+  each zero-initialised so that x'_0 == x_0 at the start; or :class:`GlobalShift`, K
+  orthonormal global vectors (GANLatentDiscovery's form, ``shift_form="global"``);
 - :class:`Reconstructor` R_omega: (x_0, x'_0) -> K logits and a magnitude;
 - :func:`build_discriminator` D_psi: guided-diffusion's ``EncoderUNetModel`` with the DM's
   configuration, on clean images (t = 0);
@@ -129,6 +130,39 @@ class ShiftBlock(nn.Module):
         return out * ratio2.sqrt()[:, None, None, None]
 
 
+class GlobalShift(nn.Module):
+    """K global directions in h-space, orthonormal (GANLatentDiscovery's direction matrix, its
+    QR form): dh = ``rms`` x rms(h) x sqrt(D) u_k for the k-th of K orthonormal unit vectors
+    u [K, D] (D = C H W) of a learned matrix, at every shifted step and for every image, so
+    rms(dh) = ``rms`` x rms(h) per unit strength. h [B, C, H, W], emb and t unused, k [B] long
+    -> dh [B, C, H, W] (a :data:`hdisc.sampling.Shift`). Starts random (std 1: orthonormalised
+    anyway), so x'_0 != x_0 from the first step, as in that paper."""
+
+    norm = "fixed"
+
+    def __init__(self, h_shape: tuple[int, int, int], K: int, rms: float, seed: int = 0):
+        super().__init__()
+        D = h_shape[0] * h_shape[1] * h_shape[2]
+        if K > D:
+            raise ValueError(f"shift_form 'global' needs K <= the size of h ({D}), got K={K}")
+        self.K, self.rms, self.h_shape = K, rms, tuple(h_shape)
+        self.matrix = nn.Parameter(torch.randn(D, K, generator=torch.Generator().manual_seed(seed)))
+
+    def directions(self) -> torch.Tensor:
+        """The orthonormal directions u [K, D] (a differentiable QR of the matrix)."""
+        q, r = torch.linalg.qr(self.matrix)
+        return (q * torch.sign(torch.diagonal(r))).T  # the sign fixed, so u_k follows its column
+
+    def head_overlap(self) -> torch.Tensor:
+        """0: the directions are orthonormal by construction (``lambda_orth`` has nothing to do)."""
+        return self.matrix.new_zeros(())
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        u = self.directions().index_select(0, k.to(self.matrix.device)).view(len(k), *self.h_shape)
+        scale = self.rms * h.pow(2).mean((1, 2, 3)).sqrt() * u[0].numel() ** 0.5
+        return u.to(h.dtype) * scale[:, None, None, None]
+
+
 class Reconstructor(nn.Module):
     """R_omega: the two images concatenated on channels -> (K logits, one magnitude).
 
@@ -228,8 +262,11 @@ class DiscoveryModel(nn.Module):
     def __init__(self, unet_cfg: UNetConfig, cfg: DiscoveryConfig):
         super().__init__()
         c_mid = unet_cfg.h_shape[0]
-        self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, cfg.head_init_std,
-                                cfg.shift_norm, cfg.shift_rms)
+        if cfg.shift_form == "global":
+            self.shift = GlobalShift(unet_cfg.h_shape, cfg.K, cfg.shift_rms)
+        else:
+            self.shift = ShiftBlock(c_mid, 4 * unet_cfg.model_channels, cfg.K, cfg.head_init_std,
+                                    cfg.shift_norm, cfg.shift_rms)
         self.reconstructor = Reconstructor(unet_cfg.in_channels, cfg.K, small=unet_cfg.image_size <= 32,
                                            with_difference=cfg.reconstructor_input == "pair+difference",
                                            head=cfg.reconstructor_head, image_size=unet_cfg.image_size)

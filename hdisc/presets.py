@@ -147,6 +147,8 @@ class DiscoveryConfig:
     ``shift_norm`` ``free`` (the paper), ``cap`` or ``fixed`` with ``shift_rms``: the shift
     block's output is left free, capped at, or set to ``shift_rms`` times h's root mean
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
+    ``shift_form`` ``block`` (the paper's time-dependent shift block) or ``global`` (K
+    orthonormal vectors of h, GANLatentDiscovery's form; needs ``shift_norm="fixed"``).
     ``clip`` clips the predicted x_0 to [-1, 1] in every DDIM step; ``head_init_std`` is the
     std of the shift heads at initialisation (0: the paper's zero heads); a training run
     writes its checkpoint every ``checkpoint_every`` steps. Training (and RCA) draw |s|
@@ -182,6 +184,7 @@ class DiscoveryConfig:
     lambda_div: float = 0.0
     div_images: int = 2
     div_signs: str = "apart"
+    shift_form: str = "block"
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
@@ -215,6 +218,13 @@ class DiscoveryConfig:
                              "'apart' measures lambda_div's overlap for +s and -s separately (the default), "
                              "'averaged' on their average (probes d0-d4)")
         _check(name, "shift_rms", self.shift_rms, low=0, fix="0 with shift_norm 'free'")
+        if self.shift_form not in ("block", "global"):
+            raise ValueError(f"DiscoveryConfig.shift_form must be 'block' or 'global', got {self.shift_form!r}: "
+                             "'block' is the paper's time-dependent shift block, 'global' K orthonormal vectors")
+        if self.shift_form == "global" and self.shift_norm != "fixed":
+            raise ValueError(f"DiscoveryConfig.shift_form 'global' has unit directions: set shift_norm 'fixed' and "
+                             f"shift_rms > 0 (the size of dh over rms(h) at s = 1), got shift_norm "
+                             f"{self.shift_norm!r}")
         if self.shift_norm not in ("free", "cap", "fixed"):
             raise ValueError(f"shift_norm must be 'free', 'cap' or 'fixed', got {self.shift_norm!r}")
         if (self.shift_norm != "free") != (self.shift_rms > 0):

@@ -478,3 +478,28 @@ def test_a_frozen_shift_block_stays_and_the_reconstructor_learns_as_in_a_joint_s
         elif n.startswith("reconstructor"):
             torch.testing.assert_close(after[True][n], after[False][n], rtol=0, atol=1e-6)
             assert not torch.equal(after[True][n], p), n
+
+
+def test_global_directions_are_orthonormal_of_the_set_size_and_train_through_the_chain(smoke, unet):
+    from hdisc.direction_set import DirectionSet
+    from hdisc.discovery import GlobalShift
+
+    cfg = dataclasses.replace(smoke.discovery, shift_form="global", shift_norm="fixed", shift_rms=0.2)
+    model = DiscoveryModel(smoke.unet, cfg)
+    assert isinstance(model.shift, GlobalShift) and model.shift.head_overlap() == 0
+    u = model.shift.directions()
+    assert torch.allclose(u @ u.T, torch.eye(cfg.K), atol=1e-5)
+    h = torch.randn(3, *smoke.unet.h_shape) * 2
+    dh = model.shift(h, None, None, torch.tensor([0, 1, 1]))
+    assert torch.allclose(_rms(dh), 0.2 * _rms(h), rtol=1e-5) and torch.allclose(dh[1] / _rms(h)[1], dh[2] / _rms(h)[2])
+    half = DirectionSet.of(model.shift, cfg, schedule_of(unet)).at_size(0.1).shift
+    assert torch.allclose(_rms(half(h, None, None, torch.tensor([0, 1, 1]))), 0.1 * _rms(h), rtol=1e-5)
+    before = model.shift.matrix.detach().clone()
+    opt_g, opt_d = make_optimizers(model, cfg)
+    discovery_step(unet.requires_grad_(False), model, cfg, ddim_steps(cfg.M), torch.randn(2, 1, 32, 32),
+                   torch.tensor([0, 1]), torch.tensor([2.0, -3.0]), opt_g, opt_d)
+    assert not torch.equal(model.shift.matrix, before)
+    with pytest.raises(ValueError, match="shift_form 'global' has unit directions: set shift_norm 'fixed'"):
+        dataclasses.replace(smoke.discovery, shift_form="global")
+    with pytest.raises(ValueError, match="shift_form must be 'block' or 'global'"):
+        dataclasses.replace(smoke.discovery, shift_form="matrix")
