@@ -192,7 +192,7 @@ for k in order[:n_show]:
 # %%
 sweep_all = torch.cat([dirs.sweep(unet, z[:1], k, svals)[0] for k in order])
 show_grid(sweep_all, nrow=len(svals), title="all directions, in order", scale=0.8);
-save_grid(sweep_all[:6 * len(svals)], out / "directions.png", nrow=len(svals), scale=3)  # README's figure
+save_grid(sweep_all[:6 * len(svals)], out / "directions.png", nrow=len(svals), scale=3);  # README's figure
 
 # %%
 write_record(out / "directions.json", {
