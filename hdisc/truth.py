@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .direction_set import DirectionSet
+from .baselines import collect_h, jacobian_directions, pca_directions, supervised_directions
+from .direction_set import DirectionSet, FixedDirections
 from .factors import ShapeNet, read_factors
 from .shapes import CONTINUOUS, FACTORS, RANGES, SHAPES, SYMMETRY
 
@@ -181,6 +182,43 @@ def summarise(delta: torch.Tensor, svals: torch.Tensor, S: float, floor: torch.T
             "best_direction": dict(zip(FACTORS, best.tolist(), strict=True)),
             "purity": dict(zip(FACTORS, share.tolist(), strict=True)),
             "rank_correlation": dict(zip(FACTORS, rho_best.nan_to_num(0).tolist(), strict=True))}
+
+
+REL = 0.5
+"""The size every training-free family is built at: |dh| = REL rms(h) at s = 1 (a start for
+:func:`hdisc.baselines.matched_size`)."""
+
+
+def truth_families(unet: nn.Module, base: DirectionSet, net: ShapeNet, n_pca: int, seed: int,
+                   device: str | torch.device = "cpu") -> tuple[dict[str, DirectionSet], torch.Tensor]:
+    """The training-free families of shapes32 on ``base``'s chain, built with :data:`REL`: PCA
+    of h over ``n_pca`` samples pooled over the shifted steps, the Jacobian's top singular
+    vectors for the first sample at the first step (``base.K`` each), supervised directions
+    from the factors read off the samples (one per shape against the rest, one per continuous
+    factor's top quartile against its bottom one, the shapes projected out) and two random
+    sets (``floor``: the unit of :func:`random_floor`; ``scored``). Returns them and the raw
+    samples x_0 [n_pca, 3, 32, 32] of the noises."""
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    z = torch.randn((n_pca, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    hs, x0 = collect_h(unet, z, base.steps, base.t_stop, clip=base.clip)
+    K = base.K
+    pca, _ = pca_directions(hs, min(K, n_pca))
+    jac, _ = jacobian_directions(unet, z[:1], int(base.steps.t[0]), K, iters=10, seed=seed)
+    kinds = net.read(x0)[0]
+    factors = read_factors(x0, kinds)
+    sup, names = supervised_directions(torch.stack(list(hs.values())).mean(0), kinds,
+                                       {f: factors[:, FACTORS.index(f)] for f in CONTINUOUS}, SHAPES)
+    h_shape = tuple(hs[int(base.steps.t[0])].shape[1:])
+
+    def fixed(dirs: torch.Tensor, names: list[str]) -> DirectionSet:
+        return base.with_shift(FixedDirections(dirs, REL), names=tuple(names))
+
+    rand = {f"random ({role})": torch.randn((K, *h_shape), generator=torch.Generator().manual_seed(seed + i))
+            for i, role in enumerate(("floor", "scored"), 1)}
+    return {"PCA (pooled)": fixed(pca, [f"PC{k + 1}" for k in range(len(pca))]),
+            "Jacobian (one image)": fixed(jac, [f"SV{k + 1}" for k in range(K)]),
+            "supervised (read factors)": fixed(sup, names),
+            **{name: fixed(r, [f"R{k}" for k in range(K)]) for name, r in rand.items()}}, x0
 
 
 HEADLINE = ("disentanglement", "completeness", "mean_gap")

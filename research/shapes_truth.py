@@ -26,60 +26,21 @@ import time
 
 import torch
 
-from hdisc.baselines import (
-    collect_h,
-    jacobian_directions,
-    matched_size,
-    median_change,
-    pca_directions,
-    supervised_directions,
-)
+from hdisc.baselines import matched_size, median_change
 from hdisc.direction_set import DirectionSet, FixedDirections, strengths
-from hdisc.factors import load_shape_net, read_factors
+from hdisc.factors import load_shape_net
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import fd
 from hdisc.precision import compute_in, resolve_precision
 from hdisc.presets import get_preset
 from hdisc.runs import find_dm, open_dm, resolve_device, script_settings, write_record
 from hdisc.schedule import schedule_of
-from hdisc.shapes import CONTINUOUS, FACTORS, SHAPES
+from hdisc.shapes import FACTORS
 from hdisc.training import load_directions
-from hdisc.truth import edit_factors, factor_reader, random_floor, truth_scores
+from hdisc.truth import REL, edit_factors, factor_reader, random_floor, truth_families, truth_scores
 
 SETTINGS = {"preset": "cpu|smoke", "dm": "PATH", "directions": "PATH", "n": "N", "target": "X", "n_pca": "N",
             "seed": "N", "precision": "auto|float32|bfloat16", "device": "cpu|cuda"}
-REL = 0.5
-"""Where the size search starts: |dh| = REL rms(h) at s = 1."""
-
-
-def families(unet: torch.nn.Module, base: DirectionSet, net: torch.nn.Module, n_pca: int, seed: int,
-             device: torch.device) -> tuple[dict[str, DirectionSet], torch.Tensor]:
-    """The training-free families on ``base``'s chain, each of ``base.K`` directions (the
-    supervised set has one per shape and continuous factor), built with :data:`REL`; and the
-    raw samples of the ``n_pca`` noises."""
-    shape = (unet.in_channels, unet.image_size, unet.image_size)
-    z = torch.randn((n_pca, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    hs, x0 = collect_h(unet, z, base.steps, base.t_stop, clip=base.clip)
-    K = base.K
-    pca, _ = pca_directions(hs, min(K, n_pca))
-    jac, _ = jacobian_directions(unet, z[:1], int(base.steps.t[0]), K, iters=10, seed=seed)
-    kinds, conf = net.read(x0)
-    factors = read_factors(x0, kinds)
-    sup, names = supervised_directions(torch.stack(list(hs.values())).mean(0), kinds,
-                                       {f: factors[:, FACTORS.index(f)] for f in CONTINUOUS}, SHAPES)
-    h_shape = tuple(hs[int(base.steps.t[0])].shape[1:])
-
-    def fixed(dirs: torch.Tensor, names: list[str]) -> DirectionSet:
-        return base.with_shift(FixedDirections(dirs, REL), names=tuple(names))
-
-    rand = {f"random ({role})": torch.randn((K, *h_shape), generator=torch.Generator().manual_seed(seed + i))
-            for i, role in enumerate(("floor", "scored"), 1)}
-    return {"PCA (pooled)": fixed(pca, [f"PC{k + 1}" for k in range(len(pca))]),
-            "Jacobian (one image)": fixed(jac, [f"SV{k + 1}" for k in range(K)]),
-            "supervised (read factors)": fixed(sup, names),
-            **{name: fixed(r, [f"R{k}" for k in range(K)]) for name, r in rand.items()}}, x0
-
-
 def main(*args: str) -> None:
     given = script_settings(args, SETTINGS)
     preset = get_preset("shapes32", given.get("preset", "cpu"))
@@ -96,7 +57,7 @@ def main(*args: str) -> None:
     base = DirectionSet.of(FixedDirections(torch.zeros(cfg.K, *unet_cfg.h_shape), REL), cfg, schedule_of(unet))
     files = {"dm": dm_path, "shape_net": project_path("models/shape_net.pt"), "directions": None}
     with compute_in(precision, dev):
-        sets, x0 = families(unet, base, net, n_pca, seed, dev)
+        sets, x0 = truth_families(unet, base, net, n_pca, seed, dev)
         target = float(given.get("target", 0.05))
         if given.get("directions"):
             files["directions"] = project_path(given["directions"])

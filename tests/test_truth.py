@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hdisc.shapes import FACTORS, RANGES
+from hdisc.shapes import FACTORS, RANGES, SHAPES
 from hdisc.truth import changes, dci, gaps, importance, purity, random_floor, rank_correlation, truth_scores
 
 F = len(FACTORS)
@@ -84,3 +84,23 @@ def test_rank_correlation_and_the_missing_zero_strength():
     assert torch.allclose(rho[0, :, 1], torch.ones(4)) and torch.isnan(rho[0, :, 2]).all()
     with pytest.raises(ValueError, match="svals must hold 0"):
         truth_scores(_values(up, N=4), SVALS + 0.5, 2.0)
+
+
+def test_every_training_free_family_is_built_on_the_chain_of_the_base_set():
+    from hdisc.backbone import build_unet, perturb_zero_params
+    from hdisc.direction_set import DirectionSet, FixedDirections
+    from hdisc.factors import ShapeNet
+    from hdisc.presets import get_preset
+    from hdisc.schedule import schedule_of
+    from hdisc.truth import truth_families
+
+    p = get_preset("shapes32", "smoke")
+    unet = perturb_zero_params(build_unet(p.unet), 0.05, 0).eval().requires_grad_(False)
+    base = DirectionSet.of(FixedDirections(torch.zeros(p.discovery.K, *p.unet.h_shape), 0.5), p.discovery,
+                           schedule_of(unet))
+    sets, x0 = truth_families(unet, base, ShapeNet().eval(), 8, seed=0)
+    assert set(sets) == {"PCA (pooled)", "Jacobian (one image)", "supervised (read factors)", "random (floor)",
+                         "random (scored)"}
+    assert x0.shape == (8, 3, 32, 32) and all(s.steps is base.steps for s in sets.values())
+    assert sets["PCA (pooled)"].K == p.discovery.K and sets["random (floor)"].K == p.discovery.K
+    assert all(n.split()[0] in SHAPES or n.rstrip("+") in FACTORS for n in sets["supervised (read factors)"].names)
