@@ -362,6 +362,26 @@ def effect_overlap(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps: S
     return torch.stack([mean_square_offdiag(m) for m in per_sign]).mean()
 
 
+def discriminator_loss(discriminator: nn.Module, real_x: torch.Tensor, fake_x: torch.Tensor, cfg: DiscoveryConfig
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D's loss on real images x_0 and (detached) shifted ones x'_0 [B, C, H, W]: the paper's
+    binary cross-entropy or the hinge loss (``cfg.adv_loss``), plus ``cfg.r1_gamma`` / 2 times
+    the mean squared norm of D's gradient at the real images (R1). Returns (loss, D's logits on
+    the real and on the shifted images, [B] each, detached)."""
+    if cfg.r1_gamma:
+        real_x = real_x.detach().requires_grad_(True)
+    real, fake = discriminator(real_x), discriminator(fake_x)
+    if cfg.adv_loss == "hinge":
+        loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    else:
+        loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+                + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    if cfg.r1_gamma:
+        (grad,) = torch.autograd.grad(real.sum(), real_x, create_graph=True)
+        loss = loss + cfg.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+    return loss, real.detach(), fake.detach()
+
+
 def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig, steps: Steps,
                    z: torch.Tensor, k: torch.Tensor, s: torch.Tensor,
                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
@@ -370,11 +390,13 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     """One training step of the paper's method on noise z [B, C, H, W].
 
     Generator side (shift block + reconstructor) minimises
-    ``CE(logits, k) + lambda_mag |s_hat - s| + lambda_adv BCE(D(x'_0), real)`` (plus
+    ``CE(logits, k) + lambda_mag |s_hat - s| + lambda_adv BCE(D(x'_0), real)`` (the hinge
+    form ``-D(x'_0)`` with ``adv_loss="hinge"``; plus
     ``lambda_orth`` times the heads' mean squared cosine similarity, not in the paper), with the
     gradient reaching the shift block through the whole DDIM chain, by ``method``
     ``"chain"`` (node by node, flat memory) or ``"vanilla"`` (autograd through all steps).
-    Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake). The chain
+    Then the discriminator takes one step on x_0 (real) vs detached x'_0 (fake)
+    (:func:`discriminator_loss`). The chain
     clips x_0 when ``cfg.clip``. A non-finite loss or gradient raises
     :class:`hdisc.guard.NonFiniteError` before that side's optimiser step.
 
@@ -420,7 +442,8 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     l_ce = F.cross_entropy(logits, k)
     l_mag = (s_hat - s).abs().mean()
     d_fake_logits = model.discriminator(x_shift)
-    l_adv = F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits))
+    l_adv = (-d_fake_logits.mean() if cfg.adv_loss == "hinge"
+             else F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits)))
     loss = l_ce + cfg.lambda_mag * l_mag + cfg.lambda_adv * l_adv
     if cfg.lambda_orth and not freeze_shift:
         loss = loss + cfg.lambda_orth * model.shift.head_overlap()
@@ -439,9 +462,7 @@ def discovery_step(unet: nn.Module, model: DiscoveryModel, cfg: DiscoveryConfig,
     opt_g.step()
 
     opt_d.zero_grad(set_to_none=True)
-    real, fake = model.discriminator(x0), model.discriminator(x_shift.detach())
-    l_d = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-           + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    l_d, real, fake = discriminator_loss(model.discriminator, x0, x_shift.detach(), cfg)
     l_d.backward()
     average_gradients(model.discriminator.parameters())
     check_finite("discriminator loss", mean_over_ranks(l_d.detach()))

@@ -149,6 +149,9 @@ class DiscoveryConfig:
     square (see :class:`hdisc.discovery.ShiftBlock`), so that |dh| <= |s| shift_rms rms(h).
     ``shift_form`` ``block`` (the paper's time-dependent shift block) or ``global`` (K
     orthonormal vectors of h, GANLatentDiscovery's form; needs ``shift_norm="fixed"``).
+    ``adv_loss`` is the adversarial loss, ``bce`` (the paper's) or ``hinge``, and ``r1_gamma``
+    the weight of an R1 penalty (gamma / 2 times D's squared gradient at real images, Mescheder
+    et al. 2018) that lets the discriminator keep up (0 in the paper).
     ``clip`` clips the predicted x_0 to [-1, 1] in every DDIM step; ``head_init_std`` is the
     std of the shift heads at initialisation (0: the paper's zero heads); a training run
     writes its checkpoint every ``checkpoint_every`` steps. Training (and RCA) draw |s|
@@ -185,6 +188,8 @@ class DiscoveryConfig:
     div_images: int = 2
     div_signs: str = "apart"
     shift_form: str = "block"
+    adv_loss: str = "bce"
+    r1_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         name = "DiscoveryConfig"
@@ -218,6 +223,10 @@ class DiscoveryConfig:
                              "'apart' measures lambda_div's overlap for +s and -s separately (the default), "
                              "'averaged' on their average (probes d0-d4)")
         _check(name, "shift_rms", self.shift_rms, low=0, fix="0 with shift_norm 'free'")
+        if self.adv_loss not in ("bce", "hinge"):
+            raise ValueError(f"DiscoveryConfig.adv_loss must be 'bce' (the paper's) or 'hinge', got {self.adv_loss!r}")
+        _check(name, "r1_gamma", self.r1_gamma, low=0, high=1e6,
+               fix="the weight of the R1 penalty on D's gradient at real images; 0 switches it off (the paper)")
         if self.shift_form not in ("block", "global"):
             raise ValueError(f"DiscoveryConfig.shift_form must be 'block' or 'global', got {self.shift_form!r}: "
                              "'block' is the paper's time-dependent shift block, 'global' K orthonormal vectors")

@@ -503,3 +503,30 @@ def test_global_directions_are_orthonormal_of_the_set_size_and_train_through_the
         dataclasses.replace(smoke.discovery, shift_form="global")
     with pytest.raises(ValueError, match="shift_form must be 'block' or 'global'"):
         dataclasses.replace(smoke.discovery, shift_form="matrix")
+
+
+@pytest.mark.parametrize("adv_loss, r1_gamma", [("bce", 0.0), ("hinge", 0.0), ("bce", 10.0)])
+def test_the_discriminator_losses(smoke, adv_loss, r1_gamma):
+    from hdisc.discovery import discriminator_loss
+
+    cfg = dataclasses.replace(smoke.discovery, adv_loss=adv_loss, r1_gamma=r1_gamma)
+    D = DiscoveryModel(smoke.unet, cfg).discriminator
+    torch.manual_seed(0)
+    for p in D.parameters():  # non-zero output layers, so D's input gradient is not zero
+        torch.nn.init.normal_(p, std=0.2)
+    real_x, fake_x = torch.randn(3, 1, 32, 32), torch.randn(3, 1, 32, 32)
+    loss, real, fake = discriminator_loss(D, real_x, fake_x, cfg)
+    plain = dataclasses.replace(cfg, r1_gamma=0.0)
+    base = discriminator_loss(D, real_x, fake_x, plain)[0]
+    if adv_loss == "hinge":
+        assert torch.allclose(base, torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
+    if r1_gamma:
+        x = real_x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(D(x).sum(), x)
+        assert torch.allclose(loss - base, r1_gamma / 2 * g.pow(2).flatten(1).sum(1).mean(), rtol=1e-4)
+        loss.backward()  # the penalty's own gradient reaches D
+        assert all(p.grad is not None for p in D.parameters() if p.requires_grad)
+    else:
+        assert torch.equal(loss, base)
+    with pytest.raises(ValueError, match="adv_loss must be 'bce' \\(the paper's\\) or 'hinge'"):
+        dataclasses.replace(smoke.discovery, adv_loss="wgan")
