@@ -1,6 +1,7 @@
 """The README's headline table quotes the committed records, not numbers typed from memory."""
 
 import json
+import math
 
 from hdisc.files import project_path
 from hdisc.interpret import named_beyond
@@ -448,3 +449,12 @@ def test_the_readme_stage_table_quotes_the_step_speed_and_benchmark_records():
             f"{bench['budget_half_peak_mb'] / 1000:.1f} GB") in text
     assert bench["grad_max_rel_diff"] == 0.0 and bench["budget_all_vs_vanilla"] <= 1.05
     assert bench["budget_half_peak_mb"] <= bench["budget_half_limit_mb"]
+
+
+def test_the_readme_quotes_the_factor_readers_record():
+    text = " ".join(project_path("README.md").read_text().split())
+    record = json.loads(project_path("results/shapes32-cpu/factor_readers.json").read_text())
+    floor = math.floor(min(record["r2"].values()) * 1000) / 1000  # "R^2 >= x": x rounded down
+    assert f"on {record['n']:,} held-out images R^2 >= {floor:.3f}" in text
+    assert f"and {record['shape_accuracy']:.3f} shape accuracy" in text
+    assert min(record["r2"].values()) >= 0.95 and record["shape_accuracy"] >= 0.98
