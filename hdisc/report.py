@@ -11,13 +11,15 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 PAPER = {
     "rca": {"mnist32": 0.77, "anime64": 0.85, "celebahq128": 0.93, "afhq128": 0.87},
     "mos": {"mnist32": 0.52, "anime64": 0.36, "celebahq128": 0.28, "afhq128": 0.31},
     "fid": {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)},
 }
 RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid",
-           "compare", "equal_change", "rca_ceiling", "h_spectrum")
+           "compare", "equal_change", "rca_ceiling", "h_spectrum", "mos_proxy")
 
 
 def load_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -77,6 +79,19 @@ def rca_ceiling_table(record: dict) -> str:
          "RCA, largest edits", "mean |s_hat - s|"],
         [[r["set"], r["reader"], f"{r['n_train']:,} ({r['epochs']})" if r["n_train"] else "none beyond joint training",
           f"{r['rca']:.3f} ({r['chance']:.3f})", at(r, 0), at(r, -1), r["mag_err"]] for r in record["rows"]])
+
+
+def mos_proxy_table(record: dict) -> str:
+    """The MOS proxy (:mod:`hdisc.mos_proxy`) of every family at equal image change: its
+    passing share with the 95% interval over noises, the distinct nameable effects, and the
+    medians of what it reads."""
+    rows = [[r["method"], "as trained" if r["rel"] is None else f"{r['rel']:.3g}", r["mos_proxy"],
+             f"{r['interval'][0]:.2f}-{r['interval'][1]:.2f}", r["distinct_nameable"],
+             float(np.median(r["consistency"])), float(np.median(r["agreement"])), float(np.median(r["realism"])),
+             float(np.median(r["name_rho"]))] for r in record["rows"]]
+    return markdown_table(["directions", "|dh| / rms(h)", "MOS proxy", "95% interval", "distinct nameable",
+                           "median consistency", "median sign agreement", "median realism",
+                           "median stroke-name strength"], rows)
 
 
 def h_spectrum_table(record: dict) -> str:
@@ -150,10 +165,22 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                  "(1 = editing costs no realism)", "0.96-1.06 (FID, table 2)",
                  fid["rows"][0]["shifted"] / fid["rows"][0]["raw"] if fid else "not run",
                  _preset(fid) if fid else "", f"n={fid['n']}, DDIM M={fid['M']}" if fid else ""])
+    if rm and "rca_uniform_s" in rm:
+        rows.insert(1, ["RCA with s uniform in [-S, S] (the paper's form)", PAPER["rca"][dataset],
+                        rm["rca_uniform_s"], _preset(rm),
+                        f"{rm['rca_n']:,} pairs; the row above draws |s| >= {rm['s_min']:g} as training did"])
     mos = rm.get("mos") if rm else None
     rows.append(["MOS", PAPER["mos"][dataset], mos["mos"] if mos else "none collected",
                  _preset(rm) if rm else "",
                  f"{len(mos['assessors'])} assessors" if mos else "no annotation files"])
+    if rm and "mos_proxy" in rm:
+        lo, hi = rm["mos_proxy_interval"]
+        rows.append(["MOS proxy: realistic, smooth, the same change in every example, nameable (hdisc.mos_proxy; "
+                     "thresholds set so random directions at equal change pass <= 10%)", PAPER["mos"][dataset],
+                     rm["mos_proxy"], _preset(rm),
+                     f"95% interval {lo:.2f}-{hi:.2f} over {rm['mos_proxy_noises']} noises; "
+                     f"{rm['distinct_nameable']} distinct nameable effects; random directions "
+                     f"{rm['mos_proxy_random']:.2f}"])
     tables["Table 1: RCA and MOS"] = markdown_table(["metric", "paper", "ours", "preset", "our setting"], rows)
 
     rows = [[f"{d} (paper, FID)", a, b, "`paper`"] for d, (a, b) in PAPER["fid"].items()]
@@ -222,6 +249,12 @@ def reproduction_tables(records: dict[str, dict], dataset: str = "mnist32") -> d
                + (f" and of the same image change ({ceiling['rel_equal_change']:.3g} x rms(h), `equal_change.json`)"
                   if ceiling.get("rel_equal_change") else "")
                + f" on the same noises, k and s; `{ceiling['command']}`)"] = rca_ceiling_table(ceiling)
+    proxy = records.get("mos_proxy")
+    if proxy:
+        tables[f"The MOS proxy on every family at equal image change (paper: MOS {PAPER['mos'][dataset]} from "
+               f"human marks; ours: preset `{proxy['preset']}`, {proxy['n_noises']} noises x {len(proxy['svals'])} "
+               f"strengths per direction, thresholds from a first random set, the `random` row a second one; "
+               f"`{proxy['command']}`)"] = mos_proxy_table(proxy)
     spectrum = records.get("h_spectrum")
     if spectrum:
         learned = spectrum.get("learned")

@@ -132,3 +132,21 @@ def test_the_h_spectrum_is_a_table_of_each_dm_by_node(tmp_path):
     del record["learned"]
     (tmp_path / "h_spectrum.json").write_text(json.dumps(record))
     assert not any("rank" in t for t in reproduction_tables(load_records(tmp_path)) if "directions of h" in t)
+
+
+def test_the_mos_proxy_joins_table_1_and_has_a_table_of_its_own():
+    row = {"rel": None, "mos_proxy": 0.25, "interval": [0.1, 0.4], "distinct_nameable": 3, "consistency": [0.5, 0.7],
+           "agreement": [0.9, 1.0], "realism": [0.95, 1.0], "name_rho": [0.8, 0.2]}
+    proxy = {"preset": "cpu", "n_noises": 32, "svals": [0.0] * 9, "command": "python research/mos_proxy.py",
+             "rows": [{"method": "learned, as trained", **row}, {"method": "random", **row, "rel": 0.248,
+                                                                  "mos_proxy": 0.0, "interval": [0.0, 0.0]}]}
+    rca_mos = {"preset": "cpu", "rca": 0.5, "rca_n": 1024, "rca_uniform_s": 0.42, "s_min": 1.0, "mos": None,
+               "mos_proxy": 0.25, "mos_proxy_interval": [0.1, 0.4], "mos_proxy_noises": 32, "distinct_nameable": 3,
+               "mos_proxy_random": 0.0}
+    tables = reproduction_tables({"rca_mos": rca_mos, "mos_proxy": proxy})
+    table1 = tables["Table 1: RCA and MOS"]
+    assert "| RCA with s uniform in [-S, S] (the paper's form) | 0.77 | 0.42 | `cpu` |" in table1
+    assert "| 0.52 | 0.25 | `cpu` | 95% interval 0.10-0.40 over 32 noises; 3 distinct nameable effects" in table1
+    own = next(t for title, t in tables.items() if title.startswith("The MOS proxy on every family"))
+    assert "| learned, as trained | as trained | 0.25 | 0.10-0.40 | 3 | 0.6 |" in own
+    assert "| random | 0.248 | 0 | 0.00-0.00 |" in own
