@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .report import recovered
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
@@ -161,6 +163,24 @@ def _rca_mos(r: dict) -> str:
                    "interpretability is the complement this book offers, not a substitute.")
 
 
+def _truth(r: dict) -> str:
+    rows = {x["method"]: x for x in r["rows"]}
+    rand = rows["random (scored)"]
+    lo, hi = rand["interval"]["disentanglement"]
+    text = (f"On {r['n_noises']} noises x 9 strengths per direction, every set at the same image change "
+            f"({r['target_change']:.3f} at S/2), random directions score disentanglement {rand['disentanglement']:.2f} "
+            f"({lo:.2f}-{hi:.2f}) and completeness {rand['completeness']:.2f}: the floor.")
+    for name, x in rows.items():
+        if name.startswith("random"):
+            continue
+        got = recovered(x)
+        beyond = x["interval"]["disentanglement"][0] > hi
+        text += (f" {name}: disentanglement {x['disentanglement']:.2f} ("
+                 + ("above" if beyond else "not clearly above") + " random's interval), "
+                 + (f"recovers {', '.join(got)}" if got else "recovers no factor") + ".")
+    return text
+
+
 def _fid(r: dict) -> str:
     row = r["rows"][0]
     ratio = row["shifted"] / row["raw"]
@@ -246,7 +266,7 @@ def _compare(r: dict) -> str:
 
 
 WRITERS: dict[str, Callable[[dict], str]] = {
-    "train_dm": _train_dm, "train": _train, "benchmark": _benchmark, "directions": _directions,
+    "train_dm": _train_dm, "train": _train, "benchmark": _benchmark, "directions": _directions, "truth": _truth,
     "real_editing": _real_editing, "properties": _properties, "rca_mos": _rca_mos, "fid": _fid, "compare": _compare,
 }
 

@@ -19,7 +19,7 @@ PAPER = {
     "fid": {"anime64": (8.96, 9.21), "celebahq128": (15.79, 16.70), "afhq128": (13.24, 12.65)},
 }
 RECORDS = ("train_dm", "train", "benchmark", "directions", "real_editing", "properties", "rca_mos", "fid",
-           "compare", "equal_change", "rca_ceiling", "h_spectrum", "mos_proxy")
+           "compare", "equal_change", "rca_ceiling", "h_spectrum", "mos_proxy", "truth")
 
 
 def load_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -92,6 +92,31 @@ def mos_proxy_table(record: dict) -> str:
     return markdown_table(["directions", "|dh| / rms(h)", "MOS proxy", "95% interval", "distinct nameable",
                            "median consistency", "median sign agreement", "median realism",
                            "median stroke-name strength"], rows)
+
+
+RECOVERED = {"gap": 0.5, "purity": 0.5, "rank_correlation": 0.5}
+"""A factor counts as recovered by a set when its best direction leads the second by this
+gap, spends this share of its importance on it and moves it monotonically with s."""
+
+
+def recovered(row: dict) -> list[str]:
+    """The factors a set of directions recovers (:data:`RECOVERED`), from a truth.json row."""
+    return [f for f in row["gap"] if row["gap"][f] >= RECOVERED["gap"] and row["purity"][f] >= RECOVERED["purity"]
+            and abs(row["rank_correlation"][f]) >= RECOVERED["rank_correlation"]]
+
+
+def truth_table(record: dict) -> str:
+    """Every family on shapes32's known factors (``truth.json``): DCI and the mean gap with
+    their 95% intervals over noises, the factors each recovers, and its edits' realism."""
+    def cell(row: dict, key: str) -> str:
+        lo, hi = row["interval"][key]
+        return f"{row[key]:.2f} ({lo:.2f}-{hi:.2f})"
+
+    rows = [[r["method"], "as trained" if r["rel"] is None else f"{r['rel']:.3g}", f"{r['median_change_half']:.3f}",
+             cell(r, "disentanglement"), cell(r, "completeness"), cell(r, "mean_gap"),
+             ", ".join(recovered(r)) or "none", r["confidence_edits"], r["fd_edits_vs_raw"]] for r in record["rows"]]
+    return markdown_table(["directions", "|dh| / rms(h)", "change at S/2", "disentanglement", "completeness",
+                           "mean gap", "factors recovered", "shape reader's confidence", "FD-ShapeNet to raw"], rows)
 
 
 def h_spectrum_table(record: dict) -> str:

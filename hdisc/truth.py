@@ -33,10 +33,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from .baselines import collect_h, jacobian_directions, pca_directions, supervised_directions
+from .baselines import (
+    collect_h,
+    jacobian_directions,
+    matched_size,
+    median_change,
+    pca_directions,
+    supervised_directions,
+)
 from .direction_set import DirectionSet, FixedDirections
 from .factors import ShapeNet, read_factors
+from .metrics import fd
 from .shapes import CONTINUOUS, FACTORS, RANGES, SHAPES, SYMMETRY
 
 Reader = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -259,3 +268,41 @@ def truth_scores(values: torch.Tensor, svals: torch.Tensor, S: float, floor: tor
     out["interval"] = {key: [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))] for key, v in boots.items()}
     out["n_noises"], out["svals"] = N, svals.tolist()
     return out
+
+
+@torch.no_grad()
+def compare_on_truth(unet: nn.Module, base: DirectionSet, net: ShapeNet, learned: DirectionSet | None = None, *,
+                     n: int = 32, n_pca: int = 512, target: float = 0.05, seed: int = 0,
+                     device: str | torch.device = "cpu", progress: bool | None = None) -> dict:
+    """Every family of directions of shapes32 scored against the factors (issue 29's
+    comparison): :func:`truth_families` on ``base``'s chain, and ``learned`` when given; each
+    training-free set rescaled to equal image change (:func:`hdisc.baselines.matched_size`: its
+    median edit at S/2 moves the image by ``target``, or by the learned set's own change when
+    there is one); each direction edits ``n`` noises at 9 strengths over [-S, S]; every edit's
+    factors read from its pixels and scored with :func:`truth_scores` in units of the first
+    random set (:func:`random_floor`). Realism per set: the shape reader's confidence on the
+    edits and FD-ShapeNet of edits at +-S on 8 noises against the raw samples. Returns the
+    record ``{"K", "S", "target_change", "floor", "confidence_raw", "rows": [...]}``."""
+    sets, x0 = truth_families(unet, base, net, n_pca, seed, device)
+    if learned is not None:
+        sets = {"learned, as trained": learned, **sets}
+        target = median_change(unet, learned, n=4, seed=seed + 20, device=device)
+    svals = torch.linspace(-base.S, base.S, 9)
+    z = torch.randn((n, *x0.shape[1:]), generator=torch.Generator().manual_seed(seed + 10)).to(device)
+    read = factor_reader(net)
+    rows, values = [], {}
+    for name, dirs in tqdm(sets.items(), desc="families", disable=progress is False):
+        size, change = None, target
+        if dirs is not learned:
+            size, change = matched_size(unet, dirs, target, REL, n=4, seed=seed + 20, device=device)
+            dirs = dirs.at_size(size)
+        values[name], conf = edit_factors(unet, dirs.to(device), z, svals, read)
+        ends = torch.cat([dirs.sweep(unet, z[:8], k, svals[[0, -1]]).flatten(0, 1).cpu() for k in range(dirs.K)])
+        rows.append({"method": name, "rel": size, "median_change_half": change, "names": list(dirs.names),
+                     "confidence_edits": float(conf.mean()), "fd_edits_vs_raw": fd(net.features, ends, x0)})
+    floor = random_floor(values["random (floor)"], svals, base.S)
+    for row in rows:
+        row.update(truth_scores(values[row["method"]], svals, base.S, floor, seed=seed))
+    return {"K": base.K, "S": base.S, "M": len(base.steps), "t_stop": base.t_stop, "n_noises": n, "n_pca": n_pca,
+            "seed": seed, "target_change": target, "factors": list(FACTORS), "floor": floor.tolist(),
+            "confidence_raw": float(net.read(x0)[1].mean()), "rows": rows}

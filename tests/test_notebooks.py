@@ -82,3 +82,22 @@ def test_benchmark_writes_its_json(tmp_path):
     assert all(r["peak_mb"] > 0 and r["img_per_s"] > 0 for r in record["rows"])
     assert all(r["budget_mb"] > 0 for r in record["rows"] if r["method"] == "budget")
     assert record["grad_max_rel_diff"] == 0 and record["step_time_ratio"] > 0 and record["budget_all_vs_vanilla"] > 0
+
+
+def test_truth_scores_every_family_and_renders_from_its_record(tmp_path):
+    from hdisc.backbone import build_unet, perturb_zero_params, save_unet
+    from hdisc.presets import get_preset
+
+    p = get_preset("shapes32", "smoke")
+    dm = tmp_path / "dm_ema.pt"
+    save_unet(perturb_zero_params(build_unet(p.unet), 0.05, 0), p.unet, dm)  # an untrained DM that answers
+    out = run("truth", tmp_path / "a", dm_checkpoint=str(dm), n=3, n_pca=12)
+    record = json.loads((out / "truth.json").read_text())
+    assert [r["method"] for r in record["rows"]] == ["PCA (pooled)", "Jacobian (one image)",
+                                                   "supervised (read factors)", "random (floor)", "random (scored)"]
+    assert all(0 <= r["disentanglement"] <= 1 and len(r["importance"]) == len(r["names"]) for r in record["rows"])
+    assert len(record["rows"][0]["names"]) == record["K"]
+    again = run("truth", tmp_path / "b", dm_checkpoint=str(dm), from_record=str(out / "truth.json"))
+    assert json.loads((again / "truth.json").read_text())["rows"] == record["rows"]
+    with pytest.raises(papermill.PapermillExecutionError, match="run it with dataset='shapes32'"):
+        run("truth", tmp_path / "c", dataset="mnist32")
