@@ -45,6 +45,7 @@ from hdisc.chapter import typed_parameters
 typed_parameters("train_dm", globals())
 
 # %%
+import json
 
 from hdisc.backbone import load_unet
 from hdisc.data import held_out_images, load_mnist, open_dataset
@@ -66,13 +67,21 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {shown_path(o
 # %% [markdown]
 # ## Training
 # Resumes from `out_dir/dm_checkpoint.pt` if a run with the same configuration and seed
-# stopped there.
+# stopped there. A render (`train=False`) of a released model folder, which holds the
+# weights and their record but no training checkpoint, draws the loss curve from the record.
 
 # %%
-if not train:
-    steps = checkpoint_step(out / DM_CHECKPOINT)
-summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
-                   steps=None if steps == -1 else steps, device=dev, precision=precision)
+if not train and not (out / DM_CHECKPOINT).exists():
+    if not (out / "train_dm.json").is_file():
+        raise FileNotFoundError(f"nothing to render in {shown_path(out)}: it holds neither {DM_CHECKPOINT} nor "
+                                "train_dm.json; train (train=True) or point out_dir at a trained model's folder")
+    summary = json.loads((out / "train_dm.json").read_text())
+    print(f"a released model: the training record of {shown_path(out / 'train_dm.json')}, no checkpoint")
+else:
+    if not train:
+        steps = checkpoint_step(out / DM_CHECKPOINT)
+    summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
+                       steps=None if steps == -1 else steps, device=dev, precision=precision)
 plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", {"noise MSE": "loss"},
             f"{cfg.name} pretraining loss");
 

@@ -26,13 +26,14 @@ mkdir -p "$models" "$results" "$executed"
 bash scripts/vendor_js.sh book/_vendor
 
 timing=("setup $setup_s")  # "name seconds" per stage, written to $results/book_timing.json at the end
-pm() {  # pm NOTEBOOK [papermill args...]: execute experiments/NOTEBOOK.ipynb into the book
-  local name=$1 start=$SECONDS; shift
-  echo "== $name ($PRESET, $RENDER)"
-  .venv/bin/papermill --no-progress-bar "experiments/$name.ipynb" "$executed/$name.ipynb" \
+pm_to() {  # pm_to PAGE NOTEBOOK [papermill args...]: execute experiments/NOTEBOOK.ipynb into the book's PAGE
+  local page=$1 name=$2 start=$SECONDS; shift 2
+  echo "== $page ($PRESET, $RENDER)"
+  .venv/bin/papermill --no-progress-bar "experiments/$name.ipynb" "$executed/$page.ipynb" \
     -p dataset mnist32 -p preset "$PRESET" "$@"
-  timing+=("$name $((SECONDS - start))")
+  timing+=("$page $((SECONDS - start))")
 }
+pm() { pm_to "$1" "$@"; }  # pm NOTEBOOK [papermill args...]: the MNIST chapters, each on its own page
 small=()  # smoke: fewer samples, so the whole book builds in minutes
 if [ "$PRESET" = smoke ]; then
   small=(-p n_real 4 -p invert_steps 20)
@@ -59,6 +60,19 @@ pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p
 pm compare -p out_dir "$results" "${trained[@]}" \
   $([ "$PRESET" = smoke ] && echo "-p n_pca 32 -p jacobian_iters 2 -p n_interp 2 -p n_train 8 -p n_test 4 -p epochs 1")
 pm explore "${trained[@]}"
+# shapes32, where the truth is known: its released DM (models/shapes32-$PRESET) when rendering
+# what is committed, else one trained in runs/shapes32-$PRESET; the comparison of families on
+# the truth from its record when that was made from these models (else computed: about half
+# an hour at the cpu preset)
+shapes=models/shapes32-$PRESET; shapes_train=False
+if [ "$RENDER" = full ] || [ ! -f "$shapes/dm_ema.pt" ]; then shapes=runs/shapes32-$PRESET; shapes_train=True; fi
+shapes_results=results/shapes32-$PRESET
+mkdir -p "$shapes" "$shapes_results"
+pm_to shapes_train_dm train_dm -p dataset shapes32 -p out_dir "$shapes" -p train "$shapes_train" \
+  -p precision auto $([ "$PRESET" = smoke ] && echo "-p n_eval 32")
+pm_to truth truth -p dataset shapes32 -p out_dir "$shapes_results" -p dm_checkpoint "$shapes/dm_ema.pt" \
+  $([ "$RENDER" = committed ] && [ -f "$shapes_results/truth.json" ] && echo "-p from_record $shapes_results/truth.json") \
+  $([ "$PRESET" = smoke ] && echo "-p n 3 -p n_pca 12")
 echo "== reproduction tables"
 start=$SECONDS
 .venv/bin/papermill --no-progress-bar book/reproduction.ipynb "$executed/reproduction.ipynb" \

@@ -101,3 +101,15 @@ def test_truth_scores_every_family_and_renders_from_its_record(tmp_path):
     assert json.loads((again / "truth.json").read_text())["rows"] == record["rows"]
     with pytest.raises(papermill.PapermillExecutionError, match="run it with dataset='shapes32'"):
         run("truth", tmp_path / "c", dataset="mnist32")
+
+
+def test_train_dm_renders_a_released_folder_without_its_checkpoint(tmp_path):
+    out = run("train_dm", tmp_path / "a", dataset="shapes32", n_samples=4, n_eval=0)
+    first = json.loads((out / "train_dm.json").read_text())
+    (out / "dm_checkpoint.pt").unlink()  # a released folder: weights and record only
+    again = run("train_dm", tmp_path / "a", dataset="shapes32", n_samples=4, n_eval=0, train=False)
+    second = json.loads((again / "train_dm.json").read_text())
+    assert second["loss_curve"] == first["loss_curve"] and second["steps"] == first["steps"]
+    assert not (out / "dm_checkpoint.pt").exists()
+    with pytest.raises(papermill.PapermillExecutionError, match="nothing to render in"):
+        run("train_dm", tmp_path / "empty", dataset="shapes32", train=False)
