@@ -66,6 +66,8 @@ from hdisc.chapter import typed_parameters
 typed_parameters("compare", globals())
 
 # %%
+import json
+
 import torch
 from IPython.display import Markdown, display
 
@@ -75,8 +77,8 @@ from hdisc.direction_set import DirectionSet, strengths
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import mnist_net
 from hdisc.posthoc import score_at_equal_change, score_directions
-from hdisc.report import compare_table, equal_change_table
-from hdisc.runs import open_trained, resolve_device, run_dir, write_record
+from hdisc.report import compare_table, equal_change_table, mos_proxy_table
+from hdisc.runs import computed_from, open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import schedule_of
 from hdisc.viz import plot_curves, show_grid
 
@@ -143,6 +145,23 @@ own = score_at_equal_change(unet, dirs, training_free(methods), net, real, diag[
 if not own["target_change"] > 0:
     print("the learned edits do not change the image as trained: there is no change to match")
 display(Markdown(equal_change_table(own)))
+
+# %% [markdown]
+# ## On the MOS proxy
+# The pass test above is passed by random directions at equal change. The MOS proxy
+# (`hdisc.mos_proxy`) asks what the paper's raters ask (realistic, smooth, the same change in
+# every example, nameable), with thresholds set on random directions so that they pass at
+# most about 10%. Its sweeps (32 noises x 9 strengths per direction, every family) take about
+# an hour here, so this section shows its record when it was made from these model files
+# (`python research/mos_proxy.py` makes it).
+
+# %%
+proxy_path = project_path(f"results/{cfg.name}/mos_proxy.json")
+proxy = json.loads(proxy_path.read_text()) if proxy_path.is_file() else None
+if proxy is not None and computed_from(proxy, files):
+    display(Markdown(mos_proxy_table(proxy)))
+else:
+    print(f"no MOS proxy record for these models ({shown_path(proxy_path)}): python research/mos_proxy.py makes it")
 
 # %% [markdown]
 # ## Each method's leading directions
