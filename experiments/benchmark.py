@@ -44,12 +44,12 @@ from_record = ""  # a benchmark.json to draw instead of measuring again (the boo
 seed = 0
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("benchmark", globals())
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 import matplotlib.pyplot as plt
@@ -71,7 +71,7 @@ print(f"{cfg.name} on {dev}, batch {batch}, DM weights: {dm_shown or 'untrained 
 # %% [markdown]
 # ## Memory and throughput as M grows
 
-# %%
+# %% tags=["hide-input"]
 if from_record:
     old = json.loads(project_path(from_record).read_text())
     print(f"drawn from {from_record} (measured on {old['environment']}), not measured again")
@@ -80,7 +80,7 @@ else:
     rows, skipped = run_grid(dataset, preset, Ms, batch, memory_budget_mb, repeats=repeats, dm=dm, device=dev)
 print(setting_table(rows, skipped))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 for key, label, marker in SERIES:
     rs = [r for r in rows if setting_of(r) == key]
@@ -98,11 +98,11 @@ fig.tight_layout()
 # gradient and vanilla autograd's for one loss on $x'_0$ (batch 2, the same weights).
 # The ratios compare a full training step's time, at the largest M where both ran.
 
-# %%
+# %% tags=["hide-input"]
 summary = benchmark_summary(rows)
 print(summary)
 
-# %%
+# %% tags=["hide-input"]
 record = {"dataset": dataset, "preset": preset, "batch": batch, "Ms": Ms, "device": dev, "dm_checkpoint": dm_shown,
           "rows": rows, "skipped": skipped, **summary,
           "environment": old["environment"] if from_record else environment()}
@@ -114,7 +114,7 @@ print(f"wrote {shown_path(out / 'benchmark.json')}")
 # ## What this shows
 # Generated from this chapter's record (`benchmark.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

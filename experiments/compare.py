@@ -60,12 +60,12 @@ epochs = 8  # passes of the post-hoc reconstructor over its training edits
 n_show = 4  # leading directions shown per method
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("compare", globals())
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 import torch
@@ -102,7 +102,7 @@ net = mnist_net(project_path("models/mnist_net.pt"))
 # classifier sees in the samples, the mean h of that digit minus the rest, and per stroke
 # measure the top quartile minus the bottom one with the digit directions projected out.
 
-# %%
+# %% tags=["hide-input"]
 methods, diag = every_method(unet, dirs, net, n_pca, rel, seed=seed, jacobian_iters=jacobian_iters, device=dev)
 spectra, sigma = diag["pca_spectra"], diag["jacobian_sigma"]
 spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
@@ -117,7 +117,7 @@ print({name: other.K for name, other in methods.items()})
 # Each method on the same noises, chain and strengths; the post-hoc reconstructor gets the
 # same number of training edits and passes for every method.
 
-# %%
+# %% tags=["hide-input"]
 real = held_out_images(cfg.data, None, 1000)
 rows, evals = [], {}
 for name, other in methods.items():
@@ -139,7 +139,7 @@ display(Markdown(compare_table(rows)))
 # and scored again. At equal change, a higher passing share
 # means more nameable directions, not smaller ones.
 
-# %%
+# %% tags=["hide-input"]
 own = score_at_equal_change(unet, dirs, training_free(methods), net, real, diag["h_shape"], rel=rel,
                             n_interp=n_interp, n_train=n_train, n_test=n_test, epochs=epochs, seed=seed, device=dev)
 if not own["target_change"] > 0:
@@ -155,7 +155,7 @@ display(Markdown(equal_change_table(own)))
 # an hour here, so this section shows its record when it was made from these model files
 # (`python research/mos_proxy.py` makes it).
 
-# %%
+# %% tags=["hide-input"]
 proxy_path = project_path(f"results/{cfg.name}/mos_proxy.json")
 proxy = json.loads(proxy_path.read_text()) if proxy_path.is_file() else None
 if proxy is not None and computed_from(proxy, files):
@@ -168,7 +168,7 @@ else:
 # Per method, its first directions that pass the evaluation (then the others), on one
 # noise, at $s = -S, -S/2, 0, S/2, S$.
 
-# %%
+# %% tags=["hide-input"]
 svals = strengths(d.S, 5)
 zz = torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed + 4)).to(dev)
 for name, other in methods.items():
@@ -178,7 +178,7 @@ for name, other in methods.items():
     title = f"{name}: " + ", ".join(f"{other.label(k)} ({ev[k]['attribute'] or 'unnamed'})" for k in lead)
     show_grid(imgs, nrow=len(svals), title=title, scale=0.9);
 
-# %%
+# %% tags=["hide-input"]
 write_record(out / "compare.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
     "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
@@ -194,7 +194,7 @@ print(f"wrote {shown_path(out / 'compare.json')}")
 # ## What this shows
 # Generated from this chapter's record (`compare.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

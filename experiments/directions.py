@@ -37,12 +37,12 @@ n_examples = 4  # examples per direction in the figures
 n_show = 8  # directions shown large
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("directions", globals())
 
-# %%
+# %% tags=["hide-input"]
 import torch
 from IPython.display import Markdown, display
 
@@ -70,7 +70,7 @@ shape = (unet.in_channels, unet.image_size, unet.image_size)
 # seeds), and how real the trained discriminator finds the edits compared with the plain
 # samples (1: as real). The paper ranks no directions; this order is ours.
 
-# %%
+# %% tags=["hide-input"]
 ranking = ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev)
 change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.similarity, ranking.order
 
@@ -89,7 +89,7 @@ change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.
 # models and noises). This is a measured complement to the paper's human MOS, not a
 # substitute for it.
 
-# %%
+# %% tags=["hide-input"]
 interp = None
 if dataset == "mnist32" and n_interp > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
@@ -131,7 +131,7 @@ else:
 # change with $s$ (red: grows with $s$, blue: shrinks). A nameable direction is one strong
 # cell in its row; a row of equal colours moves everything at once.
 
-# %%
+# %% tags=["hide-input"]
 if interp:
     show_matrix(torch.tensor(interp["matrix"])[order], order, list(MEASURES),
                 title="direction x stroke measure (Spearman rho with s)", label="rho");
@@ -141,7 +141,7 @@ if interp:
 # For the leading directions, the mean change of the measure that names each one, in
 # standard deviations of that measure over the plain samples, at each strength.
 
-# %%
+# %% tags=["hide-input"]
 named = [k for k in order if interp["directions"][k]["attribute"]][:n_show] if interp else []
 if named:
     sv = interp["svals"]
@@ -160,7 +160,7 @@ if named:
 # Directions linked by |cosine| $\geq$ 0.7 are grouped (`alike_groups`): a reconstructor can
 # hardly tell the members of one group apart.
 
-# %%
+# %% tags=["hide-input"]
 top = order[:16]
 distinct = {"mean_abs_similarity_all": mean_abs_offdiag(sim),
             "mean_abs_similarity_top16": mean_abs_offdiag(sim[top][:, top]),
@@ -174,7 +174,7 @@ show_matrix(sim[top][:, top], top, title="similarity of the 16 leading direction
 # Directions that pass first, each group by change x realism. Each panel: one direction,
 # one row per example, columns $s = -S, -S/2, 0, S/2, S$.
 
-# %%
+# %% tags=["hide-input"]
 svals = strengths(d.S, 5)
 z = torch.randn((n_examples, *shape), generator=gen).to(dev)
 for k in order[:n_show]:
@@ -189,12 +189,12 @@ for k in order[:n_show]:
 # One example each, all $K$ directions in the same order (rows), the same five strengths.
 # The first six rows are saved as `directions.png` beside the record (the README's figure).
 
-# %%
+# %% tags=["hide-input"]
 sweep_all = torch.cat([dirs.sweep(unet, z[:1], k, svals)[0] for k in order])
 show_grid(sweep_all, nrow=len(svals), title="all directions, in order", scale=0.8);
 save_grid(sweep_all[:6 * len(svals)], out / "directions.png", nrow=len(svals), scale=3);  # README's figure
 
-# %%
+# %% tags=["hide-input"]
 write_record(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
     "order": order, "change": [change[k].item() for k in order],
@@ -209,7 +209,7 @@ print(f"wrote {shown_path(out / 'directions.json')}")
 # ## What this shows
 # Generated from this chapter's record (`directions.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

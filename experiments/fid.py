@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %%
+# %% tags=["hide-input"]
 
 # %% [markdown]
 # # Fidelity of shifted samples (paper section 5.6, table 2)
@@ -41,12 +41,12 @@ sample_steps = -1  # -1: the direction model's M, so raw and shifted use the sam
 inception = ""  # path to inception-2015-12-05.pt for true FID
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("fid", globals())
 
-# %%
+# %% tags=["hide-input"]
 import torch
 
 from hdisc.data import held_out_images
@@ -72,14 +72,14 @@ paper = PAPER["fid"]
 # ## Samples
 # Raw samples and shifted samples from the same noise (one random $k$ and $s$ per image).
 
-# %%
+# %% tags=["hide-input"]
 raw, shifted, _, _ = edit_pairs(unet, dirs, n, 1, seed=seed, batch=100, device=dev)
 show_grid(torch.cat([raw[:16], shifted[:16]]), nrow=16, title="raw (top) and shifted (bottom)");
 
 # %% [markdown]
 # ## Fréchet distances to real images
 
-# %%
+# %% tags=["hide-input"]
 real = held_out_images(cfg.data, data_dir, n)
 rows = []
 if cfg.data.source == "mnist":
@@ -95,7 +95,7 @@ for r in rows:
 if dataset in paper:
     print(f"paper FID at its own preset: raw {paper[dataset][0]}, shifted {paper[dataset][1]}")
 
-# %%
+# %% tags=["hide-input"]
 write_record(out / "fid.json", {"dataset": dataset, "preset": preset, "n": n, "M": len(dirs.steps), "rows": rows,
                                 "paper": paper.get(dataset), "seed": seed}, files)
 print(f"wrote {shown_path(out / 'fid.json')}")
@@ -105,7 +105,7 @@ print(f"wrote {shown_path(out / 'fid.json')}")
 # ## What this shows
 # Generated from this chapter's record (`fid.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

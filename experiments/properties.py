@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %%
+# %% tags=["hide-input"]
 
 # %% [markdown]
 # # Homogeneity and consistency across timesteps (paper section 5.4)
@@ -46,12 +46,12 @@ n_dirs = 3
 n_rank = 16
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("properties", globals())
 
-# %%
+# %% tags=["hide-input"]
 import torch
 
 from hdisc.data import held_out_images
@@ -81,7 +81,7 @@ on_inv = dirs.on(inv)  # the same directions on the inversion chain, s rescaled 
 # chapter). The mean and global directions are measured on the 100-step chain used for
 # editing.
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for k in ks:
     noise = torch.randn((n_mean, *shape), generator=gen).to(dev)
@@ -92,7 +92,7 @@ for r in rows:
     print(f"k={r['k']}: edit changes {r['edit_change']:.3f}; relative difference mean {r['mean_vs_sample']:.3f}, "
           f"global {r['global_vs_sample']:.3f}")
 
-# %%
+# %% tags=["hide-input"]
 write_record(out / "properties.json", {"dataset": dataset, "preset": preset, "n_mean": n_mean, "n_real": n_real,
                                        "invert_steps": invert_steps, "strength": d.S,
                                        "strength_scale": on_inv.scale, "rows": rows, "seed": seed}, files)
@@ -103,7 +103,7 @@ print(f"wrote {shown_path(out / 'properties.json')}")
 # ## What this shows
 # Generated from this chapter's record (`properties.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

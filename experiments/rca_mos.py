@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %%
+# %% tags=["hide-input"]
 
 # %% [markdown]
 # # Reconstructor accuracy and mean opinion score (paper section 5.5)
@@ -50,12 +50,12 @@ n_rca = 1000  # fresh pairs
 n_examples = 4  # examples per direction in the MOS panels
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("rca_mos", globals())
 
-# %%
+# %% tags=["hide-input"]
 import dataclasses
 import json
 
@@ -82,7 +82,7 @@ paper = (PAPER["rca"][dataset], PAPER["mos"][dataset])
 # %% [markdown]
 # ## RCA
 
-# %%
+# %% tags=["hide-input"]
 rca = reconstructor_accuracy(unet, model, d, dirs.steps, n_rca, d.batch, torch.Generator().manual_seed(seed),
                              device=dev)
 print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
@@ -93,7 +93,7 @@ print(f"RCA {rca['rca']:.3f} on {n_rca} pairs (chance {1 / d.K:.3f}); "
 # $s$ uniform in $[-S, S]$ and scores it so. Near $s = 0$ an edit is nearly invisible, so
 # the paper's form reads lower whenever `s_min` > 0.
 
-# %%
+# %% tags=["hide-input"]
 uniform = rca if d.s_min == 0 else reconstructor_accuracy(
     unet, model, dataclasses.replace(d, s_min=0.0), dirs.steps, n_rca, d.batch,
     torch.Generator().manual_seed(seed), device=dev)
@@ -105,7 +105,7 @@ print(f"RCA with s uniform in [-S, S] (the paper's form): {uniform['rca']:.3f}")
 # to $S$ left to right. Set `assessor` to your name to mark them here; without it they are
 # shown read-only.
 
-# %%
+# %% tags=["hide-input"]
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 z = torch.randn((n_examples, *shape), generator=torch.Generator().manual_seed(seed + 1)).to(dev)
 svals = strengths(d.S, 5)
@@ -119,7 +119,7 @@ else:  # the same panels, read-only: set `assessor` to mark them
     for k, panel in panels.items():
         display(Markdown(f"direction {k}"), Image(png_bytes(panel, 2)))
 
-# %%
+# %% tags=["hide-input"]
 mos_files = sorted(mos_path.glob("*.json")) if mos_path.is_dir() else []
 score = mos(mos_files)
 if score is None:
@@ -134,7 +134,7 @@ else:
 # From `mos_proxy.json` (`python research/mos_proxy.py`), when it was made from these model
 # files; with human marks, their agreement with it (Cohen's kappa).
 
-# %%
+# %% tags=["hide-input"]
 proxy_path = project_path(f"results/{cfg.name}/mos_proxy.json")
 proxy = json.loads(proxy_path.read_text()) if proxy_path.is_file() else None
 proxy = from_record(proxy) if proxy and computed_from(proxy, files) else None
@@ -148,7 +148,7 @@ else:
           f"{proxy['distinct_nameable']} distinct nameable effects; random directions at equal change "
           f"{proxy['mos_proxy_random']:.3f} (paper MOS {paper[1]})")
 
-# %%
+# %% tags=["hide-input"]
 write_record(out / "rca_mos.json", {"dataset": dataset, "preset": preset, "K": d.K, "rca": rca["rca"], "rca_n": n_rca,
                                     "s_min": d.s_min, "rca_uniform_s": uniform["rca"],
                                     "mag_err": rca["mag_err"], "chance": 1 / d.K, "paper_rca": paper[0],
@@ -160,7 +160,7 @@ print(f"wrote {shown_path(out / 'rca_mos.json')}")
 # ## What this shows
 # Generated from this chapter's record (`rca_mos.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

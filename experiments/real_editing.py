@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %%
+# %% tags=["hide-input"]
 
 # %% [markdown]
 # # Editing real images (paper section 5.3)
@@ -38,12 +38,12 @@ n_dirs = 4
 n_rank = 16
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("real_editing", globals())
 
-# %%
+# %% tags=["hide-input"]
 import torch
 
 from hdisc.data import held_out_images
@@ -66,7 +66,7 @@ print("directions:", ks)
 # Top: the real images; bottom: DDIM sampling from their inverted noise. The error is the
 # mean absolute pixel difference on the $[-1, 1]$ scale.
 
-# %%
+# %% tags=["hide-input"]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
 inv = ddim_steps(invert_steps, schedule_of(unet))
 x_T, recon = invert(unet, real, inv)
@@ -82,7 +82,7 @@ show_grid(torch.cat([real, recon]), nrow=n_real, title="real (top) and reconstru
 # amount whatever its size; so $s$ is scaled by their ratio (`DirectionSet.on`) to give an
 # edit the size it had in training.
 
-# %%
+# %% tags=["hide-input"]
 svals = strengths(d.S, 5)
 on_inv = dirs.on(inv)
 scale = on_inv.scale
@@ -92,7 +92,7 @@ for k in ks:
     show_grid(on_inv.sweep(unet, x_T, k, svals).flatten(0, 1), nrow=len(svals),
               title=f"direction {k} on real images", scale=1.0);
 
-# %%
+# %% tags=["hide-input"]
 write_record(out / "real_editing.json", {
     "dataset": dataset, "preset": preset, "n_real": n_real, "invert_steps": invert_steps, "strength_scale": scale,
     "directions": ks,
@@ -104,7 +104,7 @@ print(f"wrote {shown_path(out / 'real_editing.json')}")
 # ## What this shows
 # Generated from this chapter's record (`real_editing.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

@@ -43,12 +43,12 @@ n_rca = 256  # fresh pairs for the final reconstructor accuracy
 device = "auto"
 precision = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles (bench_precision.py)
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("train", globals())
 
-# %%
+# %% tags=["hide-input"]
 import dataclasses
 import json
 
@@ -79,7 +79,7 @@ print("departures from the paper:", departures(cfg) or "none")
 # `save_pretrained` folder through `dm_checkpoint`. With neither, a DM is pretrained here from `data_dir` first
 # (`experiments/train_dm.ipynb` does the same with more to show).
 
-# %%
+# %% tags=["hide-input"]
 dm_path = find_dm(dm_checkpoint, cfg)
 if dm_path is None:
     print("no DM checkpoint found: pretraining one first")
@@ -94,7 +94,7 @@ print(f"DM: {shown_path(dm_path)}")
 # loss, and the discriminator's mean outputs on $x_0$ (real) and $x'_0$ (shifted). The
 # paper reports $D(x'_0)$ staying near 0.5 (its figure 10).
 
-# %%
+# %% tags=["hide-input"]
 if not train:
     steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
 summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
@@ -110,14 +110,14 @@ plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accu
 # RCA (section 5.5): new noise, random $k$ and $s$, the reconstructor in eval mode.
 # Chance is $1/K$.
 
-# %%
+# %% tags=["hide-input"]
 model, _ = load_directions(out / "directions.pt", unet_cfg, d)
 rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M, schedule_of(unet)), n_rca, d.batch,
                              torch.Generator().manual_seed(seed + 1), device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "
       f"{PAPER['rca'][dataset]})")
 
-# %%
+# %% tags=["hide-input"]
 last = log[-1]
 record = {"dataset": dataset, "preset": preset, "name": name, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
           "batch": d.batch, "steps": summary["steps"], "steps_budget": d.steps, "lr": d.lr, "rca": rca["rca"],
@@ -143,7 +143,7 @@ print(f"wrote {shown_path(out / 'train.json')}")
 # and to the right, above the paper's RCA (dashed) and right of half the directions passing
 # (dotted).
 
-# %%
+# %% tags=["hide-input"]
 probes_path = project_path(f"results/{cfg.name}/probes.json")
 scored = [p for p in json.loads(probes_path.read_text())["probes"] if p.get("interpretability")] \
     if probes_path.is_file() else []
@@ -161,7 +161,7 @@ else:
 # ## What this shows
 # Generated from this chapter's record (`train.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

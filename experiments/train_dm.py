@@ -39,12 +39,12 @@ n_eval = 1000  # MNIST and shapes32: samples scored by the digit classifier or t
 device = "auto"
 precision = "float32"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles (scripts/bench_step.py)
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("train_dm", globals())
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from hdisc.backbone import load_unet
@@ -70,7 +70,7 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {shown_path(o
 # stopped there. A render (`train=False`) of a released model folder, which holds the
 # weights and their record but no training checkpoint, draws the loss curve from the record.
 
-# %%
+# %% tags=["hide-input"]
 if not train and not (out / DM_CHECKPOINT).exists():
     if not (out / "train_dm.json").is_file():
         raise FileNotFoundError(f"nothing to render in {shown_path(out)}: it holds neither {DM_CHECKPOINT} nor "
@@ -91,7 +91,7 @@ plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", 
 # predicted $x_0$ clipped to $[-1, 1]$ at every step (guided-diffusion's
 # `clip_denoised`).
 
-# %%
+# %% tags=["hide-input"]
 unet, _ = load_unet(out / "dm_ema.pt")
 unet.to(dev)
 n_gen = max(n_samples, n_eval if dataset in ("mnist32", "shapes32") else 0)
@@ -113,7 +113,7 @@ show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_step
 # (**FD-ShapeNet**). The `real` row scores held-out images against other held-out images,
 # the best a model can get at this sample size.
 
-# %%
+# %% tags=["hide-input"]
 quality = None
 if dataset == "mnist32" and n_eval > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
@@ -131,7 +131,7 @@ elif dataset == "shapes32" and n_eval > 0:
         print(f"{row:8s} confidence {q['mean_confidence']:.3f}  FD-ShapeNet {q['fd_shapenet']:.2f}  shape TV "
               f"{q['shape_tv']:.3f}  factor distances {({k: round(v, 3) for k, v in q['factor_distance'].items()})}")
 
-# %%
+# %% tags=["hide-input"]
 record = {"dataset": dataset, "preset": preset, "seed": seed, "config": cfg.to_dict(),
           "steps": summary["steps"], "final_loss": summary["final_loss"],
           "wall_s": summary["wall_s"], "loss_curve": summary["loss_curve"],
@@ -145,7 +145,7 @@ print(f"wrote {shown_path(out / 'train_dm.json')} and {shown_path(out / 'samples
 # ## What this shows
 # Generated from this chapter's record (`train_dm.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display

@@ -48,12 +48,12 @@ from_record = ""  # a truth.json to draw instead of computing again (the book's 
 device = "auto"
 precision = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 on CPUs with AMX tiles
 
-# %%
+# %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
 
 typed_parameters("truth", globals())
 
-# %%
+# %% tags=["hide-input"]
 import json
 import time
 
@@ -85,7 +85,7 @@ dev = resolve_device(device)
 # (From the record when `from_record` names one made from the same model files: the
 # comparison edits K x `n` x 9 images per family, about half an hour on one core.)
 
-# %%
+# %% tags=["hide-input"]
 dm_path = find_dm(dm_checkpoint, cfg)
 if dm_path is None:
     raise FileNotFoundError(f"no shapes32 DM for {cfg.name}: run experiments/train_dm.ipynb with -p dataset shapes32 "
@@ -124,7 +124,7 @@ print(f"wrote {shown_path(out / 'truth.json')}")
 # Each family's importance matrix (directions in rows, factors in columns), in units of
 # what random directions do to each factor; brighter is more.
 
-# %%
+# %% tags=["hide-input"]
 rows = record["rows"]
 fig, axes = plt.subplots(1, len(rows), figsize=(2.3 * len(rows), 4.2), sharey=True, squeeze=False)
 axes = axes[0]
@@ -136,12 +136,12 @@ for ax, row in zip(axes, rows, strict=True):
 axes[0].set_ylabel("direction")
 fig.tight_layout()
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(truth_table(record)))
 
 # %% [markdown]
 # ## What this shows
 # Generated from this chapter's record (`truth.json`), so the numbers are this run's.
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(what_this_shows("truth", json.loads((out / "truth.json").read_text()))))
