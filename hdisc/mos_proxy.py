@@ -6,8 +6,10 @@ turns every digit into a thin 1 is marked 1; a change of class is allowed. The p
 :mod:`hdisc.interpret` (class kept at S/2, signed, smooth) asks something else, and random
 directions pass it (97% at equal image change). This module reads what the raters read,
 from a direction's sweep ([N noises, n strengths] of edits), in a *semantic space*: each
-image's six Morpho-MNIST measures (standardised over the unedited samples) and its ten class
-log-probabilities from :class:`hdisc.metrics.MnistNet` (floored at log 0.01):
+image's six Morpho-MNIST measures (standardised over the unedited samples) and the
+log-probability of its unedited sample's own class (from :class:`hdisc.metrics.MnistNet`,
+floored at log 0.01), so that "keeps less of its digit" reads as one change in every image
+whichever digit it is; where the class goes is read by the class name below:
 
 - **realistic**: at every strength the classifier is, on average, nearly as confident on the
   edits as on the unedited samples (``realism`` >= :data:`REALISM`);
@@ -79,10 +81,10 @@ confident classifier's -20s would otherwise outweigh every stroke measure."""
 
 def semantic(sweeps: torch.Tensor, net: Classifier, svals: torch.Tensor) -> dict:
     """What the proxy reads of every image of sweeps [K, N, n, 1, H, W]: ``semantic`` [K, N, n,
-    16] (six stroke measures standardised by their spread over the unedited samples, s = 0,
-    then ten class log-probabilities floored at :data:`LOGP_FLOOR`; an image without ink
-    reads its unedited sample's measures), ``features`` [K, N, n, D] (the classifier's own,
-    for smoothness), ``labels`` [K, N, n] and ``confidence`` [K, N, n] (max softmax)."""
+    7] (six stroke measures standardised by their spread over the unedited samples, s = 0, and
+    the log-probability of the unedited sample's own class, floored at :data:`LOGP_FLOOR`; an
+    image without ink reads its unedited sample's measures), ``features`` [K, N, n, D] (the
+    classifier's own, for smoothness), ``labels`` [K, N, n] and ``confidence`` [K, N, n]."""
     K, N, n = sweeps.shape[:3]
     i0 = int((svals.abs() < 1e-9).nonzero()[0])
     flat = sweeps.flatten(0, 2)
@@ -92,7 +94,14 @@ def semantic(sweeps: torch.Tensor, net: Classifier, svals: torch.Tensor) -> dict
     m = morphometry(flat).reshape(K, N, n, len(MEASURES))
     m = np.where(np.isfinite(m), m, m[:, :, i0:i0 + 1])
     spread = np.nanstd(m[:, :, i0], axis=(0, 1)).clip(1e-6)
-    return {"semantic": np.concatenate([m / spread, logp.clamp_min(LOGP_FLOOR).double().numpy()], axis=3),
+    # the log-probability of the unedited sample's own class: "keeps less of its digit" is one
+    # change in every image, whichever digit it is. The other classes' log-probabilities are not
+    # in the space: they sit at the floor and spike only where a class flips, so they add
+    # changes orthogonal from image to image (on the committed directions their slopes alone
+    # had a median pairwise cosine of 0.00); where the class goes is read by the class name
+    lp = logp.clamp_min(LOGP_FLOOR).double()
+    own = lp.gather(3, lp[:, :, i0].argmax(2)[:, :, None, None].expand(K, N, n, 1))
+    return {"semantic": np.concatenate([m / spread, own.numpy()], axis=3),
             "features": feats.view(K, N, n, -1).double().numpy(), "labels": logp.argmax(3).numpy(),
             "confidence": logp.exp().amax(3).double().numpy()}
 
