@@ -69,7 +69,7 @@ if [ "$RENDER" = full ] || [ ! -f "$shapes/dm_ema.pt" ]; then shapes=runs/shapes
 shapes_results=results/shapes32-$PRESET
 mkdir -p "$shapes" "$shapes_results"
 pm_to shapes_train_dm train_dm -p dataset shapes32 -p out_dir "$shapes" -p train "$shapes_train" \
-  -p precision auto $([ "$PRESET" = smoke ] && echo "-p n_eval 32")
+  $([ "$PRESET" = smoke ] && echo "-p n_eval 32")
 pm_to truth truth -p dataset shapes32 -p out_dir "$shapes_results" -p dm_checkpoint "$shapes/dm_ema.pt" \
   $([ "$RENDER" = committed ] && [ -f "$shapes_results/truth.json" ] && echo "-p from_record $shapes_results/truth.json") \
   $([ "$PRESET" = smoke ] && echo "-p n 3 -p n_pca 12")
