@@ -9,7 +9,7 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   echo "installing Debian's chromium for the browser tests"
   apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-.venv/bin/ruff check hdisc tests experiments book scripts
+.venv/bin/ruff check hdisc tests experiments book scripts research
 # every experiments/*.py and book/*.py must match its committed, output-free .ipynb
 for py in experiments/*.py book/*.py; do
   .venv/bin/jupytext --to ipynb --output - "$py" | .venv/bin/python scripts/same_notebook.py "${py%.py}.ipynb"
