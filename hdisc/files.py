@@ -3,6 +3,7 @@ tensors and plain containers, and named relative to the project root."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -32,6 +33,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary files
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise OSError(e.errno, f"no space left on the device writing {path}: free some space and run again; "
+                                   f"{path} was not changed") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -38,3 +38,21 @@ def test_records_are_the_same_bytes_when_floats_differ_in_their_last_bits(tmp_pa
     write_json(tmp_path / "b.json", {"v": b, "rows": [{"w": 0.33333333333}], "t": (b, 2)})
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     assert json.loads((tmp_path / "a.json").read_text()) == {"v": 0.3, "rows": [{"w": 0.333333}], "t": [0.3, 2]}
+
+
+def test_a_full_disk_is_named_and_the_old_file_stays(tmp_path):
+    import errno
+
+    import pytest
+
+    from hdisc.files import atomic_write
+
+    target = tmp_path / "record.json"
+    target.write_text("old")
+
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="no space left on the device writing .*record.json: free some space"):
+        atomic_write(target, full)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["record.json"]
