@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -146,7 +147,16 @@ def load_file(path: str | os.PathLike, what: str, keys: tuple[str, ...] = ()) ->
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        code = re.search(r"Unsupported global: GLOBAL [\w.]+", text)
+        # torch's own text advises loading with weights_only=False: only its finding is quoted
+        if code:
+            reason = f"it holds code ({code.group(0).split()[-1]})"
+        elif text.startswith("Weights only load failed"):
+            after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+            reason = next((line.strip() for line in after.splitlines() if line.strip()), "not a file of tensors")
+        else:
+            reason = text.splitlines()[0] if text else type(e).__name__
         raise ValueError(f"{path} is not a {what} that hdisc can read: {reason[:200]}. hdisc reads only "
                          "tensors and plain containers (weights_only=True) and never unpickles code: "
                          f"pass the {what} file that hdisc wrote") from None
