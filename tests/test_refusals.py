@@ -61,8 +61,20 @@ def test_a_nan_dm_stops_discovery_and_keeps_every_file(tmp_path, smoke, unet):
     assert set(before) == {DISCOVERY_CHECKPOINT, DISCOVERY_WEIGHTS}
     broken = build_unet(smoke.unet)
     broken.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.state_dict().items()})
-    with pytest.raises(NonFiniteError, match="discovery step 2: non-finite .*NaN or infinite weights in the DM"):
+    # the run knows its DM: weights that turned NaN are another DM, refused before any step
+    with pytest.raises(ValueError, match="belongs to another run.*'dm'"):
         train_discovery(broken, smoke.unet, cfg, tmp_path, steps=4, progress=False)
+    assert _digests(tmp_path) == before
+    # a DM whose weights are fine but whose output overflows mid-run stops at the step, files kept
+    with torch.no_grad():
+        scale = torch.nn.Parameter(torch.ones(()))
+    unet.register_forward_hook(lambda m, i, out: out * scale)
+    train_discovery(unet, smoke.unet, cfg, tmp_path, steps=3, progress=False)
+    before = _digests(tmp_path)
+    with torch.no_grad():
+        scale.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="discovery step 3: non-finite .*NaN or infinite weights in the DM"):
+        train_discovery(unet, smoke.unet, cfg, tmp_path, steps=4, progress=False)
     assert _digests(tmp_path) == before
 
 
