@@ -318,7 +318,7 @@ def _scaled(dataset: str, scale: str) -> Preset:
         # half its width: 4.4M parameters, h 128x4x4; 0.39 s a step at batch 32 on one thread of
         # an AMX CPU in bfloat16 autocast (0.66 s in float32)
         unet = UNetConfig(size, chans, 32, (1, 2, 2, 4), 2)
-        dm = DMTrainConfig(lr=5e-4, batch=32, steps=14_000, ema=0.9995)
+        dm = DMTrainConfig(lr=5e-4, batch=32, steps=13_000, ema=0.9995)
         disc = dataclasses.replace(paper_disc, M=10, batch=32, steps=1_000, checkpoint_every=100)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)
     if scale == "cpu":

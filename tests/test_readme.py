@@ -457,3 +457,22 @@ def test_the_readme_quotes_the_factor_readers_record():
     assert f"on {record['n']:,} held-out images R^2 >= {floor:.3f}" in text
     assert f"and {record['shape_accuracy']:.3f} shape accuracy" in text
     assert min(record["r2"].values()) >= 0.95 and record["shape_accuracy"] >= 0.98
+
+
+def test_the_readme_headline_quotes_the_mos_proxy_record():
+    row = next(r for r in _headline_rows() if r.startswith("| MOS proxy"))
+    record = _record("mos_proxy.json")
+    by = {r["method"]: r for r in record["rows"]}
+    learned, rand = by["learned, as trained"], by["random"]
+    lo, hi = learned["interval"]
+    assert (f"| {len(learned['passing'])} of {learned['K']} ({learned['mos_proxy']:.0%}; 95% interval over the noises "
+            f"{lo:.0%}-{hi:.0%}), {learned['distinct_nameable']} distinct nameable effects; random directions at equal "
+            f"change {rand['mos_proxy']:.0%} (out of sample), PCA {by['PCA (pooled)']['mos_proxy']:.0%}, Jacobian "
+            f"{by['Jacobian (one image)']['mos_proxy']:.0%}, supervised {by['supervised']['mos_proxy']:.0%} |") in row
+    assert rand["mos_proxy"] <= 0.10 and by["random (calibration)"]["mos_proxy"] <= 0.10
+    text = " ".join(project_path("README.md").read_text().split())
+    others = max(by[m]["mos_proxy"] for m in ("PCA (pooled)", "Jacobian (one image)", "supervised"))
+    assert (f"(the set they were set on: {by['random (calibration)']['mos_proxy']:.0%}; a second random set, out of "
+            f"sample: {rand['mos_proxy']:.0%}), the learned directions are the only family well above the floor: "
+            f"{len(learned['passing'])} of 32 pass, against at most {others:.0%}") in text
+    assert f"make only {learned['distinct_nameable']} distinct effects" in text
