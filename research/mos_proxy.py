@@ -79,7 +79,7 @@ def main(*args: str) -> None:
     out = project_path("results/mnist32-cpu/mos_proxy.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "K": d.K, "S": d.S, "M": d.M, "n_noises": n, "seed": seed,
                        "precision": precision, "svals": svals.tolist(),
-                       "command": "python research/mos_proxy.py " + " ".join(args),
+                       "command": " ".join(["python research/mos_proxy.py", *args]),
                        "thresholds": out_rows[0]["thresholds"], "rows": out_rows,
                        "wall_s": round(time.perf_counter() - start, 1)}, files)
     print(f"wrote {shown_path(out)}")

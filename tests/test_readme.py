@@ -23,6 +23,8 @@ def test_the_readme_headline_table_quotes_the_committed_records():
     interp = _record("directions.json")["interpretability"]["summary"]
     fd = _record("fid.json")["rows"][0]
     assert any(r.startswith(f"| RCA, {rca['rca_n']:,} fresh pairs") and f"| {rca['rca']:.3f} |" in r for r in rows)
+    assert any(r.startswith("| RCA with s uniform in [-S, S]") and f"| {rca['rca_uniform_s']:.3f} | 0.77 |" in r
+               for r in rows)
     assert any(r.startswith("| directions that pass") and f"| {len(interp['interpretable'])} of {interp['K']}"
                in r for r in rows)
     equal = _record("equal_change.json")
