@@ -316,9 +316,9 @@ def _scaled(dataset: str, scale: str) -> Preset:
     if scale == "cpu" and dataset == "shapes32":
         # the paper's topology (h at 4x4 behind three downsamplings, two res blocks a level) at
         # half its width: 4.4M parameters, h 128x4x4; 0.70 s a step at batch 32 on one thread in
-        # float32 (results/mnist32-cpu/step_speed.json). The committed DM trained its first 7,500
-        # steps in bfloat16 autocast (0.44 s) and the rest in float32: trained in bfloat16, its noise
-        # prediction at t near T was too coarse (research/high_t.py)
+        # float32 (results/mnist32-cpu/step_speed.json). A first DM of these settings (7,500 steps in
+        # bfloat16 autocast, 4,500 in float32) sampled coloured backgrounds: its noise prediction at
+        # t near T was 4x the MNIST DM's error (research/high_t.py); it is not released
         unet = UNetConfig(size, chans, 32, (1, 2, 2, 4), 2)
         dm = DMTrainConfig(lr=5e-4, batch=32, steps=12_000, ema=0.9995)
         disc = dataclasses.replace(paper_disc, M=10, batch=32, steps=1_000, checkpoint_every=100)

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding folder images")
     p.add_argument("--cache", default="", help="a .npy file: decode and resize the folder once into it")
     p.add_argument("--precision", choices=CHOICES, default="float32",
-                   help="float32 (default: a DM trained in bfloat16 autocast predicted the noise at t near T too "
-                        "coarsely, research/high_t.py), bfloat16 autocast, or auto (bfloat16 on a CPU with AMX tiles)")
+                   help="float32 (default), bfloat16 autocast, or auto (bfloat16 on a CPU with AMX tiles); check a "
+                        "DM's noise prediction at t near T with research/high_t.py")
     args = p.parse_args(argv)
     preset = get_preset(args.dataset, args.preset)
     out = Path(args.out).resolve() if args.out else ""  # --out is relative to the working directory

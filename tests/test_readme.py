@@ -478,3 +478,14 @@ def test_the_readme_headline_quotes_the_mos_proxy_record():
             f"sample: {rand['mos_proxy']:.0%}), the learned directions are the only family well above the floor: "
             f"{len(learned['passing'])} of 32 pass, against at most {others:.0%}") in text
     assert f"make only {learned['distinct_nameable']} distinct effects" in text
+
+
+def test_the_readme_quotes_the_high_t_records():
+    text = " ".join(project_path("README.md").read_text().split())
+    shapes = json.loads(project_path("results/shapes32-cpu/high_t.json").read_text())["entries"]
+    first, last = (e["rows"][0] for e in shapes)
+    mnist = _record("high_t.json")["entries"][0]["rows"][0]
+    assert first["t"] == last["t"] == mnist["t"] == 999
+    assert (f"predicts the noise at t = 999 with {last['eps_mse'] / mnist['eps_mse']:.0f}x the MNIST DM's error "
+            f"({last['eps_mse']:.5f} against {mnist['eps_mse']:.5f}; {first['eps_mse']:.5f} at step 7,500 in "
+            "bfloat16)") in text
