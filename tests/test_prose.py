@@ -67,13 +67,28 @@ def test_the_training_paragraph_never_reports_rca_alone():
     assert "86% of fresh pairs (chance 3%)" in text and "0.27 to shifted samples against 0.76" in text
 
 
+def _truth_record() -> dict:
+    """A truth.json of two families (no shapes32 record is committed until a shapes DM is released)."""
+    def row(method, d, gap):
+        return {"method": method, "disentanglement": d, "completeness": d / 2,
+                "interval": {"disentanglement": [d - 0.05, d + 0.05]},
+                "gap": {"x": gap, "hue": 0.1}, "purity": {"x": 0.8, "hue": 0.2},
+                "rank_correlation": {"x": 0.9, "hue": 0.1}}
+    return {"n_noises": 32, "target_change": 0.05, "rows": [row("PCA (pooled)", 0.6, 0.7),
+                                                            row("random (scored)", 0.1, 0.2)]}
+
+
 @pytest.mark.parametrize("chapter", sorted(WRITERS))
 def test_every_committed_record_has_its_paragraph(chapter):
     path = RESULTS / f"{chapter}.json"
     if chapter in ("train_dm", "train"):
         path = RESULTS.parents[1] / "models" / "mnist32-cpu" / f"{chapter}.json"
-    text = what_this_shows(chapter, json.loads(path.read_text()))
+    record = _truth_record() if chapter == "truth" else json.loads(path.read_text())
+    text = what_this_shows(chapter, record)
     assert text.startswith("**What this shows.**") and len(text) > 80
+    if chapter == "truth":
+        assert "random directions score disentanglement 0.10 (0.05-0.15)" in text
+        assert "PCA (pooled): disentanglement 0.60 (above random's interval), recovers x." in text
 
 
 def test_an_unknown_chapter_is_refused():
