@@ -7,12 +7,17 @@ from hdisc.files import project_path
 from hdisc.interpret import named_beyond
 
 
+def _readme_and_findings():
+    """The README and the book's findings page, where the research log moved: the numbers both quote."""
+    return project_path("README.md").read_text() + "\n" + project_path("book/findings.md").read_text()
+
+
 def _record(name):
     return json.loads(project_path(f"results/mnist32-cpu/{name}").read_text())
 
 
 def _headline_rows():
-    text = project_path("README.md").read_text()
+    text = _readme_and_findings()
     start = text.index("| mnist32, `cpu` preset, committed model")
     return text[start:text.index("\n\n", start)].splitlines()
 
@@ -46,7 +51,7 @@ def test_the_readme_headline_table_quotes_the_committed_records():
 
 
 def test_the_readme_comparison_quotes_the_compare_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("compare.json")
     own = record["own_size"]
     learned, floor = own["rows"][:2]
@@ -72,7 +77,7 @@ def test_the_readme_comparison_quotes_the_compare_record():
 
 
 def test_the_readme_says_how_many_distinct_effects_the_directions_have():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("directions.json")
     groups, K, effects = record["alike_groups"], record["K"], record["distinct_effects"]
     attributes = {row["k"]: row["attribute"] for row in record["interpretability"]["directions"]}
@@ -84,7 +89,7 @@ def test_the_readme_says_how_many_distinct_effects_the_directions_have():
 
 
 def test_the_readme_quotes_the_16_noise_equal_change_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("equal_change.json")
     rows = {(r["method"], r["size"]): r for r in record["rows"]}
     learned, rand = rows[("learned, as trained", "as trained (cap)")], rows[("random", "equal change")]
@@ -139,13 +144,13 @@ def test_the_readme_quotes_the_16_noise_equal_change_record():
 
 
 def test_the_readme_quotes_the_jacobian_memory_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     row = next(r for r in _record("jacobian_memory.json")["rows"] if r["K"] == 32)
     assert f"{row['peak_rss_gb']:.1f} GB and {row['seconds']:.0f} s for K = 32 at {row['iters']} iterations" in text
 
 
 def test_the_readme_quotes_the_effect_penalty_probes():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     rows = {"committed model (g3@1000)": ("g3-q2-cap0.1-b64@1000", "committed@1000-n48"),
             "d0": ("d0-committed-b16",) * 2, "d1": ("d1-committed-b16-div1",) * 2,
@@ -176,7 +181,7 @@ def test_the_readme_quotes_the_effect_penalty_probes():
 
 
 def test_the_readme_quotes_the_effect_proxy_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("effect_overlap.json")
     mean, corr = record["mean_over_nodes"], [n["corr_abs"] for n in record["nodes"]]
     assert (f"correlate {mean['corr_abs']:.2f} with those of the final edits over the {record['pairs']} pairs "
@@ -187,7 +192,7 @@ def test_the_readme_quotes_the_effect_proxy_record():
 
 
 def test_the_readme_quotes_the_effect_penalty_overlap_curves():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     d2, d1 = probes["d2-committed-b16-div10"]["overlap_curve"], probes["d1-committed-b16-div1"]["overlap_curve"]
     assert (f"{d2[0][1]:.3f} -> {d2[-1][1]:.3f} from its first to its last logged window; at weight 1, "
@@ -196,7 +201,7 @@ def test_the_readme_quotes_the_effect_penalty_overlap_curves():
 
 
 def test_the_readme_quotes_the_long_effect_penalty_probe():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     d4, d2 = probes["d4-d2-div10-long@900"], probes["d2-committed-b16-div10"]
     equal = _record("equal_change.json")
@@ -221,7 +226,7 @@ def test_the_readme_quotes_the_long_effect_penalty_probe():
 
 
 def test_the_readme_quotes_the_bfloat16_penalty_probes():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     e1, e2, d2 = (probes[n] for n in ("e1-committed-b16-div10-bf16@300", "e2-committed-b16-div10signs-bf16@300",
                                       "d2-committed-b16-div10"))
@@ -242,7 +247,7 @@ def test_the_readme_quotes_the_bfloat16_penalty_probes():
 def test_the_readme_quotes_the_committed_e3_checkpoint():
     import torch
 
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     blob = torch.load(project_path("models/mnist32-cpu/probe-e3/discovery_checkpoint.pt"), weights_only=True)
     cfg, log = blob["discovery_config"], blob["log"]
     assert (cfg["lambda_div"], cfg["div_signs"], cfg["batch"]) == (10.0, "apart", 16)
@@ -278,7 +283,7 @@ def test_the_readme_quotes_the_committed_e3_checkpoint():
 
 
 def test_the_readme_quotes_the_rca_ceiling_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("rca_ceiling.json")
     by = {(r["set"], r["reader"], r["n_train"]): r for r in record["rows"]}
     trained, refit = by[("learned", "as trained", 0)], by[("learned", "as trained, then refit", 16384)]
@@ -302,7 +307,7 @@ def test_the_readme_quotes_the_rca_ceiling_record():
 def test_the_readme_precision_paragraph_quotes_each_machine_and_auto_follows_the_faster():
     from hdisc.precision import FAST_BF16_FLAG
 
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     machines = _record("precision.json")["machines"]
     assert len({(m["cpu"], tuple(m["bf16_flags"])) for m in machines}) == len(machines)
     for m in machines:
@@ -317,7 +322,7 @@ def test_the_readme_precision_paragraph_quotes_each_machine_and_auto_follows_the
 
 
 def test_the_readme_quotes_the_shift_window_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("shift_window.json")
     cell = {(r["t_start"], r["s"]): r for r in record["rows"]}
     assert f"`shift_window.json`, {record['wall_s']:,.0f} s of one thread" in text
@@ -331,7 +336,7 @@ def test_the_readme_quotes_the_shift_window_record():
 
 
 def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     late, final, f1, f2, d3, d2 = (probes[n] for n in (
         "e3-committed-b16-div10signs-f32penalty@900", "e3-committed-b16-div10signs-f32penalty@2000",
@@ -364,7 +369,7 @@ def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
 
 
 def test_the_readme_quotes_the_rescaled_heads_and_spatial_reader_probes():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     h1, i0, i1, e3, r2 = (probes[n] for n in (
         "h1-committed-rescaled-b16-div10@300", "i0-committed-spatial-R100@100", "i1-i0-spatial-b16-div10@300",
@@ -385,7 +390,7 @@ def test_the_readme_quotes_the_rescaled_heads_and_spatial_reader_probes():
 
 
 def test_the_readme_quotes_the_h_spectrum_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = _record("h_spectrum.json")
     committed, longer = record["rows"]
     assert (committed["dm"], committed["trained_steps"]) == ("models/mnist32-cpu/dm_ema.pt", 12000)
@@ -417,7 +422,7 @@ def test_the_readme_quotes_the_h_spectrum_record():
 
 
 def test_the_readme_quotes_the_probe_on_the_longer_trained_dm():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
     k1, e3 = probes["k1-dm20k-committed-b16-div10@300"], probes["e3-committed-b16-div10signs-f32penalty@300"]
     assert k1["dm"]["path"] == "models/mnist32-cpu/dm-long/dm_ema.pt" and k1["init_from"] == e3["init_from"]
@@ -434,7 +439,7 @@ def test_the_readme_quotes_the_probe_on_the_longer_trained_dm():
 
 
 def test_the_readme_stage_table_quotes_the_step_speed_and_benchmark_records():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     speed = _record("step_speed.json")
     rows = {(r["precision"], r["method"]): r for r in speed["discovery"]["rows"]}
     flat, budget, bf16 = rows[("float32", "chain")], rows[("float32", "budget")], rows[("bfloat16", "chain")]
@@ -453,7 +458,7 @@ def test_the_readme_stage_table_quotes_the_step_speed_and_benchmark_records():
 
 
 def test_the_readme_quotes_the_factor_readers_record():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     record = json.loads(project_path("results/shapes32-cpu/factor_readers.json").read_text())
     floor = math.floor(min(record["r2"].values()) * 1000) / 1000  # "R^2 >= x": x rounded down
     assert f"on {record['n']:,} held-out images R^2 >= {floor:.3f}" in text
@@ -472,7 +477,7 @@ def test_the_readme_headline_quotes_the_mos_proxy_record():
             f"change {rand['mos_proxy']:.0%} (out of sample), PCA {by['PCA (pooled)']['mos_proxy']:.0%}, Jacobian "
             f"{by['Jacobian (one image)']['mos_proxy']:.0%}, supervised {by['supervised']['mos_proxy']:.0%} |") in row
     assert rand["mos_proxy"] <= 0.10 and by["random (calibration)"]["mos_proxy"] <= 0.10
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     others = max(by[m]["mos_proxy"] for m in ("PCA (pooled)", "Jacobian (one image)", "supervised"))
     assert (f"(the set they were set on: {by['random (calibration)']['mos_proxy']:.0%}; a second random set, out of "
             f"sample: {rand['mos_proxy']:.0%}), the learned directions are the only family well above the floor: "
@@ -481,7 +486,7 @@ def test_the_readme_headline_quotes_the_mos_proxy_record():
 
 
 def test_the_readme_quotes_the_high_t_records():
-    text = " ".join(project_path("README.md").read_text().split())
+    text = " ".join(_readme_and_findings().split())
     shapes = json.loads(project_path("results/shapes32-cpu/high_t.json").read_text())["entries"]
     first, last = (e["rows"][0] for e in shapes)
     mnist = _record("high_t.json")["entries"][0]["rows"][0]
