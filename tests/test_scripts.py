@@ -191,13 +191,14 @@ def test_rescale_heads_keeps_the_committed_edits_and_refuses_to_overwrite(tmp_pa
         rescale.main(["models/mnist32-cpu/directions.pt", str(tmp_path / "other.pt"), "size=2"])
 
 
-def test_the_head_sizes_that_readme_and_script_quote_are_what_the_default_command_measures(tmp_path):
+def test_the_head_sizes_that_findings_and_script_quote_are_what_the_default_command_measures(tmp_path):
     rescale = _script("rescale_heads")
     dst = tmp_path / "default.pt"
     rescale.main(["models/mnist32-cpu/directions.pt", str(dst)])  # the README's command: n=64, seed=11, target=2
     before = torch.load(dst, weights_only=True)["rescaled_heads"]["smallest_before"]
     quoted = f"{min(before):.1f}-{max(before):.1f} times the cap"
-    assert quoted in " ".join((ROOT / "README.md").read_text().split()) and quoted in rescale.__doc__
+    findings = " ".join((ROOT / "book" / "findings.md").read_text().split())  # the research log's home
+    assert quoted in findings and quoted in rescale.__doc__
 
 
 def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_path, monkeypatch, unet, smoke):
