@@ -38,7 +38,7 @@
 # the table gives each method's median change at $S/2$ beside its passing share, since the
 # pass test is easiest for edits that change little. Equal |dh| is therefore not a fair
 # footing; the last table compares every method at *equal image change* instead, the learned
-# set's own. With 4 noises per direction the passing share is noisy: `scripts/equal_change.py`
+# set's own. With 4 noises per direction the passing share is noisy: `research/equal_change.py`
 # repeats the equal-change section on 16 noises (its table is on the reproduction page), and
 # on the committed cpu model it did not confirm that the learned directions beat random ones.
 
@@ -59,6 +59,7 @@ n_test = 64  # noises for its held-out edits (4 edits each)
 epochs = 8  # passes of the post-hoc reconstructor over its training edits
 n_show = 4  # leading directions shown per method
 device = "auto"
+from_record = ""  # a compare.json made from these model files: shown, not scored again (the book's render-only mode)
 
 # %% tags=["hide-input"]
 from hdisc.chapter import typed_parameters
@@ -69,18 +70,18 @@ typed_parameters("compare", globals())
 import json
 
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from hdisc.baselines import every_method, training_free
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet, strengths
-from hdisc.files import project_path, shown_path
+from hdisc.files import atomic_write, project_path, shown_path, write_json
 from hdisc.metrics import mnist_net
 from hdisc.posthoc import score_at_equal_change, score_directions
 from hdisc.report import compare_table, equal_change_table, mos_proxy_table
 from hdisc.runs import computed_from, open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import schedule_of
-from hdisc.viz import plot_curves, show_grid
+from hdisc.viz import plot_curves, save_grid, show_grid
 
 if dataset != "mnist32":
     raise ValueError("the comparison scores directions with MNIST's classifier and stroke measures: "
@@ -91,6 +92,13 @@ out = run_dir(out_dir, cfg)
 dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 net = mnist_net(project_path("models/mnist_net.pt"))
+old = json.loads(project_path(from_record).read_text()) if from_record else None
+if old is not None and not computed_from(old, files):
+    raise ValueError(f"{from_record} was made from other model files than {files}: run the chapter without "
+                     "from_record to score these")
+if old is not None:
+    print(f"shown from {from_record} (made from these model files by a full run of this chapter), "
+          "not scored again: run without from_record to score again")
 
 # %% [markdown]
 # ## The directions of each method
@@ -103,14 +111,17 @@ net = mnist_net(project_path("models/mnist_net.pt"))
 # measure the top quartile minus the bottom one with the digit directions projected out.
 
 # %% tags=["hide-input"]
-methods, diag = every_method(unet, dirs, net, n_pca, rel, seed=seed, jacobian_iters=jacobian_iters, device=dev)
-spectra, sigma = diag["pca_spectra"], diag["jacobian_sigma"]
-spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
-              **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}}
-             for i in range(min(32, *(len(v) for v in spectra["per_t"].values())))]
+if old is None:
+    methods, diag = every_method(unet, dirs, net, n_pca, rel, seed=seed, jacobian_iters=jacobian_iters, device=dev)
+    spectra, sigma = diag["pca_spectra"], diag["jacobian_sigma"]
+    spec_rows = [{"component": i + 1, "pooled": spectra["pooled"][i].item(),
+                  **{f"t={t}": v[i].item() for t, v in spectra["per_t"].items()}}
+                 for i in range(min(32, *(len(v) for v in spectra["per_t"].values())))]
+else:
+    spec_rows = [{"component": i + 1, "pooled": v} for i, v in enumerate(old["pca_spectrum_pooled"][:32])]
 plot_curves(spec_rows, "component", {key: key for key in spec_rows[0] if key != "component"},
             "explained variance of h's principal components");
-print({name: other.K for name, other in methods.items()})
+print({row["method"]: row["K"] for row in old["rows"]} if old else {name: other.K for name, other in methods.items()})
 
 # %% [markdown]
 # ## Scores
@@ -119,8 +130,8 @@ print({name: other.K for name, other in methods.items()})
 
 # %% tags=["hide-input"]
 real = held_out_images(cfg.data, None, 1000)
-rows, evals = [], {}
-for name, other in methods.items():
+rows, evals = ([], {}) if old is None else (old["rows"], None)
+for name, other in methods.items() if old is None else ():
     row, evals[name] = score_directions(unet, other.to(dev), net, real, n_interp=n_interp, n_train=n_train,
                                         n_test=n_test, epochs=epochs, seed=seed, device=dev)
     rows.append({"method": name, **row})
@@ -140,8 +151,9 @@ display(Markdown(compare_table(rows)))
 # means more nameable directions, not smaller ones.
 
 # %% tags=["hide-input"]
-own = score_at_equal_change(unet, dirs, training_free(methods), net, real, diag["h_shape"], rel=rel,
-                            n_interp=n_interp, n_train=n_train, n_test=n_test, epochs=epochs, seed=seed, device=dev)
+own = old["own_size"] if old else score_at_equal_change(
+    unet, dirs, training_free(methods), net, real, diag["h_shape"], rel=rel, n_interp=n_interp, n_train=n_train,
+    n_test=n_test, epochs=epochs, seed=seed, device=dev)
 if not own["target_change"] > 0:
     print("the learned edits do not change the image as trained: there is no change to match")
 display(Markdown(equal_change_table(own)))
@@ -165,28 +177,43 @@ else:
 
 # %% [markdown]
 # ## Each method's leading directions
-# Per method, its first directions that pass the evaluation (then the others), on one
-# noise, at $s = -S, -S/2, 0, S/2, S$.
+# Per method (rows of `n_show`), its first directions that pass the evaluation (then the
+# others), on one noise, at $s = -S, -S/2, 0, S/2, S$; saved beside the record as
+# `compare_directions.png`, which a render from the record shows.
 
 # %% tags=["hide-input"]
-svals = strengths(d.S, 5)
-zz = torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed + 4)).to(dev)
-for name, other in methods.items():
-    ev = evals[name]["directions"]
-    lead = sorted(range(other.K), key=lambda k, ev=ev: (not ev[k]["passes"], -ev[k]["keep_half"]))[:n_show]
-    imgs = torch.cat([other.to(dev).sweep(unet, zz, k, svals)[0] for k in lead])
-    title = f"{name}: " + ", ".join(f"{other.label(k)} ({ev[k]['attribute'] or 'unnamed'})" for k in lead)
-    show_grid(imgs, nrow=len(svals), title=title, scale=0.9);
+figure = out / "compare_directions.png"
+if old is None:
+    svals = strengths(d.S, 5)
+    zz = torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed + 4)).to(dev)
+    leading, panels = {}, []
+    for name, other in methods.items():
+        ev = evals[name]["directions"]
+        lead = sorted(range(other.K), key=lambda k, ev=ev: (not ev[k]["passes"], -ev[k]["keep_half"]))[:n_show]
+        leading[name] = [f"{other.label(k)} ({ev[k]['attribute'] or 'unnamed'})" for k in lead]
+        panels.append(torch.cat([other.to(dev).sweep(unet, zz, k, svals)[0] for k in lead]).cpu())
+        show_grid(panels[-1], nrow=len(svals), title=f"{name}: " + ", ".join(leading[name]), scale=0.9);
+    save_grid(torch.cat(panels), figure, nrow=len(svals), scale=2)
+else:
+    leading, shown = old["leading"], project_path(from_record).parent / "compare_directions.png"
+    for name, names in leading.items():
+        print(f"{name}: {', '.join(names)}")
+    display(Image(filename=str(shown)))
+    if shown.resolve() != figure.resolve():
+        atomic_write(figure, lambda f: f.write(shown.read_bytes()))
 
 # %% tags=["hide-input"]
-write_record(out / "compare.json", {
-    "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
-    "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
-    "rows": rows, "own_size": own,
-    "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
-    "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": diag["jacobian_t"], "noise": 0},
-    "n_pca": n_pca, "n_interp": n_interp, "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs},
-    "seed": seed}, files)
+if old is not None:  # the record as it was made, where the chapter writes
+    write_json(out / "compare.json", old)
+else:
+    write_record(out / "compare.json", {
+        "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rel": rel,
+        "strength": "every direction rescaled so |dh| = |s| * rel * rms(h), per image and step",
+        "rows": rows, "own_size": own,
+        "pca_spectrum_pooled": spectra["pooled"][:64].tolist(),
+        "jacobian_sigma": sigma.tolist(), "jacobian_at": {"t": diag["jacobian_t"], "noise": 0},
+        "n_pca": n_pca, "n_interp": n_interp, "leading": leading, "seed": seed,
+        "posthoc": {"n_train": 4 * n_train, "n_test": 4 * n_test, "epochs": epochs}}, files)
 print(f"wrote {shown_path(out / 'compare.json')}")
 
 

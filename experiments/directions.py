@@ -85,7 +85,7 @@ change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.
 # (Spearman's $\rho$, named when $|\rho| \geq 0.3$). That fixed threshold names half of all
 # random directions too, so a name counts *beyond random* only when $|\rho|$ exceeds the
 # 95th percentile over random directions that change the image as much
-# (`scripts/equal_change.py`'s `name_floor`, shown when that record was measured on these
+# (`research/equal_change.py`'s `name_floor`, shown when that record was measured on these
 # models and noises). This is a measured complement to the paper's human MOS, not a
 # substitute for it.
 

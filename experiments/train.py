@@ -32,7 +32,7 @@ data_dir = ""  # images to pretrain a DM on, when no dm_checkpoint exists yet
 dm_checkpoint = ""  # default: models/<dataset>-<preset>/dm_ema.pt, else runs/<dataset>-<preset>/dm_ema.pt
 out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
-train = True  # False: render the checkpoint in out_dir as it is, without training further
+train = True  # False: render out_dir as it is (its checkpoint, or a released model's weights and train.json)
 steps = -1  # -1: the preset's
 method = "chain"  # chain (node-by-node backprop) | vanilla (autograd through the chain)
 budget = "auto"  # the chain's memory for kept graphs, in bytes: auto (half the free memory) | 0 (flat, the paper's)
@@ -95,11 +95,19 @@ print(f"DM: {shown_path(dm_path)}")
 # paper reports $D(x'_0)$ staying near 0.5 (its figure 10).
 
 # %% tags=["hide-input"]
-if not train:
-    steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
-summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
-                          method=method, init_from=init_from or None, device=dev, precision=precision,
-                          budget=parse_budget(str(budget)))
+if not train and not (out / DISCOVERY_CHECKPOINT).exists():
+    if not (out / "train.json").is_file():
+        raise FileNotFoundError(f"nothing to render in {shown_path(out)}: it holds neither {DISCOVERY_CHECKPOINT} nor "
+                                "train.json; train (train=True) or point out_dir at a trained model's folder")
+    summary = json.loads((out / "train.json").read_text())  # a released model: weights and record, no checkpoint
+    load_directions(out / "directions.pt", unet_cfg, d, dm=unet)  # refuses weights of another config or DM
+    print(f"a released model: the training record of {shown_path(out / 'train.json')}, no checkpoint")
+else:
+    if not train:
+        steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
+    summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
+                              method=method, init_from=init_from or None, device=dev, precision=precision,
+                              budget=parse_budget(str(budget)))
 log = summary["log"]
 plot_curves(log, "step", {"cross-entropy": "l_ce", "|s_hat - s|": "mag_err"}, f"{name}: reconstruction");
 plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accuracy": "acc"},
@@ -135,7 +143,7 @@ print(f"wrote {shown_path(out / 'train.json')}")
 
 # %% [markdown]
 # ## How the recipe was chosen: recognisable against nameable
-# Each point is a probe (`scripts/probe_discovery.py`, recorded in
+# Each point is a probe (`research/probe_discovery.py`, recorded in
 # `results/<dataset>-<preset>/probes.json`), or a point along a longer one (NAME@STEP): its
 # RCA on fresh pairs against the share of its directions that pass the interpretability
 # evaluation (signed, smooth, digit kept at $|s| = S/2$; the directions chapter). RCA alone

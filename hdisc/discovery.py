@@ -104,7 +104,7 @@ class ShiftBlock(nn.Module):
         [K]. With ``norm="cap"`` or ``"fixed"`` a head's edits do not depend on its scale
         while its outputs stay at or above the cap, so the edits stay as they were; but Adam
         turns a head by about lr / |head| a step, so heads that have grown far past the cap
-        (15-59 times on the committed cpu model, scripts/rescale_heads.py) have all but stopped
+        (15-59 times on the committed cpu model, research/rescale_heads.py) have all but stopped
         turning."""
         if self.norm == "free" or target < 1:
             raise ValueError(f"rescale_heads keeps the edits only with shift_norm 'cap' or 'fixed' and target >= 1, "
@@ -313,7 +313,7 @@ def effect_similarity(unet: nn.Module, shift: Shift, cfg: DiscoveryConfig, steps
     ``i`` of the plain chain from x_T [n, C, H, W] (a shifted node, t_i > t_stop).
 
     At one node the change of eps is proportional to that of the predicted x_0, so this is a
-    one-step stand-in for the similarity of the final edits (``scripts/effect_proxy.py``
+    one-step stand-in for the similarity of the final edits (``research/effect_proxy.py``
     measures how good a stand-in on the committed cpu model: results/mnist32-cpu/effect_overlap.json).
     Gradients reach ``shift`` through one UNet pass on 2 K n rows with h shifted (not eq. 2's
     asymmetric step: only the shifted prediction is needed); the chain up to node i and the

@@ -167,7 +167,7 @@ def score_at_equal_change(unet: nn.Module, learned: DirectionSet, others: dict[s
 
 def recorded_name_floor(record: str | os.PathLike, files: dict[str, str | os.PathLike | None], n_interp: int,
                         seed: int) -> float | None:
-    """The ``name_floor`` of an equal-change record (``scripts/equal_change.py``'s, written by
+    """The ``name_floor`` of an equal-change record (``research/equal_change.py``'s, written by
     :func:`score_at_equal_change`) when it holds for an evaluation of the same directions: the
     record's model files have the sha256 of ``files`` ({role: path or None}, as chapters
     record them) and it was scored on ``n_interp`` noises of the same ``seed``. Else None: a

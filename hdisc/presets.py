@@ -316,11 +316,14 @@ def _scaled(dataset: str, scale: str) -> Preset:
     if scale == "cpu" and dataset == "shapes32":
         # the paper's topology (h at 4x4 behind three downsamplings, two res blocks a level) at
         # half its width: 4.4M parameters, h 128x4x4; 0.70 s a step at batch 32 on one thread in
-        # float32 (results/mnist32-cpu/step_speed.json). A first DM of these settings (7,500 steps in
-        # bfloat16 autocast, 4,500 in float32) sampled coloured backgrounds: its noise prediction at
-        # t near T was 4x the MNIST DM's error (research/high_t.py); it is not released
+        # float32 (results/mnist32-cpu/step_speed.json). A first DM on the linear schedule (7,500
+        # steps in bfloat16 autocast, 4,500 in float32) sampled coloured backgrounds: at t = 999 its
+        # predicted x_0 is the noise error over sqrt(abar) = 0.0064, and its mean colour was off by
+        # 3.3 (research/high_t.py); it is not released. This DM trains on Stable Diffusion's
+        # scaled-linear schedule (abar_999 = 0.0047: the error is amplified 15x, not 156x)
         unet = UNetConfig(size, chans, 32, (1, 2, 2, 4), 2)
-        dm = DMTrainConfig(lr=5e-4, batch=32, steps=12_000, ema=0.9995)
+        dm = DMTrainConfig(lr=5e-4, batch=32, steps=12_000, ema=0.9995,
+                           schedule=Schedule(1000, "scaled_linear", 0.00085, 0.012))
         disc = dataclasses.replace(paper_disc, M=10, batch=32, steps=1_000, checkpoint_every=100)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)
     if scale == "cpu":
@@ -335,7 +338,7 @@ def _scaled(dataset: str, scale: str) -> Preset:
         # digit; caps of 0.2 and 0.3 raised RCA faster but lost it (9% and 0% passing). M=10
         # halves the paper's chain; batch 64 gives the reconstructor four times the pairs of
         # batch 16. The committed model is the last stage of a warm-started lineage (its
-        # init_from, models/mnist32-cpu/recipe-q2/run.json): 9,850 steps of the M=5 recipe,
+        # init_from, results/mnist32-cpu/lineage_stage2.json): 9,850 steps of the M=5 recipe,
         # 1,200 steps of this one at batch 16 on this CPU, then these 1,000 steps at batch 64
         # on an H100 (427 s there, the first 400 steps beside three other probes; 22.7 s a step
         # on one thread of this CPU, results/mnist32-cpu/precision.json). Longer runs

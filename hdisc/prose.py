@@ -216,7 +216,7 @@ def _compare(r: dict) -> str:
             text += (" No method's edits are recognisable to a fresh reconstructor (post-hoc RCA below twice chance)"
                      + (f" trained on {budget['n_train']} pairs for {budget['epochs']} passes: too few to rank the "
                         "methods by it (a reconstructor needs thousands of pairs to read even the learned set: "
-                        "`scripts/rca_ceiling.py`)" if budget else "") + ".")
+                        "`research/rca_ceiling.py`)" if budget else "") + ".")
     own = r.get("own_size")
     if own:
         learned = own["rows"][0]

@@ -67,7 +67,7 @@ def equal_change_table(own: dict) -> str:
 
 
 def rca_ceiling_table(record: dict) -> str:
-    """``scripts/rca_ceiling.py``'s rows: each reader of held-out edit pairs (the model's
+    """``research/rca_ceiling.py``'s rows: each reader of held-out edit pairs (the model's
     reconstructor as trained, trained on, or fresh) with the pairs it trained on, its RCA, and
     its RCA on the smallest and the largest quarter of |s|."""
     def at(row: dict, i: int) -> str:
@@ -120,7 +120,7 @@ def truth_table(record: dict) -> str:
 
 
 def h_spectrum_table(record: dict) -> str:
-    """``scripts/h_spectrum.py``'s rows: each DM's training steps, its samples' FD-MnistNet, and at
+    """``research/h_spectrum.py``'s rows: each DM's training steps, its samples' FD-MnistNet, and at
     each shifted node (t) how many directions of h it answers within a quarter of the most
     answered one (mean over the noises)."""
     nodes = record["rows"][0]["nodes_t"]

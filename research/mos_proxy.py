@@ -46,7 +46,7 @@ def main(*args: str) -> None:
     equal = json.loads(project_path("results/mnist32-cpu/equal_change.json").read_text())
     if not computed_from(equal, files):
         raise SystemExit("results/mnist32-cpu/equal_change.json was made from other model files: run "
-                         "scripts/equal_change.py first, so the sizes at equal change belong to these models")
+                         "research/equal_change.py first, so the sizes at equal change belong to these models")
     sizes = {r["method"]: r["rel"] for r in equal["rows"] if r["size"] == "equal change"}
     dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
     net = mnist_net(project_path("models/mnist_net.pt"))

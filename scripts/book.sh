@@ -32,6 +32,7 @@ pm_to() {  # pm_to PAGE NOTEBOOK [papermill args...]: execute experiments/NOTEBO
   .venv/bin/papermill --no-progress-bar "experiments/$name.ipynb" "$executed/$page.ipynb" \
     -p dataset mnist32 -p preset "$PRESET" "$@"
   timing+=("$page $((SECONDS - start))")
+  echo "   $page took $((SECONDS - start)) s"
 }
 pm() { pm_to "$1" "$@"; }  # pm NOTEBOOK [papermill args...]: the MNIST chapters, each on its own page
 small=()  # smoke: fewer samples, so the whole book builds in minutes
@@ -41,11 +42,7 @@ fi
 trained=(-p directions "$models/directions.pt" -p dm_checkpoint "$models/dm_ema.pt")
 
 pm train_dm -p out_dir "$models" -p train "$train" $([ "$PRESET" = smoke ] && echo "-p n_eval 64")
-# the committed cpu model is the last stage of a warm-started lineage (hdisc/presets.py);
-# a full render trains that stage from zero heads on its own DM instead
-lineage=$models/recipe-q2/directions.pt
 pm train -p out_dir "$models" -p dm_checkpoint "$models/dm_ema.pt" -p train "$train" \
-  $([ "$RENDER" = committed ] && [ -f "$lineage" ] && echo "-p init_from $lineage") \
   $([ "$PRESET" = smoke ] && echo "-p n_rca 32")
 if [ "$RENDER" = committed ] && [ -f "$results/benchmark.json" ]; then
   pm benchmark -p out_dir "$results" -p from_record "$results/benchmark.json"
@@ -57,8 +54,15 @@ pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
 pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
 pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
 pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
-pm compare -p out_dir "$results" "${trained[@]}" \
-  $([ "$PRESET" = smoke ] && echo "-p n_pca 32 -p jacobian_iters 2 -p n_interp 2 -p n_train 8 -p n_test 4 -p epochs 1")
+# the comparison with the training-free families is a research analysis (about 45 minutes at
+# the cpu preset): a committed render shows its record and figure, made from these models by a
+# full run of the chapter (the chapter refuses a record of other model files)
+if [ "$RENDER" = committed ] && [ -f "$results/compare.json" ] && [ -f "$results/compare_directions.png" ]; then
+  pm compare -p out_dir "$results" "${trained[@]}" -p from_record "$results/compare.json"
+else
+  pm compare -p out_dir "$results" "${trained[@]}" \
+    $([ "$PRESET" = smoke ] && echo "-p n_pca 32 -p jacobian_iters 2 -p n_interp 2 -p n_train 8 -p n_test 4 -p epochs 1")
+fi
 pm explore "${trained[@]}"
 # shapes32, where the truth is known: its released DM (models/shapes32-$PRESET) when rendering
 # what is committed, else one trained in runs/; the comparison of families on the truth from

@@ -8,7 +8,7 @@
 #   3. the cpu preset as it stands (q2's recipe at batch 64), 1,000 steps
 # Stages 1 and 2 ran on one thread of this CPU, stage 3 on an H100 (TF32 convolutions), so
 # this repeats the recipe, not the committed bits. On this CPU: about 4.8 h + 3.0 h + 6.3 h
-# (models/mnist32-cpu/train.json, recipe-q2/run.json and results/mnist32-cpu/precision.json).
+# (models/mnist32-cpu/train.json, results/mnist32-cpu/lineage_stage2.json and precision.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh

@@ -101,3 +101,11 @@ def test_compare_chapter(tmp_path, trained):
     assert [(r["method"], r["size"]) for r in own["rows"]] == [("learned, as trained", "as trained")] + [
         (m, "equal change") for m in methods[1:]]
     assert all(r["rel"] > 0 for r in own["rows"][1:])
+    assert list(record["leading"]) == methods and (out / "compare_directions.png").stat().st_size > 0
+    again = run("compare", tmp_path / "again", from_record=str(out / "compare.json"), **trained)  # shown, not scored
+    assert (again / "compare.json").read_bytes() == (out / "compare.json").read_bytes()
+    assert (again / "compare_directions.png").read_bytes() == (out / "compare_directions.png").read_bytes()
+    stale = dict(record, models={**record["models"], "directions": {**record["models"]["directions"], "sha256": "0"}})
+    (tmp_path / "stale.json").write_text(json.dumps(stale))  # a record of other model files
+    with pytest.raises(papermill.PapermillExecutionError, match="was made from other model files"):
+        run("compare", tmp_path / "bad", from_record=str(tmp_path / "stale.json"), **trained)

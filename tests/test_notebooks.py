@@ -62,6 +62,13 @@ def test_train_mnist_from_a_given_dm(tmp_path):
         assert key in record
     assert record["K"] == 4 and record["steps"] == 4 and record["rca_curve"][-1][0] == 4
     assert 0 <= record["rca"] <= 1 and record["departures_from_paper"]["K"] == {"ours": 4, "paper": 32}
+    (out / "discovery_checkpoint.pt").unlink()  # a released folder: weights and record only
+    again = json.loads((run("train", tmp_path, dm_checkpoint=str(dm), n_rca=4, train=False) / "train.json").read_text())
+    assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in record.items() if k != "wall_s"}
+    assert not (out / "discovery_checkpoint.pt").exists()
+    other = run("train_dm", tmp_path / "other", n_samples=2, n_eval=0, seed=1) / "dm_ema.pt"
+    with pytest.raises(papermill.PapermillExecutionError, match="trained on another DM"):
+        run("train", tmp_path, dm_checkpoint=str(other), n_rca=4, train=False)
 
 
 def test_train_afhq_pretrains_from_an_image_folder(tmp_path):

@@ -8,12 +8,18 @@ from hdisc.interpret import named_beyond
 
 
 def _readme_and_findings():
-    """The README and the book's findings page, where the research log moved: the numbers both quote."""
-    return project_path("README.md").read_text() + "\n" + project_path("book/findings.md").read_text()
+    """The README, the book's findings page (the research log) and its user guide (the reference
+    that left the README): the numbers they quote."""
+    return "\n".join(project_path(p).read_text() for p in ("README.md", "book/findings.md", "book/guide.md"))
 
 
 def _record(name):
     return json.loads(project_path(f"results/mnist32-cpu/{name}").read_text())
+
+
+def _removed(path):
+    """What a checkpoint that left the tree held (research/removed_checkpoints.py)."""
+    return next(f for f in _record("removed_checkpoints.json")["files"] if f["path"] == path)
 
 
 def _headline_rows():
@@ -244,16 +250,14 @@ def test_the_readme_quotes_the_bfloat16_penalty_probes():
     assert "(d0 {:.0%}, d1 {:.0%}, d2 {:.0%}, d4 {:.0%})".format(*signed) in text
 
 
-def test_the_readme_quotes_the_committed_e3_checkpoint():
-    import torch
-
+def test_the_findings_quote_the_e3_checkpoint_from_its_record():
     text = " ".join(_readme_and_findings().split())
-    blob = torch.load(project_path("models/mnist32-cpu/probe-e3/discovery_checkpoint.pt"), weights_only=True)
-    cfg, log = blob["discovery_config"], blob["log"]
+    blob = _removed("models/mnist32-cpu/probe-e3/discovery_checkpoint.pt")
+    cfg = blob["discovery_config"]
     assert (cfg["lambda_div"], cfg["div_signs"], cfg["batch"]) == (10.0, "apart", 16)
     assert "bfloat16" in blob["trained_on"]
     assert blob["init_from"] == "models/mnist32-cpu/directions.pt"
-    assert (f"{log[0]['overlap']:.3f} -> {log[-1]['overlap']:.3f} over {blob['step']} steps "
+    assert (f"{blob['first']['overlap']:.3f} -> {blob['last']['overlap']:.3f} over {blob['step']} steps "
             f"({blob['wall_s']:,.0f} s, one thread)") in text
     assert f"steps={blob['step']} checkpoint_every=100 lambda_div=10.0" in text
     probes = {p["name"]: p for p in _record("probes.json")["probes"]}
@@ -358,7 +362,7 @@ def test_the_readme_quotes_the_long_e3_run_and_the_probes_from_its_step_1000():
     assert f"(d3's recipe, {f1['wall_s']:,.0f} s for the 100 steps)" in text
     assert f"steps, {final['wall_s'] - late['wall_s']:,.0f} s at one thread)" in text
     start = "models/mnist32-cpu/probe-e3/directions@1000.pt"
-    assert f1["init_from"] == f2["init_from"] == start and project_path(start).is_file()
+    assert f1["init_from"] == f2["init_from"] == start and _removed(start)["sha256"]
     assert (f1["config"]["freeze_shift_after"], f1["config"]["batch"], f2["config"]["lambda_div"]) == (1, 64, 30.0)
     assert (f"RCA {f1['rca']:.3f}, no gain, where d3 gained {d3['rca'] - d2['rca']:.3f} over d2") in text
     curve = f2["overlap_curve"]
@@ -402,9 +406,7 @@ def test_the_readme_quotes_the_h_spectrum_record():
     assert f"answers only {a[4]:g} and {a[5]:g} directions within a quarter of the largest ({a[3]:g} at t = 666" in text
     assert s1[2] / s1[5] <= 1 / 16 and "at most a sixteenth of t = 444's" in text
     assert f"({b[3]:g}, {b[4]:g} and {b[5]:g} at t = 666, 555 and 444 against {a[3]:g}, {a[4]:g} and {a[5]:g})" in text
-    import torch
-
-    wall = torch.load(project_path("models/mnist32-cpu/dm-long/dm_checkpoint.pt"), weights_only=True)["wall_s"]
+    wall = _removed("models/mnist32-cpu/dm-long/dm_checkpoint.pt")["wall_s"]
     before = json.loads(project_path("models/mnist32-cpu/train_dm.json").read_text())["wall_s"]
     assert f"(`models/mnist32-cpu/dm-long/`, {(wall - before) / 60:.0f} more minutes of one core)" in text
     fd = [r["quality"]["samples"]["fd_mnistnet"] for r in (longer, committed)]
@@ -494,3 +496,17 @@ def test_the_readme_quotes_the_high_t_records():
     assert (f"predicts the noise at t = 999 with {last['eps_mse'] / mnist['eps_mse']:.0f}x the MNIST DM's error "
             f"({last['eps_mse']:.5f} against {mnist['eps_mse']:.5f}; {first['eps_mse']:.5f} at step 7,500 in "
             "bfloat16)") in text
+
+
+def test_the_readme_api_recipe_runs_as_written(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    text = project_path("README.md").read_text()
+    code = re.search(r"\*\*The API in ten lines\.\*\*.*?```python\n(.*?)```", text, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 12
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "direction4.png").size == ((5 * 34 + 2) * 3, (4 * 34 + 2) * 3)  # 4 x 5 edits

@@ -91,14 +91,14 @@ def test_the_rca_ceiling_is_a_table_of_its_own_with_each_reader(tmp_path):
                                  {"abs_s": [4.0, 5.0], "rca": large, "n": 512}]}
 
     record = {"preset": "cpu", "S": 5, "s_min": 1.0, "rel": 0.1, "n_test": 2048,
-              "command": "python scripts/rca_ceiling.py epochs=8",
+              "command": "python research/rca_ceiling.py epochs=8",
               "rows": [row("as trained", 0, 0.488, 0.2, 0.7), row("fresh", 16384, 0.5, 0.21, 0.72),
                        row("random", 16384, 0.1, 0.05, 0.15)]}
     (tmp_path / "rca_ceiling.json").write_text(json.dumps(record))
     tables = reproduction_tables(load_records(tmp_path))
     title = next(t for t in tables if "How far a reconstructor" in t)
     assert "paper: RCA 0.77" in title and "preset `cpu`" in title and "1 <= |s| <= 5" in title
-    assert "`python scripts/rca_ceiling.py epochs=8`" in title
+    assert "`python research/rca_ceiling.py epochs=8`" in title
     lines = tables[title].splitlines()
     assert lines[0].endswith(r"| mean \|s_hat - s\| |")
     assert lines[2] == (r"| learned | as trained | none beyond joint training | 0.488 (0.031) | 0.20 (\|s\| 1.0-2.0) "
@@ -115,7 +115,7 @@ def test_the_h_spectrum_is_a_table_of_each_dm_by_node(tmp_path):
         return {"dm": dm, "trained_steps": steps, "nodes_t": [999, 444], "answered_0.25": counts,
                 "quality": {"samples": {"fd_mnistnet": fd}, "real": {"fd_mnistnet": 5.59}}}
 
-    record = {"preset": "cpu", "M": 10, "k": 64, "n": 4, "command": "python scripts/h_spectrum.py",
+    record = {"preset": "cpu", "M": 10, "k": 64, "n": 4, "command": "python research/h_spectrum.py",
               "rows": [row("models/mnist32-cpu/dm_ema.pt", 12000, 36.93, [19.75, 8.0]),
                        row("elsewhere/dm_ema.pt", None, 30.0, [20.0, 9.5])],
               "learned": {"r": 10, "spearman": [0.5, 0.93]}}
@@ -124,7 +124,7 @@ def test_the_h_spectrum_is_a_table_of_each_dm_by_node(tmp_path):
     title = next(t for t in tables if "How many directions of h the DM answers" in t)
     assert "preset `cpu`" in title and "M=10" in title and "top 64 on 4 noises" in title
     assert "share of |dh| in the top 10 at rho 0.50, 0.93 by node" in title
-    assert "`python scripts/h_spectrum.py`" in title
+    assert "`python research/h_spectrum.py`" in title
     lines = tables[title].splitlines()
     assert lines[0] == "| DM | training steps | FD-MnistNet of DDIM samples (test halves) | t = 999 | t = 444 |"
     assert lines[2] == "| `models/mnist32-cpu/dm_ema.pt` | 12,000 | 36.9 (5.6) | 19.75 | 8 |"

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "research" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -110,7 +110,7 @@ def test_rca_ceiling_reads_the_frozen_directions_with_every_reader_and_resumes_f
                         lambda p: tmp_path / p if str(p).startswith(("runs", "results")) else real_path(p))
     monkeypatch.setattr(ceiling, "CHUNK", 2)  # 2 noises a chunk: the pool of 16 pairs is 2 chunks, the test 2
     settings = ("n_train=16", "n_test=4", "epochs=1")
-    with pytest.raises(SystemExit, match=r"random-equal-change: no equal-change size .*\(run scripts/equal_change.py"):
+    with pytest.raises(SystemExit, match=r"random-equal-change: no equal-change size .*\(run research/equal_change.py"):
         ceiling.main(*settings, "only=random-equal-change")  # its size comes from equal_change.json
     ceiling.main(*settings, "only=learned")
     ceiling.main(*settings, "only=random")

@@ -1,6 +1,6 @@
 """How many directions of h do the cpu DMs answer, and how good are their samples? (issue 11)
 
-    python scripts/h_spectrum.py [dm=PATH[,PATH...]] [n=4] [k=64] [iters=12] [n_quality=1000] [r=10]
+    python research/h_spectrum.py [dm=PATH[,PATH...]] [n=4] [k=64] [iters=12] [n_quality=1000] [r=10]
         [learned=true|false] [device=cpu]
 
 For each mnist32 DM file (default: the committed ``models/mnist32-cpu/dm_ema.pt``; any UNet
@@ -11,7 +11,7 @@ are at least a quarter and a tenth of the largest (:func:`hdisc.spectrum.answere
 DM's DDIM samples scored as ``experiments/train_dm.py`` scores them (MnistNet confidence and
 FD-MnistNet of ``n_quality`` samples of seed 0 against test digits; with the default 1,000 the
 committed DM's row repeats ``train_dm.json``'s). The training step of each DM is read from the
-``dm_checkpoint.pt`` beside it when there is one.
+``dm_checkpoint.pt`` beside it, else from a released model's ``train_dm.json``.
 
 With ``learned=true`` (the default) it also asks where the committed directions
 (``models/mnist32-cpu/directions.pt``, trained on the committed DM) point: on the committed DM and
@@ -24,6 +24,7 @@ About 10 minutes a DM at one thread, and 5 more for the learned directions.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,15 @@ def noises(unet: torch.nn.Module, n: int, device: torch.device) -> torch.Tensor:
     """The same ``n`` noises of seed 0 for every DM of one image shape: [n, C, H, W]."""
     shape = (n, unet.in_channels, unet.image_size, unet.image_size)
     return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def trained_steps(path: Path) -> int | None:
+    """The training step of the DM file ``path``: its checkpoint's beside it, else its released
+    record's (``train_dm.json``); None when neither is there."""
+    checkpoint, record = path.parent / DM_CHECKPOINT, path.parent / "train_dm.json"
+    if checkpoint.is_file():
+        return load_file(checkpoint, "DM checkpoint", keys=("step",))["step"]
+    return json.loads(record.read_text())["steps"] if record.is_file() else None
 
 
 def main(*args: str) -> None:
@@ -83,10 +93,9 @@ def main(*args: str) -> None:
         sigma = h_spectrum(unet, x_T, steps, cfg.t_stop, k, iters)  # [n, nodes, k]
         samples = generate(unet, n_quality, shape, ddim_steps(preset.sample_steps, schedule_of(unet)), seed=0,
                            device=dev, disable=True)
-        beside = path.parent / DM_CHECKPOINT
         rows.append({
             "dm": shown_path(path),
-            "trained_steps": load_file(beside, "DM checkpoint", keys=("step",))["step"] if beside.is_file() else None,
+            "trained_steps": trained_steps(path),
             "nodes_t": steps.t[:shifted_steps(steps, cfg.t_stop)].tolist(),
             "sigma_1": [round(v, 6) for v in sigma[..., 0].mean(0).tolist()],
             "sigma_ratio": [[round(v, 4) for v in node] for node in (sigma / sigma[..., :1]).mean(0).tolist()],
@@ -117,7 +126,7 @@ def main(*args: str) -> None:
         print(f"learned directions: rank correlation of image change with share per node {learned['spearman']}")
     out = project_path("results/mnist32-cpu/h_spectrum.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "M": cfg.M, "t_stop": cfg.t_stop,
-                       "command": "python scripts/h_spectrum.py " + " ".join(args), "n": n, "k": k,
+                       "command": "python research/h_spectrum.py " + " ".join(args), "n": n, "k": k,
                        "iters": iters, "fractions": list(FRACTIONS), "rows": rows, "learned": learned}, files)
     print(f"wrote {shown_path(out)}")
 

@@ -1,6 +1,6 @@
 """How far can a reconstructor read the committed directions? (issue 11)
 
-    python scripts/rca_ceiling.py [n_train=16384] [n_test=2048] [epochs=10] [seed=0] [only=learned|random]
+    python research/rca_ceiling.py [n_train=16384] [n_test=2048] [epochs=10] [seed=0] [only=learned|random]
         [device=cpu]
 
 RCA (paper 5.5) is the accuracy of the reconstructor that trained with the directions. When
@@ -18,7 +18,7 @@ pairs (one per noise), and reads the held-out pairs with
 - a fresh reconstructor on random directions of the same |dh| (the model's cap) on the same
   noises, k and s: the floor, how well any 32 edits of that size can be told apart;
 - the same on those random directions at equal image change (``random-equal-change``: the
-  size ``scripts/equal_change.py`` matched, read from ``equal_change.json`` when that record
+  size ``research/equal_change.py`` matched, read from ``equal_change.json`` when that record
   was computed from these model files; random edits of equal |dh| change the image less).
 
 Writes ``results/mnist32-cpu/rca_ceiling.json``. The pairs are kept in chunks under
@@ -107,7 +107,7 @@ def main(*args: str) -> None:
         sets["random-equal-change"] = sets["random"].at_size(equal_size)
     if only and only not in sets:
         raise SystemExit(f"{only}: no equal-change size for these model files in results/mnist32-cpu/"
-                         "equal_change.json (run scripts/equal_change.py first)")
+                         "equal_change.json (run research/equal_change.py first)")
     settings = {"seed": seed, "s_min": d.s_min, "models": {r: sha256(f) for r, f in files.items() if f}}
     scored = {"n_train": n_train, "n_test": n_test, "epochs": epochs, **settings}  # what a set's rows hold for
     runs = project_path("runs/rca_ceiling")
@@ -140,7 +140,7 @@ def main(*args: str) -> None:
     out = project_path("results/mnist32-cpu/rca_ceiling.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "K": d.K, "S": d.S, "M": d.M, "s_min": d.s_min,
                        "rel": d.shift_rms, "rel_equal_change": equal_size,
-                       "command": "python scripts/rca_ceiling.py " + " ".join(args),
+                       "command": "python research/rca_ceiling.py " + " ".join(args),
                        "n_train": n_train, "n_test": n_test, "epochs": epochs, "seed": seed,
                        "rows": [r for kept in done for r in kept["rows"]],
                        "wall_s": round(sum(kept["wall_s"] for kept in done), 1)}, files)

@@ -1,6 +1,6 @@
 """The comparison at equal image change on more noises than the book's compare chapter (issue 11).
 
-    python scripts/equal_change.py [n_interp=16] [seed=0] [device=cpu]
+    python research/equal_change.py [n_interp=16] [seed=0] [device=cpu]
 
 The compare chapter scores every method at equal image change on 4 noises per direction
 (K x 4 x 9 edits each), too few to tell a passing share of 25% from one of 31%. This runs
@@ -62,7 +62,7 @@ def main(*args: str) -> None:
                                 done=done, on_row=keep)
     out = project_path("results/mnist32-cpu/equal_change.json")
     write_record(out, {"dataset": "mnist32", "preset": "cpu", "K": d.K, "S": d.S, "M": d.M,
-                       "command": "python scripts/equal_change.py " + " ".join(args), "n_interp": n_interp,
+                       "command": "python research/equal_change.py " + " ".join(args), "n_interp": n_interp,
                        "seed": seed, **CHAPTER, **own, "wall_s": round(time.perf_counter() - start, 1)}, files)
     partial.unlink(missing_ok=True)
     print(f"wrote {shown_path(out)}")

@@ -1,6 +1,6 @@
 """Does a later shift window keep the digit at equal image change? (issue 11)
 
-    python scripts/shift_window.py [n=8] [seed=123]
+    python research/shift_window.py [n=8] [seed=123]
 
 Edits at high t decide coarse shape in diffusion models (the reason the paper stops at
 t_stop), so shifting only the later part of the chain is an obvious lever for edits that
@@ -82,7 +82,7 @@ def main(*args: str) -> None:
         inside = full[0, 0] <= r["change"] <= full[-1, 0]
         r["keep_full_at_same_change"] = float(np.interp(r["change"], full[:, 0], full[:, 1])) if inside else None
     record = {"what": __doc__.split("\n\n")[2].replace("\n", " ").strip(),
-              "command": "python scripts/shift_window.py " + " ".join(args), "n": n, "seed": seed,
+              "command": "python research/shift_window.py " + " ".join(args), "n": n, "seed": seed,
               "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop, "rows": rows,
               "wall_s": round(time.perf_counter() - start, 1)}
     print(write_record(project_path("results/mnist32-cpu/shift_window.json"), record, files))

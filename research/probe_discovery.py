@@ -1,6 +1,6 @@
 """Short discovery runs that ask which setting makes learning start sooner (issue 3, item 7).
 
-    python scripts/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
+    python research/probe_discovery.py NAME [field=value ...] [init_from=PATH] [n_eval=N] [evaluate=true] [device=cuda]
         [precision=auto|float32|bfloat16] [budget=auto|0|BYTES] [effects=true] [dm=PATH]
 
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over

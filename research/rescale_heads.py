@@ -1,6 +1,6 @@
 """Shrink a direction model's shift heads back to the cap, edits unchanged (issue 11, probe h1).
 
-    python scripts/rescale_heads.py SRC DST [target=2] [n=64] [seed=11]
+    python research/rescale_heads.py SRC DST [target=2] [n=64] [seed=11]
 
 With ``shift_norm="cap"`` the edits do not depend on a head's scale while its output stays
 above the cap, yet Adam turns a head by about lr / |head| a step: on the committed cpu model
@@ -10,7 +10,7 @@ noises (seed ``seed``) at every shifted step of the model's chain, scales each h
 its smallest is ``target`` times the cap (:meth:`hdisc.discovery.ShiftBlock.rescale_heads`),
 checks that 8 edits (at most ``n``) at s = 4 are unchanged, and writes DST: SRC's file with the new weights
 and ``rescaled_heads`` (what was done, each head's smallest size before). DST is a
-``directions.pt`` to warm-start from (``scripts/probe_discovery.py NAME init_from=DST``).
+``directions.pt`` to warm-start from (``research/probe_discovery.py NAME init_from=DST``).
 """
 
 from __future__ import annotations

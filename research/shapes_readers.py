@@ -1,6 +1,6 @@
 """How well shapes32's factor readers recover the factors drawn (issue 29).
 
-    python scripts/shapes_readers.py [n=2000] [seed=7]
+    python research/shapes_readers.py [n=2000] [seed=7]
 
 Loads the committed shape reader (``models/shape_net.pt``; trains and saves it first if
 absent, about two minutes on one thread) and reads every factor of ``n`` held-out images

@@ -1,6 +1,6 @@
 """How well the effect penalty's one-step similarity stands in for the final edits' (issue 11).
 
-    python scripts/effect_proxy.py
+    python research/effect_proxy.py
 
 On the committed cpu model (``models/mnist32-cpu/``): :func:`hdisc.discovery.effect_similarity`
 at each shifted node of the training chain, on 8 noises, against the similarity of the final
@@ -49,7 +49,7 @@ def main() -> None:
         effect_overlap(unet, model.shift, d, steps, z[:d.div_images], i).backward()
         seconds.append(time.perf_counter() - start)
     out = project_path("results/mnist32-cpu/effect_overlap.json")
-    write_record(out, {"command": "python scripts/effect_proxy.py", "n_noises": len(z), "threshold": THRESHOLD,
+    write_record(out, {"command": "python research/effect_proxy.py", "n_noises": len(z), "threshold": THRESHOLD,
                        "pairs": int(off.sum()), "pairs_linked_final": int((final[off].abs() >= THRESHOLD).sum()),
                        "nodes": nodes, "mean_over_nodes": compare(sum(sims) / len(sims)),
                        "div_images": d.div_images, "seconds_per_call": [round(s, 3) for s in seconds],
