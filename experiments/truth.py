@@ -59,11 +59,11 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.factors import load_shape_net
-from hdisc.files import project_path, shown_path
+from hdisc.files import atomic_write, project_path, shown_path
 from hdisc.precision import compute_in, resolve_precision
 from hdisc.presets import get_preset
 from hdisc.prose import what_this_shows
@@ -72,6 +72,7 @@ from hdisc.runs import computed_from, find_dm, open_dm, resolve_device, run_dir,
 from hdisc.schedule import schedule_of
 from hdisc.training import load_directions
 from hdisc.truth import REL, compare_on_truth
+from hdisc.viz import best_edits
 
 if dataset != "shapes32":
     raise ValueError(f"this chapter scores directions against shapes32's known factors: run it with "
@@ -110,14 +111,29 @@ else:
         learned = DirectionSet.of(model.shift.to(dev), dcfg, schedule_of(unet))
     chosen = resolve_precision(precision, dev)
     with compute_in(chosen, dev):
-        record = compare_on_truth(unet, base, load_shape_net(), learned, n=n, n_pca=n_pca, target=target, seed=seed,
-                                  device=dev)
+        record, scaled = compare_on_truth(unet, base, load_shape_net(), learned, n=n, n_pca=n_pca, target=target,
+                                          seed=seed, device=dev)
+        figure = best_edits(unet, scaled, record, seed=seed)
+        atomic_write(out / "truth_edits.png", lambda f: figure.savefig(f, format="png", dpi=110))
+        plt.close(figure)
     record = {"dataset": dataset, "preset": preset, "precision": chosen, **record,
               "command": f"papermill experiments/truth.ipynb out.ipynb -p dataset {dataset} -p preset {preset}"
                          + (f" -p directions {shown_path(files['directions'])}" if directions else ""),
               "wall_s": round(time.perf_counter() - start, 1)}
 write_record(out / "truth.json", record, files)
 print(f"wrote {shown_path(out / 'truth.json')}")
+
+# %% [markdown]
+# ## Each factor's best direction, in every family
+# For each family (columns) and factor (rows), the direction that moves that factor most,
+# on one noise at $s = -S, -S/2, 0, S/2, S$, at the size the family was scored at. A family
+# that recovers a factor shows it changing along the row and little else changing.
+
+# %% tags=["hide-input"]
+figure = project_path(from_record).parent / "truth_edits.png" if record is old else out / "truth_edits.png"
+display(Image(filename=str(figure)))
+if figure.resolve() != (out / "truth_edits.png").resolve():
+    atomic_write(out / "truth_edits.png", lambda f: f.write(figure.read_bytes()))
 
 # %% [markdown]
 # ## Which direction moves which factor

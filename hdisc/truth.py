@@ -273,7 +273,8 @@ def truth_scores(values: torch.Tensor, svals: torch.Tensor, S: float, floor: tor
 @torch.no_grad()
 def compare_on_truth(unet: nn.Module, base: DirectionSet, net: ShapeNet, learned: DirectionSet | None = None, *,
                      n: int = 32, n_pca: int = 512, target: float = 0.05, seed: int = 0,
-                     device: str | torch.device = "cpu", progress: bool | None = None) -> dict:
+                     device: str | torch.device = "cpu", progress: bool | None = None
+                     ) -> tuple[dict, dict[str, DirectionSet]]:
     """Every family of directions of shapes32 scored against the factors (issue 29's
     comparison): :func:`truth_families` on ``base``'s chain, and ``learned`` when given; each
     training-free set rescaled to equal image change (:func:`hdisc.baselines.matched_size`: its
@@ -282,7 +283,8 @@ def compare_on_truth(unet: nn.Module, base: DirectionSet, net: ShapeNet, learned
     factors read from its pixels and scored with :func:`truth_scores` in units of the first
     random set (:func:`random_floor`). Realism per set: the shape reader's confidence on the
     edits and FD-ShapeNet of edits at +-S on 8 noises against the raw samples. Returns the
-    record ``{"K", "S", "target_change", "floor", "confidence_raw", "rows": [...]}``."""
+    record ``{"K", "S", "target_change", "floor", "confidence_raw", "rows": [...]}`` and each
+    family's directions at the size they were scored at ({method: set})."""
     sets, x0 = truth_families(unet, base, net, n_pca, seed, device)
     if learned is not None:
         sets = {"learned, as trained": learned, **sets}
@@ -290,12 +292,13 @@ def compare_on_truth(unet: nn.Module, base: DirectionSet, net: ShapeNet, learned
     svals = torch.linspace(-base.S, base.S, 9)
     z = torch.randn((n, *x0.shape[1:]), generator=torch.Generator().manual_seed(seed + 10)).to(device)
     read = factor_reader(net)
-    rows, values = [], {}
+    rows, values, scaled = [], {}, {}
     for name, dirs in tqdm(sets.items(), desc="families", disable=progress is False):
         size, change = None, target
         if dirs is not learned:
             size, change = matched_size(unet, dirs, target, REL, n=4, seed=seed + 20, device=device)
             dirs = dirs.at_size(size)
+        scaled[name] = dirs
         values[name], conf = edit_factors(unet, dirs.to(device), z, svals, read)
         ends = torch.cat([dirs.sweep(unet, z[:8], k, svals[[0, -1]]).flatten(0, 1).cpu() for k in range(dirs.K)])
         rows.append({"method": name, "rel": size, "median_change_half": change, "names": list(dirs.names),
@@ -305,4 +308,4 @@ def compare_on_truth(unet: nn.Module, base: DirectionSet, net: ShapeNet, learned
         row.update(truth_scores(values[row["method"]], svals, base.S, floor, seed=seed))
     return {"K": base.K, "S": base.S, "M": len(base.steps), "t_stop": base.t_stop, "n_noises": n, "n_pca": n_pca,
             "seed": seed, "target_change": target, "factors": list(FACTORS), "floor": floor.tolist(),
-            "confidence_raw": float(net.read(x0)[1].mean()), "rows": rows}
+            "confidence_raw": float(net.read(x0)[1].mean()), "rows": rows}, scaled

@@ -107,3 +107,31 @@ def plot_points(points: list[dict], x: str, y: str, label: str, title: str | Non
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def best_edits(unet: torch.nn.Module, sets: dict, record: dict, seed: int = 0, n_strengths: int = 5) -> plt.Figure:
+    """Each factor's best direction in every family, edited on one noise: a figure with a
+    panel per family (columns of ``sets``, {method: DirectionSet}, named as ``record``'s rows)
+    whose rows are ``record["factors"]`` (each row: that factor's ``best_direction`` of the
+    family at ``n_strengths`` strengths over [-S, S], labelled with the direction's name)."""
+    rows = {row["method"]: row for row in record["rows"]}
+    names = [name for name in sets if name in rows]
+    factors = record["factors"]
+    first = sets[names[0]]
+    device = next(unet.parameters()).device
+    z = torch.randn((1, unet.in_channels, unet.image_size, unet.image_size),
+                    generator=torch.Generator().manual_seed(seed + 30)).to(device)
+    svals = torch.linspace(-first.S, first.S, n_strengths)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 0.45 * len(factors) + 0.7), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        dirs, best = sets[name], rows[name]["best_direction"]
+        edits = torch.cat([dirs.sweep(unet, z, best[f], svals)[0].cpu() for f in factors])
+        g = grid(edits, n_strengths)
+        ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=255)
+        side = g.shape[0] / len(factors)
+        ax.set_yticks([side * (i + 0.5) for i in range(len(factors))],
+                      [f"{f}: {dirs.label(best[f])}" for f in factors], fontsize=6)
+        ax.set_xticks([])
+        ax.set_title(name, fontsize=7)
+    fig.tight_layout()
+    return fig
