@@ -101,12 +101,18 @@ def _center_square(img: Image.Image, size: int) -> Image.Image:
 class ImageFolder(torch.utils.data.Dataset):
     """Every image under ``root`` (recursively), centre-cropped, resized, in [-1, 1].
 
-    Items are tensors [channels, size, size]. A file that cannot be decoded is skipped
-    with a warning (the next readable file is returned in its place); if none can be
-    read, a ValueError says so.
+    Items are tensors [channels, size, size] (``channels`` 1 or 3). Transparent images are
+    composited over white (the colour hidden under transparent pixels is not trained on).
+    Only regular files are read (a named pipe or device called ``x.png`` is passed over). A file
+    that cannot be decoded, or whose shorter side is below ``size / 8`` (it would be upscaled
+    into a blur), is skipped with a warning (the next readable file is returned in its place);
+    if none can be read, a ValueError says so.
     """
 
     def __init__(self, root: str | os.PathLike, size: int, channels: int = 3):
+        if channels not in (1, 3):
+            raise ValueError(f"ImageFolder: channels={channels!r} is not supported: valid 1 (grey) or 3 (RGB); "
+                             "a preset's DataConfig.channels sets it")
         root = Path(root).expanduser()
         if not str(root) or not root.exists():
             raise FileNotFoundError(
@@ -114,7 +120,7 @@ class ImageFolder(torch.utils.data.Dataset):
                 f"(e.g. papermill ... -p data_dir /path/to/afhq/train/dog)")
         if not root.is_dir():
             raise NotADirectoryError(f"data_dir {root} is a file: pass the folder that holds the images")
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not self.files:
             raise ValueError(f"data_dir {root} holds no images (looked for "
                              f"{', '.join(IMAGE_SUFFIXES)}): pass the folder that holds them")
@@ -131,6 +137,11 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def _load(self, path: Path) -> torch.Tensor:
         with Image.open(path) as img:
+            if min(img.size) * 8 < self.size:
+                raise ValueError(f"it is {img.size[0]}x{img.size[1]}, under an eighth of the {self.size}-px preset")
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
             img = _center_square(img.convert("RGB" if self.channels == 3 else "L"), self.size)
             arr = np.asarray(img, dtype=np.float32) / 127.5 - 1
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -255,12 +266,14 @@ class CachedImages(torch.utils.data.Dataset):
     """A folder's images decoded, cropped and resized once into one uint8 array on disk
     (``path``, a ``.npy`` file read memory-mapped, with ``path.json`` naming what it holds), so
     later epochs and runs read pixels instead of decoding files. Items equal the folder's
-    bit for bit. The cache is rebuilt when the folder's files, size or channels change."""
+    bit for bit. The cache is rebuilt when the folder's files (names, sizes, modification
+    times), the image size or the channels change."""
 
     def __init__(self, folder: ImageFolder, path: str | os.PathLike, workers: int = 0):
         path = Path(path)
         meta = path.with_name(path.name + ".json")
-        names = "\n".join(f"{p.relative_to(folder.root)}:{p.stat().st_size}" for p in folder.files)
+        names = "\n".join(f"{p.relative_to(folder.root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                          for p in folder.files)
         key = {"root": str(folder.root), "size": folder.size, "channels": folder.channels, "n": len(folder),
                "files_sha256": hashlib.sha256(names.encode()).hexdigest()}
         if not (path.is_file() and meta.is_file() and json.loads(meta.read_text()) == key):

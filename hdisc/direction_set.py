@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .discovery import GlobalShift, ShiftBlock
 from .presets import DiscoveryConfig
 from .sampling import Shift, Shifted, sample_ddim
-from .schedule import Schedule, Steps, ddim_steps, shifted_steps
+from .schedule import Schedule, Steps, edit_steps, shifted_steps
 
 
 def strengths(S: float, n: int = 5) -> torch.Tensor:
@@ -95,7 +95,8 @@ class DirectionSet:
            ) -> DirectionSet:
         """``shift`` on the training chain of ``cfg`` (``cfg.M`` steps of the DM's noise
         ``schedule``, e.g. ``schedule_of(unet)``; its t_stop, K, S, clip)."""
-        return cls(shift, cfg.K, cfg.S, ddim_steps(cfg.M, schedule), cfg.t_stop, cfg.clip, 1.0, tuple(names))
+        return cls(shift, cfg.K, cfg.S, edit_steps(cfg.M, cfg.t_stop, schedule), cfg.t_stop, cfg.clip, 1.0,
+                   tuple(names))
 
     def label(self, k: int) -> str:
         """The name of direction ``k``."""

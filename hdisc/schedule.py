@@ -125,6 +125,18 @@ def ddim_steps(M: int, schedule: Schedule = DEFAULT) -> Steps:
     return Steps(t=t, abar=abar, abar_prev=abar_prev)
 
 
+def edit_steps(M: int, t_stop: int, schedule: Schedule = DEFAULT) -> Steps:
+    """The M-step DDIM chain of ``schedule`` that directions edit, checked to shift at least
+    one node (t > ``t_stop``): a preset's t_stop at or above a DM's own T - 1 (a DM trained
+    with T = 100 under t_stop = 400) would train and edit nothing."""
+    steps = ddim_steps(M, schedule)
+    if shifted_steps(steps, t_stop) == 0:
+        raise ValueError(f"t_stop={t_stop} shifts none of the M={M} steps of this DM's schedule (T={schedule.T}: "
+                         f"its chain starts at t={int(steps.t[0])}): choose a t_stop below {int(steps.t[0])} "
+                         f"(--set t_stop=..., -p t_stop ...; the paper uses 400 of T=1000)")
+    return steps
+
+
 def shifted_steps(steps: Steps, t_stop: int) -> int:
     """How many nodes of a chain take the asymmetric (shifted) step: those with t > t_stop
     (the first ones, since a chain runs from T down)."""

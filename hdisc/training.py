@@ -29,7 +29,7 @@ from .files import atomic_save, load_file, own_run_folder, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .precision import CHOICES, check_precision, compute_in, resolve_precision
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
-from .schedule import DEFAULT, ddim_steps, schedule_of, shifted_steps
+from .schedule import DEFAULT, edit_steps, schedule_of, shifted_steps
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
 DM_WEIGHTS = "dm_ema.pt"
@@ -356,6 +356,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     check_seed(seed)
     check_precision(precision, CHOICES)
     check_budget(budget)
+    ddim = edit_steps(cfg.M, cfg.t_stop, schedule_of(unet))  # refuses a t_stop that shifts no step of this DM
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
@@ -393,7 +394,6 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
                        device, defaults={"discovery_config": field_defaults(DiscoveryConfig)},
                        budget={"discovery_config": BUDGET_FIELDS}, steps=total)
         check_freeze_schedule(cfg.freeze_shift_after, state)
-        ddim = ddim_steps(cfg.M, schedule_of(unet))
         shape = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
 
         def weights() -> None:

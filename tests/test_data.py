@@ -1,4 +1,5 @@
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -104,6 +105,28 @@ def test_a_resized_cache_holds_the_folders_images_bit_for_bit(tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "imgs" / "new.png")
     grown = CachedImages(ImageFolder(tmp_path / "imgs", 32), tmp_path / "cache" / "imgs.npy")
     assert len(grown) == 6  # another folder: rebuilt
+    first = sorted((tmp_path / "imgs").iterdir())[0]  # the same name and byte size, other pixels
+    Image.fromarray(255 - np.asarray(Image.open(first))).save(first)
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
+    again = ImageFolder(tmp_path / "imgs", 32)
+    assert torch.equal(CachedImages(again, tmp_path / "cache" / "imgs.npy")[0], again[0])  # rebuilt, not stale
+
+
+def test_a_folder_composites_transparency_skips_pipes_and_tiny_images_and_refuses_other_channels(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0] = 255  # red hidden under fully transparent pixels
+    Image.fromarray(rgba, "RGBA").save(folder / "a.png")
+    os.mkfifo(folder / "pipe.png")  # reading it would block forever
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "tiny.png")
+    ds = ImageFolder(folder, 32)
+    assert [p.name for p in ds.files] == ["a.png", "tiny.png"]
+    assert torch.equal(ds[0], torch.ones(3, 32, 32))  # transparent over white, not the hidden red
+    with pytest.warns(UserWarning, match=r"tiny.png: it is 1x1, under an eighth of the 32-px preset"):
+        assert torch.equal(ds[1], ds[0])  # skipped: the next readable image in its place
+    with pytest.raises(ValueError, match=r"channels=4 is not supported: valid 1 \(grey\) or 3 \(RGB\)"):
+        ImageFolder(folder, 32, channels=4)
 
 
 def test_dm_training_streams_a_folder_to_the_same_weights(tmp_path):

@@ -121,6 +121,15 @@ def test_discovery_settings_out_of_range_are_refused(smoke, field, value, named)
         dataclasses.replace(smoke.discovery, **{field: value})
 
 
+def test_a_t_stop_beyond_the_dms_own_schedule_is_refused_before_any_file(tmp_path, smoke, unet):
+    from hdisc.schedule import Schedule
+
+    unet.schedule = Schedule(T=100)  # a DM trained with 100 timesteps; the preset's t_stop is 400
+    with pytest.raises(ValueError, match=r"t_stop=400 shifts none of the M=4 steps of this DM's schedule \(T=100"):
+        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path / "run", steps=1, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("penalty", ["lambda_orth", "lambda_div"])
 def test_one_direction_with_an_overlap_penalty_is_refused(smoke, penalty):
     with pytest.raises(ValueError, match=f"{penalty}=1.0 .* needs K >= 2 .*set {penalty}=0"):
