@@ -510,3 +510,17 @@ def test_the_readme_api_recipe_runs_as_written(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "direction4.png").size == ((5 * 34 + 2) * 3, (4 * 34 + 2) * 3)  # 4 x 5 edits
+
+
+def test_the_findings_quote_the_free_magnitude_probe():
+    text = " ".join(_readme_and_findings().split())
+    p1 = {p["name"]: p for p in _record("probes.json")["probes"]}["p1-free-adv1-hinge-r1@300"]
+    c, i, e = p1["config"], p1["interpretability"], p1["effects"]
+    assert (c["shift_norm"], c["lambda_adv"], c["adv_loss"], c["r1_gamma"], c["head_init_std"]) == (
+        "free", 1.0, "hinge", 1.0, 0.0) and p1["init_from"] is None
+    assert f"from zero heads, {p1['wall_s']:,.0f} s at one thread" in text
+    assert f"(median change at S/2 {i['median_change_half']:.3f}) at FD ratio {p1['fidelity']['fd_ratio']:.2f}" in text
+    biggest = max(map(len, e["alike_groups"]))
+    assert f"{biggest} of them fall into one group of alike changes ({e['distinct_effects']} distinct effects)" in text
+    assert f"{i['attributes'].count('area-')} named area-" in text
+    assert f"RCA stays at {p1['rca']:.3f} (chance 0.031; training loss {p1['ce_curve'][-1][1]:.2f} at step 300" in text
