@@ -18,9 +18,11 @@ import torch
 from torch import nn
 
 from .backbone import load_unet
+from .data import ImageFolder, held_out_images
 from .direction_set import DirectionSet
-from .directions import invert
+from .directions import invert, ranked
 from .files import project_path, write_json
+from .presets import DATASETS, get_preset
 from .schedule import ddim_steps, schedule_of
 from .training import load_directions
 from .viz import grid, png_bytes
@@ -113,21 +115,35 @@ class Explorer:
         display(self.widget)
 
 
-def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, **kwargs) -> Explorer:
+def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, *,
+            real: str | os.PathLike | torch.Tensor | None = None, n_real: int = 8, n_rank: int = 16,
+            **kwargs) -> Explorer:
     """One call for any notebook: the explorer for a direction model file (``directions.pt``;
     a relative path is taken from the project root, whatever folder the notebook runs in).
 
     ``dm``: the diffusion model it was trained on; by default ``dm_ema.pt`` beside the
-    direction file. Other keyword arguments go to :class:`Explorer`.
+    direction file. The menu lists the directions by change x realism on ``n_rank`` noises
+    (:func:`hdisc.directions.ranked`; 0: in index order). ``real``: images to start from as
+    well as seeds: a dataset name (``"mnist32"``, ``"shapes32"``: ``n_real`` held-out images), a
+    folder of images (its first ``n_real``) or a tensor [N, C, H, W] in [-1, 1]. Other keyword
+    arguments go to :class:`Explorer`.
     """
     directions = project_path(directions)  # relative paths: from the project root, as the notebooks' are
     dm = directions.parent / "dm_ema.pt" if dm is None else project_path(dm)
     if not (dm.is_file() or dm.is_dir()):
         raise FileNotFoundError(f"no diffusion model at {dm}: pass dm=PATH, the DM the directions in "
                                 f"{directions} were trained on")
-    model, cfg = load_directions(directions)
     unet, _ = load_unet(dm)
-    return Explorer(unet, DirectionSet.of(model.shift, cfg, schedule_of(unet)), **kwargs)
+    model, cfg = load_directions(directions, dm=unet)
+    dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
+    order = ranked(unet, dirs, model.discriminator, n_rank).order if n_rank else None
+    if isinstance(real, str) and real in DATASETS:
+        real = held_out_images(get_preset(real, "smoke").data, None, n_real)
+    elif real is not None and not isinstance(real, torch.Tensor):
+        size, channels = unet.image_size, unet.in_channels
+        folder = ImageFolder(real, size, channels)
+        real = torch.stack([folder[i] for i in range(min(n_real, len(folder)))])
+    return Explorer(unet, dirs, order=order, real=real, **kwargs)
 
 
 _ASSESSOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -71,3 +71,19 @@ def test_mos_widget_rejects_bad_names_and_other_models(tmp_path):
     MosAnnotator(_panels(), tmp_path, "bob", model_id="m").yes.click()
     with pytest.raises(ValueError, match="marks for model 'm'"):
         MosAnnotator(_panels(), tmp_path, "bob", model_id="other")
+
+
+def test_explore_ranks_the_directions_and_starts_from_real_images_by_dataset_or_folder(tmp_path, trained):
+    from PIL import Image
+
+    from hdisc import explore
+
+    ex = explore(trained["directions"], dm=trained["dm_checkpoint"], real="mnist32", n_real=3, invert_steps=2)
+    assert ex.real.shape == (3, 1, 32, 32) and not ex.index.disabled and "real image" in ex.source.options
+    assert sorted(k for _, k in ex.direction.options) == list(range(4))  # every direction, ranked
+    ex.source.value = "real image"
+    assert ex.image.value  # the inverted digit, edited
+    for i in range(2):
+        Image.fromarray(np.full((40, 40), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    folder = explore(trained["directions"], dm=trained["dm_checkpoint"], real=tmp_path, n_rank=0)
+    assert folder.real.shape == (2, 1, 32, 32) and [k for _, k in folder.direction.options] == [0, 1, 2, 3]
