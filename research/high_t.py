@@ -4,10 +4,12 @@
 
 Each file is a DM (``dm_ema.pt``) or a training checkpoint (``dm_checkpoint.pt``, whose raw
 ``model`` weights are read, with the UNet configuration of the dataset's cpu preset). On ``n``
-held-out images, at t = 999, 900, 700 and 500: the noise-prediction MSE, and the error of the
-predicted x_0's per-image mean colour (x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) divides
-the prediction's error by sqrt(abar) = 0.0064 at t = 999: a DDIM chain sets an image's
-colours from these first predictions, and clipping them to [-1, 1] bakes the error in).
+held-out images, at t = 999, 900, 700 and 500 of the DM's own schedule (a checkpoint's
+stored one; linear betas for files from before schedules were stored): the noise-prediction
+MSE, and the error of the predicted x_0's per-image mean colour (x_0 = (x_t - sqrt(1 - abar)
+eps) / sqrt(abar) divides the prediction's error by sqrt(abar): 0.0064 at t = 999 on the linear
+schedule, 0.069 on the scaled-linear one; a DDIM chain sets an image's colours from these
+first predictions, and clipping them to [-1, 1] bakes the error in).
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from hdisc.data import held_out_images
 from hdisc.files import load_file, project_path, sha256, shown_path, write_json
 from hdisc.presets import get_preset
 from hdisc.runs import script_settings
-from hdisc.schedule import DEFAULT
+from hdisc.schedule import DEFAULT, Schedule, schedule_of
 
 TIMESTEPS = (999, 900, 700, 500)
 
 
 @torch.no_grad()
-def high_t(unet: torch.nn.Module, x0: torch.Tensor, seed: int = 0) -> list[dict]:
-    """Noise-prediction MSE and the mean-colour error of the predicted x_0 at each t."""
-    abar = DEFAULT.alphas_cumprod()
+def high_t(unet: torch.nn.Module, x0: torch.Tensor, schedule: Schedule, seed: int = 0) -> list[dict]:
+    """Noise-prediction MSE and the mean-colour error of the predicted x_0 at each t of the
+    DM's own ``schedule`` (with its abar there)."""
+    abar = schedule.alphas_cumprod()
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for t in TIMESTEPS:
@@ -39,7 +42,8 @@ def high_t(unet: torch.nn.Module, x0: torch.Tensor, seed: int = 0) -> list[dict]
         pred = unet(xt, torch.full((len(x0),), t))
         x0_hat = (xt - (1 - a).sqrt() * pred) / a.sqrt()
         colour_err = (x0_hat.mean((2, 3)) - x0.mean((2, 3))).abs().mean().item()
-        rows.append({"t": t, "eps_mse": ((pred - eps) ** 2).mean().item(), "x0_mean_colour_err": colour_err})
+        rows.append({"t": t, "abar": a.item(), "eps_mse": ((pred - eps) ** 2).mean().item(),
+                     "x0_mean_colour_err": colour_err})
     return rows
 
 
@@ -55,11 +59,12 @@ def main(*args: str) -> None:
             unet = build_unet(preset.unet)
             unet.load_state_dict(blob["model"])
             what = f"raw weights at step {blob['step']}, trained on {blob.get('trained_on')}"
+            schedule = Schedule.from_dict(blob["schedule"]) if "schedule" in blob else DEFAULT
         else:
             unet, _ = load_unet(path, preset.unet)
-            what = "EMA weights"
+            what, schedule = "EMA weights", schedule_of(unet)
         entries.append({"file": shown_path(path), "sha256": sha256(path), "weights": what,
-                        "rows": high_t(unet.eval(), x0)})
+                        "schedule": schedule.to_dict(), "rows": high_t(unet.eval(), x0, schedule)})
         print(entries[-1])
     out = project_path(given.get("out", f"results/{preset.name}/high_t.json"))
     write_json(out, {"dataset": preset.dataset, "n": len(x0), "command": "python research/high_t.py " + " ".join(args),
