@@ -384,10 +384,11 @@ def test_the_readme_quotes_the_rescaled_heads_and_spatial_reader_probes():
     assert (i0["config"]["freeze_shift_after"], i0["config"]["batch"]) == (1, 64)
     assert f"h1's 300 steps took {h1['wall_s']:,.0f} s and i1's {i1['wall_s']:,.0f} s at one thread" in text
     i = h1["interpretability"]
-    assert (f"Turning heads (h1) give the most signed directions of any probe ({i['signed_fraction']:.0%}) and "
+    assert (f"Turning heads (h1) give the most signed directions of any capped probe ({i['signed_fraction']:.0%}) and "
             f"{i['interpretable_fraction']:.0%} passing at FD ratio {h1['fidelity']['fd_ratio']:.2f}") in text
     assert i["signed_fraction"] >= max(p["interpretability"]["signed_fraction"] for p in probes.values()
-                                       if p.get("interpretability", {}).get("signed_fraction") is not None)
+                                       if p.get("interpretability", {}).get("signed_fraction") is not None
+                                       and p.get("config", {}).get("shift_norm") == "cap")
     assert (f"(its training loss ends at {h1['ce_curve'][-1][1]:.2f} against e3's {e3['ce_curve'][-1][1]:.2f}) "
             f"and RCA ends at {h1['rca']:.3f}") in text
     assert f"(i0 {i0['rca']:.3f}, r2 {r2['rca']:.3f};" in text and f"ends at {i1['rca']:.3f}" in text
