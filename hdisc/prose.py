@@ -7,6 +7,7 @@ is never reported without the fidelity and interpretability beside it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from .report import recovered
@@ -41,12 +42,18 @@ def _train_dm(r: dict) -> str:
 
 
 def _train(r: dict) -> str:
-    return (f"After {r['steps']:,} steps (`{r['preset']}` preset, K={r['K']}, M={r['M']}, batch {r['batch']}), the "
-            f"reconstructor recognises the direction of {_pct(r['rca'])} of fresh pairs (chance {_pct(1 / r['K'])}). "
-            f"That says the directions differ, not that they are useful: the discriminator gives "
-            f"{r['d_fake']:.2f} to shifted samples against {r['d_real']:.2f} to unshifted ones (the paper reports "
-            "about 0.5 for both), and whether a person could name the edits is measured in the directions "
-            "chapter, not here.")
+    chance, n = 1 / r["K"], r.get("rca_n", 256)
+    low = r["rca"] - 1.96 * math.sqrt(r["rca"] * (1 - r["rca"]) / n)  # the 95% interval's lower end over n pairs
+    text = (f"After {r['steps']:,} steps (`{r['preset']}` preset, K={r['K']}, M={r['M']}, batch {r['batch']}), the "
+            f"reconstructor recognises the direction of {_pct(r['rca'])} of {n:,} fresh pairs "
+            f"(chance {_pct(chance)}). ")
+    if low <= chance:
+        return text + ("That is within chance of guessing: the directions are not yet told apart, and nothing "
+                       "below says what they do.")
+    return text + (f"That says the directions differ, not that they are useful: the discriminator gives "
+                   f"{r['d_fake']:.2f} to shifted samples against {r['d_real']:.2f} to unshifted ones (the paper "
+                   "reports about 0.5 for both), and whether a person could name the edits is measured in the "
+                   "directions chapter, not here.")
 
 
 def _benchmark(r: dict) -> str:

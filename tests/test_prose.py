@@ -64,7 +64,10 @@ def test_the_training_paragraph_never_reports_rca_alone():
     record = {"steps": 9850, "preset": "cpu", "K": 32, "M": 5, "batch": 16, "rca": 0.863,
               "d_fake": 0.27, "d_real": 0.76}
     text = what_this_shows("train", record)
-    assert "86% of fresh pairs (chance 3%)" in text and "0.27 to shifted samples against 0.76" in text
+    assert "86% of 256 fresh pairs (chance 3%)" in text and "0.27 to shifted samples against 0.76" in text
+    at_chance = what_this_shows("train", record | {"rca": 0.043, "rca_n": 256})  # probe p1's: within chance
+    assert "within chance of guessing" in at_chance and "the directions differ" not in at_chance
+    assert "the directions differ" in what_this_shows("train", record | {"rca": 0.08, "rca_n": 1000})
 
 
 def _truth_record() -> dict:
