@@ -25,7 +25,7 @@ from torch import nn
 
 from .files import atomic_save, load_file
 from .presets import UNetConfig, config_diff
-from .schedule import DEFAULT, Schedule
+from .schedule import DEFAULT, Schedule, use_schedule
 
 with warnings.catch_warnings():  # guided_diffusion.nn warns about torch.cuda.amp at import
     warnings.simplefilter("ignore", FutureWarning)
@@ -145,7 +145,7 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None,
     if stored is None and schedule is None and "config" not in blob:
         warnings.warn(f"{path} does not say which noise schedule it was trained with: assuming T=1000 linear betas "
                       "1e-4..0.02 (pass schedule=Schedule(...) if it was another)", stacklevel=2)
-    unet.schedule = stored or schedule or DEFAULT
+    use_schedule(unet, stored or schedule or DEFAULT)
     return unet.eval(), cfg
 
 

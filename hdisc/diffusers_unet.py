@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from .presets import UNetConfig, config_diff
-from .schedule import DEFAULT, Schedule
+from .schedule import DEFAULT, Schedule, use_schedule
 
 
 class DiffusersUNet(nn.Module):
-    """A noise-predicting ``UNet2DModel`` with the interface hdisc uses of a DM:
-    ``unet(x [B, C, H, W], t [B]) -> eps [B, C, H, W]``, ``in_channels``, ``image_size``
+    """A ``UNet2DModel`` with the interface hdisc uses of a DM: ``unet(x [B, C, H, W], t [B])
+    -> eps [B, C, H, W]`` (a ``v_prediction`` model's output converted by
+    :func:`hdisc.schedule.use_schedule`), ``in_channels``, ``image_size``
     and ``middle_block`` (the module whose output is h, called as ``mid_block(h, emb)``).
     """
 
@@ -102,5 +103,5 @@ def load_diffusers(folder: str | os.PathLike, cfg: UNetConfig | None = None, sch
     if stored is None and schedule is None:
         warnings.warn(f"{folder} has no scheduler_config.json: assuming T=1000 linear betas 1e-4..0.02 (pass "
                       "schedule=Schedule(...) if it was trained with another)", stacklevel=2)
-    unet.schedule = stored or schedule or DEFAULT
+    use_schedule(unet, stored or schedule or DEFAULT)
     return unet.eval(), own

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 import torch
 
 KINDS = ("linear", "scaled_linear", "cosine")
+PREDICTIONS = ("eps", "v")
+"""What a DM's network outputs: the noise (``eps``), or ``v = sqrt(abar) eps - sqrt(1 - abar) x_0``
+(Salimans and Ho 2022; diffusers' ``v_prediction``), whose x_0 estimate near t = T does not
+divide the network's error by sqrt(abar)."""
 
 
 @dataclass(frozen=True)
@@ -23,16 +27,21 @@ class Schedule:
     """The noise schedule of a DM: ``T`` training timesteps whose betas are ``linear`` from
     ``beta_start`` to ``beta_end`` (DDPM; guided-diffusion's ``linear``), ``scaled_linear``
     (linear in sqrt(beta); diffusers' name) or ``cosine`` (Nichol & Dhariwal 2021; betas
-    capped at 0.999, guided-diffusion's and diffusers' ``squaredcos_cap_v2``)."""
+    capped at 0.999, guided-diffusion's and diffusers' ``squaredcos_cap_v2``). ``prediction``
+    (:data:`PREDICTIONS`) is what the network outputs; every sampler reads noise, which
+    :func:`use_schedule` converts a v-predicting network's output to."""
 
     T: int = 1000
     kind: str = "linear"
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    prediction: str = "eps"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"Schedule: kind={self.kind!r} is not known: valid {KINDS}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"Schedule: prediction={self.prediction!r} is not known: valid {PREDICTIONS}")
         if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 2:
             raise ValueError(f"Schedule: T={self.T!r} is out of range: valid an int >= 2 (e.g. 1000)")
         if self.kind != "cosine" and not 0 < self.beta_start < self.beta_end < 1:
@@ -57,7 +66,17 @@ class Schedule:
         return torch.cumprod(1.0 - self.betas(), dim=0)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a dict; ``prediction`` only when it is not ``eps``, so that the files
+        and run identities written before it existed read as the same schedule."""
+        d = dataclasses.asdict(self)
+        if d["prediction"] == "eps":
+            del d["prediction"]
+        return d
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to output for x_t = sqrt(abar) x0 + sqrt(1 - abar) noise
+        (abar broadcastable to x0 [B, C, H, W]): the noise, or v."""
+        return noise if self.prediction == "eps" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
 
     @classmethod
     def from_dict(cls, d: dict) -> Schedule:
@@ -76,16 +95,44 @@ class Schedule:
             raise ValueError(f"scheduler_config.json: beta_schedule={name!r} is not supported: valid {sorted(kinds)}")
         if config.get("trained_betas") is not None:
             raise ValueError("scheduler_config.json: trained_betas (an explicit beta array) is not supported")
-        if config.get("prediction_type", "epsilon") != "epsilon":
-            raise ValueError(f"scheduler_config.json: prediction_type={config['prediction_type']!r}: hdisc's "
-                             "samplers need a noise-predicting model (prediction_type 'epsilon')")
+        predictions = {"epsilon": "eps", "v_prediction": "v"}
+        if config.get("prediction_type", "epsilon") not in predictions:
+            raise ValueError(f"scheduler_config.json: prediction_type={config['prediction_type']!r} is not "
+                             f"supported: valid {sorted(predictions)}")
         return cls(int(config.get("num_train_timesteps", 1000)), kinds[name],
-                   float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02)))
+                   float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02)),
+                   predictions[config.get("prediction_type", "epsilon")])
 
 
 DEFAULT = Schedule()
 """T = 1000 linear betas from 1e-4 to 0.02: guided-diffusion's and DDPM's default, and what
 checkpoints written before schedules were stored were trained with."""
+
+def use_schedule(unet: torch.nn.Module, schedule: Schedule) -> torch.nn.Module:
+    """Put ``schedule`` on ``unet`` (read back by :func:`schedule_of`) and, for a v-predicting
+    network, a forward hook that turns its output into the noise every sampler reads:
+    eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t. The hook follows a batch that an
+    asymmetric step doubled inside the network (its extra rows repeat the last input rows,
+    :func:`hdisc.backbone.asymmetric`). Training uses the bare network (its loss is on v)."""
+    handle = getattr(unet, "_v_hook", None)
+    if handle is not None:
+        handle.remove()
+        unet._v_hook = None
+    unet.schedule = schedule
+    if schedule.prediction == "v":
+        abar_all = schedule.alphas_cumprod().float()
+
+        def to_noise(module: torch.nn.Module, args: tuple, kwargs: dict, out: torch.Tensor) -> torch.Tensor:
+            x, t = args[0], (args[1] if len(args) > 1 else kwargs["timesteps"])
+            extra = out.shape[0] - x.shape[0]
+            if extra:
+                x, t = torch.cat([x, x[len(x) - extra:]]), torch.cat([t, t[len(t) - extra:]])
+            abar = abar_all.to(x.device)[t.long()].view(-1, 1, 1, 1)
+            return (abar.sqrt() * out.float() + (1 - abar).sqrt() * x.float()).to(out.dtype)
+
+        unet._v_hook = unet.register_forward_hook(to_noise, with_kwargs=True)
+    return unet
+
 
 def schedule_of(unet: torch.nn.Module) -> Schedule:
     """The schedule ``unet`` was trained with, as :func:`hdisc.backbone.load_unet` (or

@@ -29,7 +29,7 @@ from .files import atomic_save, load_file, own_run_folder, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .precision import CHOICES, check_precision, compute_in, resolve_precision
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
-from .schedule import DEFAULT, edit_steps, schedule_of, shifted_steps
+from .schedule import DEFAULT, Schedule, edit_steps, schedule_of, shifted_steps
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
 DM_WEIGHTS = "dm_ema.pt"
@@ -187,21 +187,23 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, rate: float) -> Non
         pe.lerp_(pm, 1 - rate)
 
 
-def dm_loss(unet: torch.nn.Module, x0: torch.Tensor, abar_all: torch.Tensor,
+def dm_loss(unet: torch.nn.Module, x0: torch.Tensor, schedule: Schedule,
             generator: torch.Generator, rows: slice = slice(None), batch: int | None = None) -> torch.Tensor:
-    """Noise-prediction MSE at uniformly drawn t: ||eps - eps_theta(x_t, t)||^2 (mean).
+    """The DM's MSE at uniformly drawn t, on what ``schedule`` says the bare network predicts:
+    ||eps - eps_theta(x_t, t)||^2, or ||v - v_theta(x_t, t)||^2 (mean).
 
     t and the noise are drawn for a whole batch of ``batch`` rows (default: x0's), of which
     x0 [B, C, H, W] holds ``rows``: one process's share, so that every process draws the
     same random numbers and the mean over the processes is the whole batch's loss."""
     whole = len(x0) if batch is None else batch
+    abar_all = schedule.alphas_cumprod()
     t = torch.randint(len(abar_all), (whole,), generator=generator)[rows]
     noise = torch.randn((whole, *x0.shape[1:]), generator=generator)[rows]
     b = len(x0)
     abar = abar_all[t].float().view(b, 1, 1, 1)
     xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
     dev = next(unet.parameters()).device
-    return torch.nn.functional.mse_loss(unet(xt.to(dev), t.to(dev)), noise.to(dev))
+    return torch.nn.functional.mse_loss(unet(xt.to(dev), t.to(dev)), schedule.target(x0, noise, abar).to(dev))
 
 
 def check_seed(seed: int) -> None:
@@ -277,8 +279,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
                 save_checkpoint(ckpt_path, identity, parts, state)
                 save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
 
-        abar_all = train_cfg.schedule.alphas_cumprod()
-        unet.schedule = ema.schedule = train_cfg.schedule
+        unet.schedule = ema.schedule = train_cfg.schedule  # bare networks: the loss is on what they predict
         unet.train()
 
         stream = None
@@ -295,7 +296,7 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
                 draw_indices(len(dataset), train_cfg.batch, gen)
                 images = next(stream)
             with compute_in(precision, device):
-                loss = dm_loss(net, images, abar_all, gen, rows, train_cfg.batch)
+                loss = dm_loss(net, images, train_cfg.schedule, gen, rows, train_cfg.batch)
             whole = mean_over_ranks(loss.detach())  # the whole batch's loss, on every rank (a NaN stops them all)
             check_finite("noise-prediction loss", whole)
             opt.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ from hdisc.data import held_out_images
 from hdisc.files import load_file, project_path, sha256, shown_path, write_json
 from hdisc.presets import get_preset
 from hdisc.runs import script_settings
-from hdisc.schedule import DEFAULT, Schedule, schedule_of
+from hdisc.schedule import DEFAULT, Schedule, schedule_of, use_schedule
 
 TIMESTEPS = (999, 900, 700, 500)
 
@@ -60,6 +60,7 @@ def main(*args: str) -> None:
             unet.load_state_dict(blob["model"])
             what = f"raw weights at step {blob['step']}, trained on {blob.get('trained_on')}"
             schedule = Schedule.from_dict(blob["schedule"]) if "schedule" in blob else DEFAULT
+            use_schedule(unet, schedule)  # a v-predicting network's output read as noise
         else:
             unet, _ = load_unet(path, preset.unet)
             what, schedule = "EMA weights", schedule_of(unet)

@@ -530,3 +530,12 @@ def test_the_discriminator_losses(smoke, adv_loss, r1_gamma):
         assert torch.equal(loss, base)
     with pytest.raises(ValueError, match="adv_loss must be 'bce' \\(the paper's\\) or 'hinge'"):
         dataclasses.replace(smoke.discovery, adv_loss="wgan")
+
+
+def test_chain_backprop_equals_vanilla_on_a_v_predicting_dm(smoke, unet, discovery):
+    """The conversion of a v-predicting network's output to noise is part of every step's
+    graph, so the chain stays exact on such a DM."""
+    from hdisc.schedule import Schedule, use_schedule
+
+    use_schedule(unet, Schedule(kind="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction="v"))
+    _chain_against_vanilla(smoke, unet, discovery, 0)

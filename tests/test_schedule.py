@@ -32,15 +32,19 @@ def test_diffusers_scheduler_configs_map_to_schedules():
            "beta_end": 0.02, "prediction_type": "epsilon"}
     assert Schedule.from_diffusers(cfg) == Schedule(1000, "cosine", 1e-4, 0.02)
     assert Schedule.from_diffusers({"beta_schedule": "linear"}) == DEFAULT
-    with pytest.raises(ValueError, match="prediction_type='v_prediction'.*'epsilon'"):
-        Schedule.from_diffusers({**cfg, "prediction_type": "v_prediction"})
+    v = Schedule.from_diffusers({**cfg, "prediction_type": "v_prediction"})
+    assert v == Schedule(1000, "cosine", 1e-4, 0.02, "v") and v.to_dict()["prediction"] == "v"
+    assert "prediction" not in DEFAULT.to_dict() and Schedule.from_dict(v.to_dict()) == v  # old files read the same
+    with pytest.raises(ValueError, match="prediction_type='sample' is not supported"):
+        Schedule.from_diffusers({**cfg, "prediction_type": "sample"})
     with pytest.raises(ValueError, match="beta_schedule='sigmoid' is not supported"):
         Schedule.from_diffusers({"beta_schedule": "sigmoid"})
 
 
 @pytest.mark.parametrize("bad, match", [({"kind": "quadratic"}, "kind='quadratic' is not known"),
                                         ({"T": 1}, "T=1 is out of range"),
-                                        ({"beta_start": 0.03}, "0 < beta_start < beta_end < 1")])
+                                        ({"beta_start": 0.03}, "0 < beta_start < beta_end < 1"),
+                                        ({"prediction": "x0"}, r"prediction='x0' is not known: valid \('eps', 'v'\)")])
 def test_bad_schedules_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         Schedule(**bad)
@@ -89,3 +93,54 @@ def test_cosine_abar_follows_its_formula():
     abar = Schedule(T=1000, kind="cosine").alphas_cumprod()
     f = [math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2 for u in (0.0, 0.5)]
     assert abar[499].item() == pytest.approx(f[1] / f[0], rel=1e-6)
+
+
+def test_a_v_predicting_network_gives_the_samplers_noise_in_every_pass(smoke):
+    from hdisc.backbone import asymmetric
+    from hdisc.schedule import use_schedule
+
+    torch.manual_seed(0)
+    unet = perturb_zero_params(build_unet(smoke.unet), std=0.05).eval()
+    x, t = torch.randn(3, 1, 32, 32), torch.tensor([999, 500, 10])
+    v_sched = Schedule(kind="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction="v")
+    abar = v_sched.alphas_cumprod().float()[t].view(-1, 1, 1, 1)
+
+    def delta(h, emb):
+        return torch.ones_like(h)
+
+    with torch.no_grad():
+        v = unet(x, t)
+        with asymmetric(unet, delta, first=1):
+            v_both = unet(x, t)
+        use_schedule(unet, v_sched)
+        eps = unet(x, t)
+        with asymmetric(unet, delta, first=1):
+            eps_both = unet(x, t)
+    assert torch.allclose(eps, abar.sqrt() * v + (1 - abar).sqrt() * x, atol=1e-6)
+    rows = torch.cat([abar, abar[1:]])
+    assert torch.allclose(eps_both, rows.sqrt() * v_both + (1 - rows).sqrt() * torch.cat([x, x[1:]]), atol=1e-6)
+    use_schedule(unet, DEFAULT)  # an eps schedule takes the conversion off again
+    with torch.no_grad():
+        assert torch.equal(unet(x, t), v) and schedule_of(unet) == DEFAULT
+
+
+def test_a_v_dm_trains_on_v_and_loads_predicting_noise(tmp_path, smoke):
+    from hdisc.training import dm_loss
+
+    images = TensorImages(torch.rand(8, 1, 32, 32) * 2 - 1)
+    v_cfg = dataclasses.replace(smoke.dm, schedule=Schedule(kind="scaled_linear", beta_start=0.00085,
+                                                            beta_end=0.012, prediction="v"))
+    train_dm(smoke.unet, v_cfg, images, tmp_path, seed=0, steps=1, progress=False)
+    unet, _ = load_unet(tmp_path / "dm_ema.pt")
+    assert schedule_of(unet) == v_cfg.schedule and unet._forward_hooks  # sampled as noise
+    bare = build_unet(smoke.unet).eval()
+    x0 = images.images[:4]
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randint(1000, (4,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    abar = v_cfg.schedule.alphas_cumprod()[t].float().view(-1, 1, 1, 1)
+    want = torch.nn.functional.mse_loss(bare(abar.sqrt() * x0 + (1 - abar).sqrt() * noise, t),
+                                        abar.sqrt() * noise - (1 - abar).sqrt() * x0)
+    assert torch.allclose(dm_loss(bare, x0, v_cfg.schedule, torch.Generator().manual_seed(0)), want)
+    x = sample_ddim(unet, torch.randn(2, 1, 32, 32), ddim_steps(4, schedule_of(unet)), disable=True)
+    assert x.shape == (2, 1, 32, 32) and torch.isfinite(x).all()
