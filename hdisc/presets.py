@@ -321,11 +321,11 @@ def _scaled(dataset: str, scale: str) -> Preset:
         # predicted x_0 is the noise error over sqrt(abar) = 0.0064, and its mean colour was off by
         # 3.3 (research/high_t.py); it is not released. A second, noise-predicting on Stable
         # Diffusion's scaled-linear schedule (abar_999 = 0.0047: the error amplified 15x, not
-        # 156x), still sampled coloured backgrounds at step 4,500 (the corners' channels 0.58
-        # apart, the data's 0). This DM predicts v on that schedule (Salimans and Ho 2022):
-        # near t = T it outputs x_0 itself, so no error is amplified
+        # 156x), still sampled coloured backgrounds at step 4,500. This DM predicts v on that
+        # schedule (Salimans and Ho 2022): near t = T it outputs x_0 itself, so no error is
+        # amplified. 8,000 steps in bfloat16 autocast at two threads (book/findings.md)
         unet = UNetConfig(size, chans, 32, (1, 2, 2, 4), 2)
-        dm = DMTrainConfig(lr=5e-4, batch=32, steps=12_000, ema=0.9995,
+        dm = DMTrainConfig(lr=5e-4, batch=32, steps=8_000, ema=0.9995,
                            schedule=Schedule(1000, "scaled_linear", 0.00085, 0.012, "v"))
         disc = dataclasses.replace(paper_disc, M=10, batch=32, steps=1_000, checkpoint_every=100)
         return Preset(dataset, scale, data, unet, dm, disc, sample_steps=20)

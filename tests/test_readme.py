@@ -525,3 +525,27 @@ def test_the_findings_quote_the_free_magnitude_probe():
     assert f"{biggest} of them fall into one group of alike changes ({e['distinct_effects']} distinct effects)" in text
     assert f"{i['attributes'].count('area-')} named area-" in text
     assert f"RCA stays at {p1['rca']:.3f} (chance 0.031; training loss {p1['ce_curve'][-1][1]:.2f} at step 300" in text
+
+
+def test_the_findings_quote_the_released_shapes_dm():
+    text = " ".join(_readme_and_findings().split())
+    released = json.loads(project_path("models/shapes32-cpu/train_dm.json").read_text())
+    first = json.loads(project_path("results/shapes32-cpu/train_dm_unreleased.json").read_text())["quality"]["samples"]
+    high_t = {e["file"]: e for e in json.loads(project_path("results/shapes32-cpu/high_t_schedules.json").read_text())[
+        "entries"]}
+    assert released["config"]["dm"]["schedule"] == {"T": 1000, "kind": "scaled_linear", "beta_start": 0.00085,
+                                                    "beta_end": 0.012, "prediction": "v"}
+    assert released["steps"] == 8000
+    err = {f: e["rows"][0]["x0_mean_colour_err"] for f, e in high_t.items()}
+    assert all(e["rows"][0]["t"] == 999 for e in high_t.values())
+    assert f"at step 4,500 its predicted x_0's mean colour at t = 999 was off by {err['runs/shapes32-cpu-sl/dm_checkpoint.pt']:.3f} (the first DM's at step 12,000: {err['runs/shapes32-cpu/dm_checkpoint.pt']:.3f})" in text  # noqa: E501
+    assert f"took {released['wall_s']:,.0f} s; its EMA's mean-colour error at t = 999 is {err['runs/shapes32-cpu-v/dm_ema.pt']:.3f}" in text  # noqa: E501
+    q, real = released["quality"]["samples"], released["quality"]["real"]
+    assert (f"FD-ShapeNet {q['fd_shapenet']:.1f}, against {first['fd_shapenet']:,.0f} for the first DM and "
+            f"{real['fd_shapenet']:.2f} between held-out halves; the shape reader is {q['mean_confidence']:.3f} "
+            f"confident (real images {real['mean_confidence']:.3f})") in text
+    fd, old = q["factor_distance"], first["factor_distance"]
+    assert (f"frequencies {min(q['shape_freq']):.2f}-{max(q['shape_freq']):.2f}, total variation {q['shape_tv']:.3f}"
+            in text and min(q["shape_freq"]) > 0)
+    assert (f"{fd['scale']:.2f} from the data's for scale, {fd['background']:.2f} for background and {fd['hue']:.2f} "
+            f"for hue (the first DM: {old['scale']:.2f}, {old['background']:.2f}, {old['hue']:.2f})") in text
