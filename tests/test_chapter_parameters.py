@@ -45,8 +45,9 @@ def test_an_injected_parameter_the_chapter_does_not_take_is_refused():
 
 
 def test_a_render_asked_for_with_the_string_false_trains_nothing(tmp_path):
-    """papermill's -p train false arrives as "false": read as False, a render (no checkpoint: refused)."""
-    with pytest.raises(papermill.PapermillExecutionError, match="no checkpoint at .* to render"):
+    """papermill's -p train false arrives as "false": read as False, a render (no checkpoint and no
+    released model: refused)."""
+    with pytest.raises(papermill.PapermillExecutionError, match="nothing to render in .* it holds neither"):
         papermill.execute_notebook(ROOT / "experiments" / "train.ipynb", tmp_path / "out.ipynb",
                                    parameters={"preset": "smoke", "out_dir": str(tmp_path / "run"), "train": "false"},
                                    progress_bar=False, kernel_name="python3")
