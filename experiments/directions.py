@@ -33,6 +33,7 @@ out_dir = ""  # default: runs/<dataset>-<preset>
 seed = 0
 n_rank = 16  # seeds used to rank the directions
 n_interp = 16  # noises per direction for the interpretability evaluation (MNIST; 0: skip): K x 16 x 9 images
+interp_from = ""  # a directions.json whose evaluation of these same models (n_interp, seed) is shown, not recomputed
 n_examples = 4  # examples per direction in the figures
 n_show = 8  # directions shown large
 device = "auto"
@@ -48,14 +49,14 @@ from IPython.display import Markdown, display
 
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.directions import alike_groups, distinct_effects, mean_abs_offdiag, ranked
-from hdisc.files import project_path, shown_path
+from hdisc.files import atomic_write, project_path, shown_path
 from hdisc.interpret import MEASURES, interpretability, named_beyond, passing_first
 from hdisc.metrics import mnist_net
 from hdisc.posthoc import recorded_name_floor
 from hdisc.report import markdown_table
-from hdisc.runs import open_trained, resolve_device, run_dir, write_record
+from hdisc.runs import open_trained, recorded, resolve_device, run_dir, write_record
 from hdisc.schedule import schedule_of
-from hdisc.viz import plot_curves, save_grid, show_grid, show_matrix
+from hdisc.viz import direction_panels, plot_curves, show_grid, show_matrix
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
@@ -90,11 +91,14 @@ change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.
 # substitute for it.
 
 # %% tags=["hide-input"]
-interp = None
-if dataset == "mnist32" and n_interp > 0:
+interp = recorded(interp_from, files, "interpretability", n_interp=n_interp, seed=seed) if interp_from else None
+if interp is not None:  # the main job's committed render: K x n_interp x 9 edits (about 6 minutes) not redone
+    print(f"the evaluation of these models recorded in {shown_path(project_path(interp_from))} (same noises)")
+elif dataset == "mnist32" and n_interp > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
     interp = interpretability(unet, dirs, n_interp, net, seed=seed + 1, device=dev)
     interp.pop("sweeps")
+if interp is not None:
     rows = interp["directions"]
     summ = interp["summary"]
     floor = recorded_name_floor(project_path(f"results/{cfg.name}/equal_change.json"), files, n_interp, seed)
@@ -171,37 +175,42 @@ show_matrix(sim[top][:, top], top, title="similarity of the 16 leading direction
 
 # %% [markdown]
 # ## The leading directions
-# Directions that pass first, each group by change x realism. Each panel: one direction,
-# one row per example, columns $s = -S, -S/2, 0, S/2, S$.
+# Directions that pass first, each group by change x realism. Each panel: one direction on
+# `n_examples` noises (rows), columns $s = -S, -S/2, 0, S/2, S$, then the difference between
+# the two ends (mid grey: unchanged; white: ink the edit adds at $+S$; black: ink it
+# removes). The first four panels are saved as `directions.png` beside the record (the
+# README's figure).
 
 # %% tags=["hide-input"]
 svals = strengths(d.S, 5)
 z = torch.randn((n_examples, *shape), generator=gen).to(dev)
+lead = {}
 for k in order[:n_show]:
-    imgs = dirs.sweep(unet, z, k, svals)
-    name = f", {interp['directions'][k]['attribute'] or 'unnamed'}, " + \
+    name = f": {interp['directions'][k]['attribute'] or 'unnamed'}, " + \
         ("passes" if interp["directions"][k]["passes"] else "fails") if interp else ""
-    title = f"direction {k}{name} (change {change[k]:.3f}, realism {real[k]:.2f})"
-    show_grid(imgs.flatten(0, 1), nrow=len(svals), title=title, scale=1.0);
+    lead[f"direction {k}{name}\n(change {change[k]:.3f}, realism {real[k]:.2f})"] = dirs.sweep(unet, z, k, svals)
+titles = list(lead)
+for i in range(0, len(titles), 4):
+    figure = direction_panels({t: lead[t] for t in titles[i:i + 4]}, svals)
+    if i == 0:  # the README's figure
+        atomic_write(out / "directions.png", lambda f, fig=figure: fig.savefig(f, format="png", dpi=150))
 
 # %% [markdown]
 # ## Every direction at a glance
 # One example each, all $K$ directions in the same order (rows), the same five strengths.
-# The first six rows are saved as `directions.png` beside the record (the README's figure).
 
 # %% tags=["hide-input"]
 sweep_all = torch.cat([dirs.sweep(unet, z[:1], k, svals)[0] for k in order])
 show_grid(sweep_all, nrow=len(svals), title="all directions, in order", scale=0.8);
-save_grid(sweep_all[:6 * len(svals)], out / "directions.png", nrow=len(svals), scale=3);  # README's figure
 
 # %% tags=["hide-input"]
 write_record(out / "directions.json", {
     "dataset": dataset, "preset": preset, "K": d.K, "S": d.S, "M": d.M, "t_stop": d.t_stop,
-    "order": order, "change": [change[k].item() for k in order],
+    "order": order, "ranking_order": ranking.order, "change": [change[k].item() for k in order],
     "realism": [real[k].item() for k in order],
     "ranked_by": "passes the interpretability evaluation, then named beyond random (when a floor is recorded), "
     "then change * realism" if interp else "change * realism",
-    **distinct, "n_rank": n_rank, "interpretability": interp, "seed": seed}, files)
+    **distinct, "n_rank": n_rank, "n_interp": n_interp, "interpretability": interp, "seed": seed}, files)
 print(f"wrote {shown_path(out / 'directions.json')}")
 
 

@@ -59,7 +59,7 @@ from IPython.display import display
 from hdisc.baselines import every_method, training_free
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
-from hdisc.directions import ranked
+from hdisc.directions import ranked_order
 from hdisc.files import project_path
 from hdisc.metrics import mnist_net
 from hdisc.runs import open_trained, resolve_device
@@ -67,9 +67,10 @@ from hdisc.schedule import schedule_of
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
-cfg, unet, model, d, _ = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
+cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
-order = ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order
+order = ranked_order(project_path(f"results/{cfg.name}/directions.json"), files, unet, dirs, model.discriminator,
+                     n_rank, seed=seed, device=dev)  # the directions chapter's ranking, when it ranked these files
 sources = {}
 if n_sources:
     net = mnist_net(project_path("models/mnist_net.pt")) if dataset == "mnist32" else None

@@ -56,7 +56,7 @@ import torch
 
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
-from hdisc.directions import compare_shifts, invert, ranked
+from hdisc.directions import compare_shifts, invert, ranked_order
 from hdisc.files import shown_path
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps, schedule_of
@@ -68,7 +68,8 @@ out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)
 dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
-ks = ks or ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order[:n_dirs]
+ks = ks or ranked_order(out / "directions.json", files, unet, dirs, model.discriminator, n_rank, seed=seed,
+                        device=dev)[:n_dirs]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
 inv = ddim_steps(invert_steps, schedule_of(unet))
 x_T, recon = invert(unet, real, inv)

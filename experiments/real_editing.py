@@ -48,7 +48,7 @@ import torch
 
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet, shifted_steps, strengths
-from hdisc.directions import invert, ranked
+from hdisc.directions import invert, ranked_order
 from hdisc.files import shown_path
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
 from hdisc.schedule import ddim_steps, schedule_of
@@ -58,7 +58,8 @@ dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
 dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
-ks = ks or ranked(unet, dirs, model.discriminator, n_rank, seed=seed, device=dev).order[:n_dirs]
+ks = ks or ranked_order(out / "directions.json", files, unet, dirs, model.discriminator, n_rank, seed=seed,
+                        device=dev)[:n_dirs]
 print("directions:", ks)
 
 # %% [markdown]

@@ -8,6 +8,7 @@ has the size it had in training).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .direction_set import DirectionSet, FixedDirections
 from .discovery import change_similarity, draw_shifts
+from .runs import recorded
 from .sampling import invert_ddim, sample_ddim
 from .schedule import Steps
 
@@ -104,6 +106,18 @@ def ranked(unet: nn.Module, dirs: DirectionSet, discriminator: Callable[[torch.T
     change, real = change_scores(changes).cpu(), realism(discriminator, x0, ends).cpu()
     by_sign = change_similarity(changes, by_sign=True).cpu()
     return Ranking((change * real).argsort(descending=True).tolist(), change, real, by_sign.mean(0), by_sign)
+
+
+def ranked_order(record: str | os.PathLike, files: dict[str, str | os.PathLike | None], unet: nn.Module,
+                 dirs: DirectionSet, discriminator: Callable[[torch.Tensor], torch.Tensor], n: int, *,
+                 seed: int = 0, device: str | torch.device = "cpu") -> list[int]:
+    """The directions by change x realism (:func:`ranked` on ``n`` noises of ``seed``), read
+    from a directions record (the directions chapter's ``directions.json``, its
+    ``ranking_order``) when that record ranked the same model files (``files``: {role: path
+    or None}, as chapters record them) on as many noises of the same seed; else ranked here.
+    The chapters that edit "the directions that change images most" rank once this way."""
+    order = recorded(record, files, "ranking_order", n_rank=n, seed=seed)
+    return list(order) if order is not None else ranked(unet, dirs, discriminator, n, seed=seed, device=device).order
 
 
 @torch.no_grad()

@@ -13,10 +13,8 @@ they pass 97%: the pass test says an edit is safe, not that it has a name).
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +25,7 @@ from .direction_set import DirectionSet
 from .directions import edit_pairs
 from .discovery import Reconstructor, ShiftBlock
 from .interpret import interpretability, name_floor, named_beyond, realism
-from .runs import computed_from
+from .runs import recorded
 
 
 def read_pairs(net: Reconstructor, pairs: tuple[torch.Tensor, ...], batch: int = 256, bins: int = 4) -> dict:
@@ -173,9 +171,4 @@ def recorded_name_floor(record: str | os.PathLike, files: dict[str, str | os.Pat
     record them) and it was scored on ``n_interp`` noises of the same ``seed``. Else None: a
     floor belongs to its DM, the learned set's change and its noise count (a Spearman rho
     over fewer noises strays further from 0 by chance)."""
-    record = Path(record)
-    if not record.is_file():
-        return None
-    rec = json.loads(record.read_text())
-    same = computed_from(rec, files) and (rec.get("n_interp"), rec.get("seed")) == (n_interp, seed)
-    return rec.get("name_floor") if same else None
+    return recorded(record, files, "name_floor", n_interp=n_interp, seed=seed)

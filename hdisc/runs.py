@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Sequence
@@ -79,6 +80,20 @@ def computed_from(record: dict, files: dict[str, str | os.PathLike | None]) -> b
     ``files`` ({role: path or None}): the same roles, each file with the recorded sha256."""
     recorded = {role: None if m is None else m["sha256"] for role, m in record.get("models", {}).items()}
     return recorded == {role: None if f is None else sha256(f) for role, f in files.items()}
+
+
+def recorded(record: str | os.PathLike, files: dict[str, str | os.PathLike | None], key: str, **settings: object
+             ) -> object | None:
+    """``record[key]`` from the JSON record at path ``record`` when that record was computed from
+    the model files ``files`` (:func:`computed_from`) with the same ``settings`` (each
+    ``record[name] == value``); else None (no file, no key, other files or settings). How a
+    chapter reuses an expensive result of the same models instead of computing it again."""
+    record = Path(record)
+    if not record.is_file():
+        return None
+    rec = json.loads(record.read_text())
+    same = key in rec and all(rec.get(name) == value for name, value in settings.items())
+    return rec[key] if same and computed_from(rec, files) else None
 
 
 def _find(given: str | os.PathLike, preset: Preset, filename: str, param: str, what: str) -> Path | None:

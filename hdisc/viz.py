@@ -135,3 +135,29 @@ def best_edits(unet: torch.nn.Module, sets: dict, record: dict, seed: int = 0, n
         ax.set_title(name, fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def with_difference(sweeps: torch.Tensor) -> torch.Tensor:
+    """One direction's sweeps [N, n, C, H, W] (strengths in increasing order) with each row's
+    difference map appended: x(s_max) - x(s_min), divided by the largest absolute difference
+    over the N rows, so that mid grey is no change, white what the edit adds and black what
+    it removes. Returns [N, n + 1, C, H, W]."""
+    diff = sweeps[:, -1] - sweeps[:, 0]
+    return torch.cat([sweeps, (diff / diff.abs().amax().clamp_min(1e-8))[:, None]], 1)
+
+
+def direction_panels(sweeps: dict[str, torch.Tensor], svals: torch.Tensor) -> plt.Figure:
+    """A panel per direction, side by side: its sweeps [N, n, C, H, W] over ``svals`` [n]
+    (one row per noise) with :func:`with_difference`'s map as the last column, titled by the
+    dict's key (e.g. "direction 4: area+")."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(2.1 * len(sweeps), 2.3), squeeze=False)
+    for ax, (title, images) in zip(axes[0], sweeps.items(), strict=True):
+        n = images.shape[1] + 1
+        g = grid(with_difference(images.cpu()).flatten(0, 1), n)
+        ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([g.shape[1] / n * (i + 0.5) for i in range(n)],
+                      [f"{s:g}" for s in svals.tolist()] + ["diff"], fontsize=6)
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    return fig

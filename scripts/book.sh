@@ -25,13 +25,15 @@ executed=book/_executed
 mkdir -p "$models" "$results" "$executed"
 bash scripts/vendor_js.sh book/_vendor
 
-timing=("setup $setup_s")  # "name seconds" per stage, written to $results/book_timing.json at the end
+timing=$(mktemp)  # "name seconds" per stage, written to $results/book_timing.json at the end
+trap 'rm -f "$timing"' EXIT
+echo "setup $setup_s" >> "$timing"
 pm_to() {  # pm_to PAGE NOTEBOOK [papermill args...]: execute experiments/NOTEBOOK.ipynb into the book's PAGE
   local page=$1 name=$2 start=$SECONDS; shift 2
   echo "== $page ($PRESET, $RENDER)"
   .venv/bin/papermill --no-progress-bar "experiments/$name.ipynb" "$executed/$page.ipynb" \
     -p dataset mnist32 -p preset "$PRESET" "$@"
-  timing+=("$page $((SECONDS - start))")
+  echo "$page $((SECONDS - start))" >> "$timing"
   echo "   $page took $((SECONDS - start)) s"
 }
 pm() { pm_to "$1" "$@"; }  # pm NOTEBOOK [papermill args...]: the MNIST chapters, each on its own page
@@ -44,67 +46,84 @@ trained=(-p directions "$models/directions.pt" -p dm_checkpoint "$models/dm_ema.
 pm train_dm -p out_dir "$models" -p train "$train" $([ "$PRESET" = smoke ] && echo "-p n_eval 64")
 pm train -p out_dir "$models" -p dm_checkpoint "$models/dm_ema.pt" -p train "$train" \
   $([ "$PRESET" = smoke ] && echo "-p n_rca 32")
-if [ "$RENDER" = committed ] && [ -f "$results/benchmark.json" ]; then
-  pm benchmark -p out_dir "$results" -p from_record "$results/benchmark.json"
-else
-  pm benchmark -p out_dir "$results" -p dm_checkpoint "$models/dm_ema.pt"
-fi
-pm directions -p out_dir "$results" "${trained[@]}"
-pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
-pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
-pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
-pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
-# the comparison with the training-free families is a research analysis (about 45 minutes at
-# the cpu preset): a committed render shows its record and figure, made from these models by a
-# full run of the chapter (the chapter refuses a record of other model files)
-if [ "$RENDER" = committed ] && [ -f "$results/compare.json" ] && [ -f "$results/compare_directions.png" ]; then
-  pm compare -p out_dir "$results" "${trained[@]}" -p from_record "$results/compare.json"
-else
-  pm compare -p out_dir "$results" "${trained[@]}" \
-    $([ "$PRESET" = smoke ] && echo "-p n_pca 32 -p jacobian_iters 2 -p n_interp 2 -p n_train 8 -p n_test 4 -p epochs 1")
-fi
-pm explore "${trained[@]}"
-# shapes32, where the truth is known: its released DM (models/shapes32-$PRESET) when rendering
-# what is committed, else one trained in runs/; the comparison of families on the truth from
-# its record when that was made from these models (else computed: about half an hour at the
-# cpu preset). While no shapes32 DM of this preset is released, a committed render shows the
-# part at the smoke preset (trained in seconds; each page names its preset)
-sp=$PRESET
-if [ "$RENDER" = committed ] && [ ! -f "models/shapes32-$sp/dm_ema.pt" ]; then
-  echo "no released shapes32 DM in models/shapes32-$sp: the shapes part renders at the smoke preset"; sp=smoke
-fi
-shapes=models/shapes32-$sp; shapes_train=False
-if [ "$RENDER" = full ] || [ ! -f "$shapes/dm_ema.pt" ]; then shapes=runs/shapes32-$sp; shapes_train=True; fi
-shapes_results=results/shapes32-$sp
-mkdir -p "$shapes" "$shapes_results"
-pm_to shapes_train_dm train_dm -p dataset shapes32 -p preset "$sp" -p out_dir "$shapes" -p train "$shapes_train" \
-  $([ "$sp" = smoke ] && echo "-p n_eval 32")
-# a committed render computes no research analysis: without a truth record of this preset (an
-# hour at the cpu preset) the comparison renders at the smoke preset, on a DM trained in seconds
-tp=$sp; truth_dm=$shapes/dm_ema.pt
-if [ "$RENDER" = committed ] && [ ! -f "$shapes_results/truth.json" ] && [ "$sp" != smoke ]; then
-  echo "no truth record in $shapes_results: the truth chapter renders at the smoke preset"; tp=smoke
-  .venv/bin/python -m hdisc.pretrain --dataset shapes32 --preset smoke --out runs/shapes32-smoke >/dev/null
-  truth_dm=runs/shapes32-smoke/dm_ema.pt; mkdir -p results/shapes32-smoke
-fi
-truth_results=results/shapes32-$tp
-pm_to truth truth -p dataset shapes32 -p preset "$tp" -p out_dir "$truth_results" -p dm_checkpoint "$truth_dm" \
-  $([ "$RENDER" = committed ] && [ -f "$truth_results/truth.json" ] && echo "-p from_record $truth_results/truth.json") \
-  $([ "$tp" = smoke ] && echo "-p n 3 -p n_pca 12")
+
+# The chapters below read the trained models and write their own records, so they run in two
+# lanes, one thread each (both cores at work; records name the thread count they ran with).
+# A committed render computes no research analysis: the directions chapter's interpretability
+# evaluation, the comparison with the training-free families (about 45 minutes at the cpu
+# preset) and the shapes truth comparison (an hour) are shown from records made from these
+# model files (each chapter refuses a record of other files); RENDER=full computes them again.
+lane_a() {  # the directions first: the chapters after it read its ranking from its record
+  if [ "$RENDER" = committed ] && [ -f "$results/benchmark.json" ]; then
+    pm benchmark -p out_dir "$results" -p from_record "$results/benchmark.json"
+  else
+    pm benchmark -p out_dir "$results" -p dm_checkpoint "$models/dm_ema.pt"
+  fi
+  pm directions -p out_dir "$results" "${trained[@]}" \
+    $([ "$RENDER" = committed ] && [ -f "$results/directions.json" ] && echo "-p interp_from $results/directions.json")
+  pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
+  pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
+  pm explore "${trained[@]}"
+}
+lane_b() {
+  pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
+  pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
+  if [ "$RENDER" = committed ] && [ -f "$results/compare.json" ] && [ -f "$results/compare_directions.png" ]; then
+    pm compare -p out_dir "$results" "${trained[@]}" -p from_record "$results/compare.json"
+  else
+    pm compare -p out_dir "$results" "${trained[@]}" \
+      $([ "$PRESET" = smoke ] && echo "-p n_pca 32 -p jacobian_iters 2 -p n_interp 2 -p n_train 8 -p n_test 4 -p epochs 1")
+  fi
+  # shapes32, where the truth is known: its released DM (models/shapes32-$PRESET) when rendering
+  # what is committed, else one trained in runs/. While no shapes32 DM of this preset is
+  # released, a committed render shows the part at the smoke preset (each page names its preset)
+  local sp=$PRESET
+  if [ "$RENDER" = committed ] && [ ! -f "models/shapes32-$sp/dm_ema.pt" ]; then
+    echo "no released shapes32 DM in models/shapes32-$sp: the shapes part renders at the smoke preset"; sp=smoke
+  fi
+  local shapes=models/shapes32-$sp shapes_train=False
+  if [ "$RENDER" = full ] || [ ! -f "$shapes/dm_ema.pt" ]; then shapes=runs/shapes32-$sp; shapes_train=True; fi
+  local shapes_results=results/shapes32-$sp
+  mkdir -p "$shapes" "$shapes_results"
+  pm_to shapes_train_dm train_dm -p dataset shapes32 -p preset "$sp" -p out_dir "$shapes" -p train "$shapes_train" \
+    $([ "$sp" = smoke ] && echo "-p n_eval 32")
+  # without a truth record of this preset the comparison renders at the smoke preset, on a DM
+  # trained in seconds
+  local tp=$sp truth_dm=$shapes/dm_ema.pt
+  if [ "$RENDER" = committed ] && [ ! -f "$shapes_results/truth.json" ] && [ "$sp" != smoke ]; then
+    echo "no truth record in $shapes_results: the truth chapter renders at the smoke preset"; tp=smoke
+    .venv/bin/python -m hdisc.pretrain --dataset shapes32 --preset smoke --out runs/shapes32-smoke >/dev/null
+    truth_dm=runs/shapes32-smoke/dm_ema.pt; mkdir -p results/shapes32-smoke
+  fi
+  local truth_results=results/shapes32-$tp
+  pm_to truth truth -p dataset shapes32 -p preset "$tp" -p out_dir "$truth_results" -p dm_checkpoint "$truth_dm" \
+    $([ "$RENDER" = committed ] && [ -f "$truth_results/truth.json" ] && echo "-p from_record $truth_results/truth.json") \
+    $([ "$tp" = smoke ] && echo "-p n 3 -p n_pca 12")
+}
+export OMP_NUM_THREADS=1
+lane_a & a=$!
+lane_b & b=$!
+failed=0
+wait $a || failed=1
+wait $b || failed=1
+unset OMP_NUM_THREADS
+if [ $failed = 1 ]; then echo "a chapter failed (its error is above)" >&2; exit 1; fi
 echo "== reproduction tables"
 start=$SECONDS
 .venv/bin/papermill --no-progress-bar book/reproduction.ipynb "$executed/reproduction.ipynb" \
   -p dataset mnist32 -p preset "$PRESET" -p results "$results" -p models "$models"
-timing+=("reproduction $((SECONDS - start))")
+echo "reproduction $((SECONDS - start))" >> "$timing"
 start=$SECONDS
 .venv/bin/jupyter-book build . -W --path-output . >/dev/null
-timing+=("jupyter-book $((SECONDS - start))")
-printf '%s\n' "${timing[@]}" | .venv/bin/python -c "
+echo "jupyter-book $((SECONDS - start))" >> "$timing"
+.venv/bin/python -c "
 import os, sys
 from hdisc.files import write_json
 stages = {name: int(s) for name, s in (line.split() for line in sys.stdin)}
 write_json(sys.argv[1], {'preset': sys.argv[2], 'render': sys.argv[3], 'seconds': stages,
-                         'total_s': sum(stages.values()), 'cpus': os.cpu_count(),
-                         'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS')})
-" "$results/book_timing.json" "$PRESET" "$RENDER"
+                         'wall_s': int(sys.argv[4]), 'wall_after_setup_s': int(sys.argv[4]) - stages['setup'],
+                         'lanes': 2, 'cpus': os.cpu_count(),
+                         'what': 'seconds per stage; after train, two lanes of chapters run side by side, one '
+                                 'thread each, so wall_s (the whole job, setup included) is less than their sum'})
+" "$results/book_timing.json" "$PRESET" "$RENDER" "$SECONDS" < "$timing"
 echo "built: _build/html/index.html (records in $results, models in $models; stage times in $results/book_timing.json)"

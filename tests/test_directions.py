@@ -4,6 +4,7 @@ import dataclasses
 
 import torch
 
+from hdisc.backbone import save_unet
 from hdisc.direction_set import DirectionSet, strengths
 from hdisc.directions import (
     alike_groups,
@@ -15,11 +16,14 @@ from hdisc.directions import (
     mean_abs_offdiag,
     mean_directions,
     ranked,
+    ranked_order,
     realism,
 )
 from hdisc.discovery import DiscoveryModel, change_similarity
+from hdisc.presets import get_preset
+from hdisc.runs import write_record
 from hdisc.sampling import sample_ddim
-from hdisc.schedule import DEFAULT
+from hdisc.schedule import DEFAULT, Schedule
 
 
 def test_rank_scores_every_direction_and_zero_heads_score_zero(smoke, unet, dirs):
@@ -89,6 +93,25 @@ def test_ranked_orders_directions_by_change_times_realism(smoke, unet, discovery
     assert sim.shape == (K, K) and torch.allclose(sim, sim.T, atol=1e-6)
     assert torch.allclose(sim.diagonal(), torch.ones(K), atol=1e-5)
     assert by_sign.shape == (2, K, K) and torch.allclose(by_sign.mean(0), sim, atol=1e-6)
+
+
+def test_ranked_order_reads_a_record_of_the_same_files_and_ranks_otherwise(tmp_path, unet, discovery, dirs):
+    dm = tmp_path / "dm.pt"
+    save_unet(unet, get_preset("mnist32", "smoke").unet, dm)
+    files = {"dm": dm, "directions": None}
+    order = ranked(unet, dirs, discovery.discriminator, 2, seed=1).order
+    record = tmp_path / "directions.json"
+    assert ranked_order(record, files, unet, dirs, discovery.discriminator, 2, seed=1) == order  # no record: ranked
+    recorded = order[::-1]  # a record that ranked these files on the same noises is read, not recomputed
+    write_record(record, {"ranking_order": recorded, "n_rank": 2, "seed": 1}, files)
+    assert ranked_order(record, files, unet, dirs, discovery.discriminator, 2, seed=1) == recorded
+    for n, seed in ((3, 1), (2, 0)):  # other noises: ranked again
+        assert ranked_order(record, files, unet, dirs, discovery.discriminator, n, seed=seed) == \
+            ranked(unet, dirs, discovery.discriminator, n, seed=seed).order
+    other = tmp_path / "other.pt"  # another DM file (here: another schedule): ranked again
+    save_unet(unet, get_preset("mnist32", "smoke").unet, other, Schedule(T=500))
+    assert ranked_order(record, {"dm": other, "directions": None}, unet, dirs, discovery.discriminator, 2,
+                        seed=1) == order
 
 
 def test_change_similarity_tells_collapsed_from_distinct_directions():
