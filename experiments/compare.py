@@ -80,7 +80,6 @@ from hdisc.metrics import mnist_net
 from hdisc.posthoc import score_at_equal_change, score_directions
 from hdisc.report import compare_table, equal_change_table, mos_proxy_table
 from hdisc.runs import computed_from, open_trained, resolve_device, run_dir, write_record
-from hdisc.schedule import schedule_of
 from hdisc.viz import plot_curves, save_grid, show_grid
 
 if dataset != "mnist32":
@@ -89,7 +88,7 @@ if dataset != "mnist32":
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+dirs = DirectionSet.of(model.shift, d, unet)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 net = mnist_net(project_path("models/mnist_net.pt"))
 old = json.loads(project_path(from_record).read_text()) if from_record else None

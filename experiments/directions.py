@@ -55,13 +55,12 @@ from hdisc.metrics import mnist_net
 from hdisc.posthoc import recorded_name_floor
 from hdisc.report import markdown_table
 from hdisc.runs import open_trained, recorded, resolve_device, run_dir, write_record
-from hdisc.schedule import schedule_of
 from hdisc.viz import direction_panels, plot_curves, show_grid, show_matrix
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))  # the learned directions on their training chain
+dirs = DirectionSet.of(model.shift, d, unet)  # the learned directions on their training chain
 gen = torch.Generator().manual_seed(seed)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 

@@ -63,12 +63,11 @@ from hdisc.directions import ranked_order
 from hdisc.files import project_path
 from hdisc.metrics import mnist_net
 from hdisc.runs import open_trained, resolve_device
-from hdisc.schedule import schedule_of
 from hdisc.widgets import Explorer
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+dirs = DirectionSet.of(model.shift, d, unet)
 order = ranked_order(project_path(f"results/{cfg.name}/directions.json"), files, unet, dirs, model.discriminator,
                      n_rank, seed=seed, device=dev)  # the directions chapter's ranking, when it ranked these files
 sources = {}

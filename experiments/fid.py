@@ -56,15 +56,14 @@ from hdisc.files import project_path, shown_path
 from hdisc.metrics import fd, inception_features, mnist_net
 from hdisc.report import PAPER
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
-from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+dirs = DirectionSet.of(model.shift, d, unet)
 if sample_steps > 0:  # another chain: the strength is rescaled to keep the edit's size
-    dirs = dirs.on(ddim_steps(sample_steps, schedule_of(unet)))
+    dirs = dirs.on(unet.steps(sample_steps))
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 paper = PAPER["fid"]
 

@@ -59,7 +59,6 @@ from hdisc.direction_set import DirectionSet
 from hdisc.directions import compare_shifts, invert, ranked_order
 from hdisc.files import shown_path
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
-from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
@@ -67,11 +66,11 @@ cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkp
 out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+dirs = DirectionSet.of(model.shift, d, unet)
 ks = ks or ranked_order(out / "directions.json", files, unet, dirs, model.discriminator, n_rank, seed=seed,
                         device=dev)[:n_dirs]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
-inv = ddim_steps(invert_steps, schedule_of(unet))
+inv = unet.steps(invert_steps)
 x_T, recon = invert(unet, real, inv)
 on_inv = dirs.on(inv)  # the same directions on the inversion chain, s rescaled to keep the edit's size
 

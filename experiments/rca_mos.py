@@ -69,14 +69,13 @@ from hdisc.metrics import mos
 from hdisc.mos_proxy import from_record, kappa
 from hdisc.report import PAPER
 from hdisc.runs import computed_from, open_trained, resolve_device, run_dir, write_record
-from hdisc.schedule import schedule_of
 from hdisc.viz import grid, png_bytes
 from hdisc.widgets import MosAnnotator
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev, settings)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+dirs = DirectionSet.of(model.shift, d, unet)
 paper = (PAPER["rca"][dataset], PAPER["mos"][dataset])
 
 # %% [markdown]

@@ -51,13 +51,12 @@ from hdisc.direction_set import DirectionSet, shifted_steps, strengths
 from hdisc.directions import invert, ranked_order
 from hdisc.files import shown_path
 from hdisc.runs import open_trained, resolve_device, run_dir, write_record
-from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.viz import show_grid
 
 dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
-dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+dirs = DirectionSet.of(model.shift, d, unet)
 ks = ks or ranked_order(out / "directions.json", files, unet, dirs, model.discriminator, n_rank, seed=seed,
                         device=dev)[:n_dirs]
 print("directions:", ks)
@@ -69,7 +68,7 @@ print("directions:", ks)
 
 # %% tags=["hide-input"]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)
-inv = ddim_steps(invert_steps, schedule_of(unet))
+inv = unet.steps(invert_steps)
 x_T, recon = invert(unet, real, inv)
 err = (recon - real).abs().mean().item()
 print(f"reconstruction: mean |x - x_rec| = {err:.4f}, max = {(recon - real).abs().max().item():.3f}")

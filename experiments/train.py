@@ -60,8 +60,7 @@ from hdisc.discovery import reconstructor_accuracy
 from hdisc.files import project_path, shown_path
 from hdisc.presets import departures, get_preset
 from hdisc.report import PAPER
-from hdisc.runs import find_dm, open_dm, resolve_device, run_dir, write_record
-from hdisc.schedule import ddim_steps, schedule_of
+from hdisc.runs import find_dm, open_dm, released_record, resolve_device, run_dir, write_record
 from hdisc.training import DISCOVERY_CHECKPOINT, checkpoint_step, load_directions, train_discovery, train_dm
 from hdisc.viz import plot_curves, plot_points
 
@@ -85,7 +84,8 @@ if dm_path is None:
     print("no DM checkpoint found: pretraining one first")
     train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed, device=dev)
     dm_path = out / "dm_ema.pt"
-unet, unet_cfg = open_dm(dm_path, cfg)  # a diffusers folder brings its own UNet configuration
+unet = open_dm(dm_path, cfg)  # a diffusers folder brings its own UNet configuration
+unet_cfg = unet.config
 print(f"DM: {shown_path(dm_path)}")
 
 # %% [markdown]
@@ -95,17 +95,13 @@ print(f"DM: {shown_path(dm_path)}")
 # paper reports $D(x'_0)$ staying near 0.5 (its figure 10).
 
 # %% tags=["hide-input"]
-if not train and not (out / DISCOVERY_CHECKPOINT).exists():
-    if not (out / "train.json").is_file():
-        raise FileNotFoundError(f"nothing to render in {shown_path(out)}: it holds neither {DISCOVERY_CHECKPOINT} nor "
-                                "train.json; train (train=True) or point out_dir at a trained model's folder")
-    summary = json.loads((out / "train.json").read_text())  # a released model: weights and record, no checkpoint
+summary = None if train else released_record(out, DISCOVERY_CHECKPOINT, "train.json")
+if summary is not None:  # a released model: weights and record, no checkpoint
     load_directions(out / "directions.pt", unet_cfg, d, dm=unet)  # refuses weights of another config or DM
-    print(f"a released model: the training record of {shown_path(out / 'train.json')}, no checkpoint")
 else:
     if not train:
         steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
-    summary = train_discovery(unet, unet_cfg, d, out, seed=seed, steps=None if steps == -1 else steps,
+    summary = train_discovery(unet, d, out, seed=seed, steps=None if steps == -1 else steps,
                               method=method, init_from=init_from or None, device=dev, precision=precision,
                               budget=parse_budget(str(budget)))
 log = summary["log"]
@@ -120,7 +116,7 @@ plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accu
 
 # %% tags=["hide-input"]
 model, _ = load_directions(out / "directions.pt", unet_cfg, d)
-rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, ddim_steps(d.M, schedule_of(unet)), n_rca, d.batch,
+rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, unet.steps(d.M), n_rca, d.batch,
                              torch.Generator().manual_seed(seed + 1), device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "
       f"{PAPER['rca'][dataset]})")

@@ -45,17 +45,14 @@ from hdisc.chapter import typed_parameters
 typed_parameters("train_dm", globals())
 
 # %% tags=["hide-input"]
-import json
-
-from hdisc.backbone import load_unet
+from hdisc.backbone import load_dm
 from hdisc.data import held_out_images, load_mnist, open_dataset
 from hdisc.factors import load_shape_net, shapes_quality
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
-from hdisc.runs import resolve_device, run_dir, write_record
+from hdisc.runs import released_record, resolve_device, run_dir, write_record
 from hdisc.sampling import generate
-from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.training import DM_CHECKPOINT, checkpoint_step, train_dm
 from hdisc.viz import plot_curves, save_grid, show_grid
 
@@ -71,13 +68,8 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {shown_path(o
 # weights and their record but no training checkpoint, draws the loss curve from the record.
 
 # %% tags=["hide-input"]
-if not train and not (out / DM_CHECKPOINT).exists():
-    if not (out / "train_dm.json").is_file():
-        raise FileNotFoundError(f"nothing to render in {shown_path(out)}: it holds neither {DM_CHECKPOINT} nor "
-                                "train_dm.json; train (train=True) or point out_dir at a trained model's folder")
-    summary = json.loads((out / "train_dm.json").read_text())
-    print(f"a released model: the training record of {shown_path(out / 'train_dm.json')}, no checkpoint")
-else:
+summary = None if train else released_record(out, DM_CHECKPOINT, "train_dm.json")
+if summary is None:
     if not train:
         steps = checkpoint_step(out / DM_CHECKPOINT)
     summary = train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed,
@@ -92,11 +84,11 @@ plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", 
 # `clip_denoised`).
 
 # %% tags=["hide-input"]
-unet, _ = load_unet(out / "dm_ema.pt")
+unet = load_dm(out / "dm_ema.pt")
 unet.to(dev)
 n_gen = max(n_samples, n_eval if dataset in ("mnist32", "shapes32") else 0)
 samples = generate(unet, n_gen, (cfg.unet.in_channels, cfg.unet.image_size, cfg.unet.image_size),
-                   ddim_steps(cfg.sample_steps, schedule_of(unet)), seed=seed, batch=min(64, cfg.unet.sample_batch()),
+                   unet.steps(cfg.sample_steps), seed=seed, batch=min(64, cfg.unet.sample_batch()),
                    device=dev)
 save_grid(samples[:n_samples], out / "samples.png", nrow=8)
 show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_steps} samples (EMA)");

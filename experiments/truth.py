@@ -69,7 +69,6 @@ from hdisc.presets import get_preset
 from hdisc.prose import what_this_shows
 from hdisc.report import truth_table
 from hdisc.runs import computed_from, find_dm, open_dm, resolve_device, run_dir, write_record
-from hdisc.schedule import schedule_of
 from hdisc.training import load_directions
 from hdisc.truth import REL, compare_on_truth
 from hdisc.viz import best_edits
@@ -101,14 +100,15 @@ else:
     if old is not None:
         print(f"{from_record} was made from other model files: computing again")
     start = time.perf_counter()
-    unet, unet_cfg = open_dm(dm_path, cfg)
+    unet = open_dm(dm_path, cfg)
+    unet_cfg = unet.config
     unet.to(dev)
     d = cfg.discovery
-    base = DirectionSet.of(FixedDirections(torch.zeros(d.K, *unet_cfg.h_shape), REL), d, schedule_of(unet))
+    base = DirectionSet.of(FixedDirections(torch.zeros(d.K, *unet_cfg.h_shape), REL), d, unet)
     learned = None
     if directions:
         model, dcfg = load_directions(files["directions"], unet_cfg, dm=unet)
-        learned = DirectionSet.of(model.shift.to(dev), dcfg, schedule_of(unet))
+        learned = DirectionSet.of(model.shift.to(dev), dcfg, unet)
     chosen = resolve_precision(precision, dev)
     with compute_in(chosen, dev):
         record, scaled = compare_on_truth(unet, base, load_shape_net(), learned, n=n, n_pca=n_pca, target=target,

@@ -1,7 +1,7 @@
 """hdisc: unsupervised discovery of interpretable directions in the h-space of diffusion models.
 
 A reproduction of arXiv 2310.09912 on guided-diffusion's UNet. Modules, in the order data
-flows: ``presets`` -> ``backbone`` -> ``schedule`` / ``sampling`` -> ``chain`` /
+flows: ``presets`` -> ``schedule`` -> ``dm`` / ``backbone`` -> ``sampling`` -> ``chain`` /
 ``discovery`` -> ``training`` -> ``directions`` / ``metrics`` -> ``widgets``.
 
 ``hdisc.explore("models/mnist32-cpu/directions.pt")`` opens the slider explorer in any

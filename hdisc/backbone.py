@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .dm import DM
 from .files import atomic_save, load_file
 from .presets import UNetConfig, config_diff
-from .schedule import DEFAULT, Schedule, use_schedule
+from .schedule import DEFAULT, Schedule
 
 with warnings.catch_warnings():  # guided_diffusion.nn warns about torch.cuda.amp at import
     warnings.simplefilter("ignore", FutureWarning)
@@ -65,8 +66,12 @@ def build_encoder(cfg: UNetConfig, out_channels: int = 1) -> EncoderUNetModel:
 
 
 def save_unet(unet: nn.Module, cfg: UNetConfig, path: str | os.PathLike, schedule: Schedule = DEFAULT) -> None:
-    """Write ``{"config": dataclass fields, "schedule": the noise schedule it was trained
-    with, "state_dict": weights}`` atomically."""
+    """Write a network ``{"config": dataclass fields, "schedule": the noise schedule it was
+    trained with, "state_dict": weights}`` atomically (what :func:`load_dm` reads). A
+    :class:`hdisc.dm.DM` is saved as ``save_unet(dm.net, dm.config, path, dm.schedule)``."""
+    if isinstance(unet, DM):
+        raise TypeError("save_unet takes the network, not the DM value: "
+                        "save_unet(dm.net, dm.config, path, dm.schedule)")
     atomic_save({"config": dataclasses.asdict(cfg), "schedule": schedule.to_dict(), "state_dict": unet.state_dict()},
                 path)
 
@@ -103,17 +108,15 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         )
 
 
-def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None,
-              schedule: Schedule | None = None) -> tuple[UNetModel, UNetConfig]:
-    """Load a UNet from an hdisc checkpoint, a plain guided-diffusion state dict, or a
+def load_dm(path: str | os.PathLike, cfg: UNetConfig | None = None, schedule: Schedule | None = None) -> DM:
+    """The one loader of a DM: an hdisc checkpoint, a plain guided-diffusion state dict, or a
     diffusers ``save_pretrained`` folder (:func:`hdisc.diffusers_unet.load_diffusers`).
 
     hdisc files carry their configuration and noise schedule; a guided-diffusion ``.pt``
     file (a bare state dict, as openai publishes them) needs ``cfg``, and ``schedule`` when
     it was not trained with T=1000 linear betas (the default, assumed with a warning). Given
     both ways, they must agree. hdisc files written before schedules were stored were all
-    trained with the default. Returns the model in eval mode, its schedule set as
-    ``unet.schedule`` (what :func:`hdisc.schedule.schedule_of` reads), and its configuration.
+    trained with the default. Returns the :class:`hdisc.dm.DM` in eval mode.
     """
     path = Path(path)
     if path.is_dir():  # a diffusers save_pretrained folder
@@ -145,8 +148,7 @@ def load_unet(path: str | os.PathLike, cfg: UNetConfig | None = None,
     if stored is None and schedule is None and "config" not in blob:
         warnings.warn(f"{path} does not say which noise schedule it was trained with: assuming T=1000 linear betas "
                       "1e-4..0.02 (pass schedule=Schedule(...) if it was another)", stacklevel=2)
-    use_schedule(unet, stored or schedule or DEFAULT)
-    return unet.eval(), cfg
+    return DM(unet, cfg, stored or schedule or DEFAULT).eval()
 
 
 def perturb_zero_params(module: nn.Module, std: float = 0.02, seed: int = 0) -> nn.Module:

@@ -22,23 +22,22 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import build_unet, load_unet, perturb_zero_params
+from .backbone import build_unet, load_dm, perturb_zero_params
 from .chain import backprop_chain, record_chain, run_chain
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
+from .dm import DM
 from .precision import compute_in
 from .presets import get_preset
 from .sampling import Shifted, ddim_step
-from .schedule import ddim_steps
 
 
 def _setup(dataset: str, scale: str, M: int, dm: str | None, seed: int = 0):
     preset = get_preset(dataset, scale)
     torch.manual_seed(seed)
     if dm:
-        unet, _ = load_unet(dm, preset.unet)
+        unet = load_dm(dm, preset.unet)
     else:  # untrained weights: timing and memory do not depend on the values
-        unet = build_unet(preset.unet)
-        perturb_zero_params(unet, 0.02, seed)
+        unet = DM(perturb_zero_params(build_unet(preset.unet), 0.02, seed), preset.unet, preset.dm.schedule)
     cfg = dataclasses.replace(preset.discovery, M=M)
     model = DiscoveryModel(preset.unet, cfg)
     perturb_zero_params(model.shift, 0.02, seed + 1)  # non-zero heads, so gradients are non-trivial
@@ -72,7 +71,7 @@ def measure(dataset: str, scale: str, method: str, M: int, batch: int, repeats: 
     preset, cfg, unet, model = _setup(dataset, scale, M, dm)
     unet, model = unet.to(device), model.to(device)
     opt_g, opt_d = make_optimizers(model, cfg)
-    steps = ddim_steps(M)
+    steps = unet.steps(M)
     gen = torch.Generator().manual_seed(0)
     shape = (batch, preset.unet.in_channels, preset.unet.image_size, preset.unet.image_size)
     budget, per_step = 0.0, None
@@ -153,7 +152,7 @@ def gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | N
 
 def _gradient_agreement(dataset: str, scale: str, M: int, batch: int, dm: str | None, share: float) -> float:
     preset, cfg, unet, model = _setup(dataset, scale, M, dm)
-    steps = ddim_steps(M)
+    steps = unet.steps(M)
     gen = torch.Generator().manual_seed(1)
     shape = (batch, preset.unet.in_channels, preset.unet.image_size, preset.unet.image_size)
     z = torch.randn(shape, generator=gen)

@@ -17,14 +17,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .dm import DM
 from .presets import UNetConfig, config_diff
-from .schedule import DEFAULT, Schedule, use_schedule
+from .schedule import DEFAULT, Schedule
 
 
 class DiffusersUNet(nn.Module):
     """A ``UNet2DModel`` with the interface hdisc uses of a DM: ``unet(x [B, C, H, W], t [B])
-    -> eps [B, C, H, W]`` (a ``v_prediction`` model's output converted by
-    :func:`hdisc.schedule.use_schedule`), ``in_channels``, ``image_size``
+    -> the network's output [B, C, H, W]`` (noise, or v, which :class:`hdisc.dm.DM` converts),
+    ``in_channels``, ``image_size``
     and ``middle_block`` (the module whose output is h, called as ``mid_block(h, emb)``).
     """
 
@@ -73,13 +74,13 @@ def _part(folder: Path, sub: str, name: str) -> Path:
 
 
 def load_diffusers(folder: str | os.PathLike, cfg: UNetConfig | None = None, schedule: Schedule | None = None
-                   ) -> tuple[DiffusersUNet, UNetConfig]:
+                   ) -> DM:
     """Load a ``UNet2DModel`` from a local ``save_pretrained`` folder (never downloading).
 
     The schedule comes from its ``scheduler_config.json``; without one, ``schedule`` or the
     T=1000 linear default (with a warning). ``cfg``, when given, must equal the model's
-    :meth:`DiffusersUNet.hdisc_config`. Returns the model in eval mode, its schedule set as
-    ``unet.schedule``, and that configuration.
+    :meth:`DiffusersUNet.hdisc_config`. Returns the :class:`hdisc.dm.DM` (that configuration,
+    the schedule) in eval mode.
     """
     try:
         from diffusers import UNet2DModel
@@ -103,5 +104,4 @@ def load_diffusers(folder: str | os.PathLike, cfg: UNetConfig | None = None, sch
     if stored is None and schedule is None:
         warnings.warn(f"{folder} has no scheduler_config.json: assuming T=1000 linear betas 1e-4..0.02 (pass "
                       "schedule=Schedule(...) if it was trained with another)", stacklevel=2)
-    use_schedule(unet, stored or schedule or DEFAULT)
-    return unet.eval(), own
+    return DM(unet, own, stored or schedule or DEFAULT).eval()

@@ -22,9 +22,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .discovery import GlobalShift, ShiftBlock
+from .dm import DM
 from .presets import DiscoveryConfig
 from .sampling import Shift, Shifted, sample_ddim
-from .schedule import Schedule, Steps, edit_steps, shifted_steps
+from .schedule import Steps, shifted_steps
 
 
 def strengths(S: float, n: int = 5) -> torch.Tensor:
@@ -91,12 +92,11 @@ class DirectionSet:
     names: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, shift: Shift, cfg: DiscoveryConfig, schedule: Schedule, names: tuple[str, ...] | list[str] = ()
+    def of(cls, shift: Shift, cfg: DiscoveryConfig, dm: DM, names: tuple[str, ...] | list[str] = ()
            ) -> DirectionSet:
-        """``shift`` on the training chain of ``cfg`` (``cfg.M`` steps of the DM's noise
-        ``schedule``, e.g. ``schedule_of(unet)``; its t_stop, K, S, clip)."""
-        return cls(shift, cfg.K, cfg.S, edit_steps(cfg.M, cfg.t_stop, schedule), cfg.t_stop, cfg.clip, 1.0,
-                   tuple(names))
+        """``shift`` on the training chain of ``cfg`` on ``dm`` (``cfg.M`` steps of the DM's own
+        schedule; its t_stop, K, S, clip): the one way to put directions on a DM."""
+        return cls(shift, cfg.K, cfg.S, dm.edit_steps(cfg.M, cfg.t_stop), cfg.t_stop, cfg.clip, 1.0, tuple(names))
 
     def label(self, k: int) -> str:
         """The name of direction ``k``."""

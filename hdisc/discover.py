@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as e:
         p.error(str(e))
     rank, _, device = distributed(chosen)
-    unet, unet_cfg = open_dm(dm, preset)
-    summary = train_discovery(unet, unet_cfg, cfg, run_dir(out, preset), seed=args.seed,
+    unet = open_dm(dm, preset)
+    summary = train_discovery(unet, cfg, run_dir(out, preset), seed=args.seed,
                               steps=args.steps, init_from=args.init_from or None, device=device,
                               precision=args.precision, budget=budget,
                               progress=None if rank == 0 else False)

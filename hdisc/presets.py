@@ -21,12 +21,10 @@ from typing import TypeVar
 
 from .schedule import DEFAULT, Schedule
 
-Config = TypeVar("Config")  # a config dataclass (T below is the number of diffusion steps)
+Config = TypeVar("Config")  # a config dataclass
 
 DATASETS = ("mnist32", "shapes32", "anime64", "celebahq128", "afhq128")
 SCALES = ("paper", "cpu", "smoke")
-T = 1000
-"""Diffusion timesteps of every preset's linear schedule."""
 MAX_H_SIDE = 16
 """The largest side of h (the middle block, which always holds an attention layer) a preset
 may have: attention over side^2 tokens costs batch x heads x side^4 x 4 bytes, 0.27 GB for a
@@ -195,10 +193,12 @@ class DiscoveryConfig:
         name = "DiscoveryConfig"
         _check(name, "K", self.K, low=1, high=MAX_K, integer=True, fix="the number of directions, e.g. 32")
         _check(name, "S", self.S, low=0, high=MAX_S, open_low=True, fix="the largest strength |s|, e.g. 5")
-        _check(name, "M", self.M, low=1, high=T - 1, integer=True, fix="the DDIM steps of the chain, e.g. 20")
-        # the chain always visits t = T-1, so any t_stop below it shifts at least one step
-        _check(name, "t_stop", self.t_stop, low=0, high=T - 1, open_high=True, integer=True,
-               fix=f"steps with t > t_stop are shifted; t_stop >= {T - 1} shifts none (the paper: 400)")
+        # M and t_stop are checked against the DM's own schedule where a chain is built on it
+        # (hdisc.dm.DM.edit_steps): M <= T, and a t_stop that shifts at least one step
+        _check(name, "M", self.M, low=1, high=MAX_STEPS, integer=True,
+               fix="the DDIM steps of the chain, e.g. 20 (at most the DM's T)")
+        _check(name, "t_stop", self.t_stop, low=0, high=MAX_STEPS, integer=True,
+               fix="steps with t > t_stop are shifted (the paper: 400 of T = 1000)")
         _check(name, "batch", self.batch, low=1, high=MAX_BATCH, integer=True,
                fix="pairs per step (split a larger batch over processes with torchrun)")
         _check(name, "steps", self.steps, low=1, high=MAX_STEPS, integer=True,

@@ -12,10 +12,11 @@ from typing import NamedTuple
 import torch
 
 from . import __version__
-from .backbone import load_unet
+from .backbone import load_dm
 from .discovery import DiscoveryModel
+from .dm import DM
 from .files import project_path, sha256, shown_path, write_json
-from .presets import DiscoveryConfig, Preset, UNetConfig, get_preset
+from .presets import DiscoveryConfig, Preset, get_preset
 from .training import load_directions
 
 
@@ -96,6 +97,21 @@ def recorded(record: str | os.PathLike, files: dict[str, str | os.PathLike | Non
     return rec[key] if same and computed_from(rec, files) else None
 
 
+def released_record(out: str | os.PathLike, checkpoint: str, record: str) -> dict | None:
+    """What a render (``train=False``) of the run folder ``out`` draws from: None when it holds
+    the training ``checkpoint`` (render that), else its ``record`` (a released model's folder:
+    the weights and their record, no checkpoint), or a FileNotFoundError naming both when it
+    holds neither."""
+    out = Path(out)
+    if (out / checkpoint).exists():
+        return None
+    if not (out / record).is_file():
+        raise FileNotFoundError(f"nothing to render in {shown_path(out)}: it holds neither {checkpoint} nor {record}; "
+                                "train (train=True) or point out_dir at a trained model's folder")
+    print(f"a released model: the training record of {shown_path(out / record)}, no checkpoint")
+    return json.loads((out / record).read_text())
+
+
 def _find(given: str | os.PathLike, preset: Preset, filename: str, param: str, what: str) -> Path | None:
     """``given`` if set (it must exist), else ``models/<preset>/filename``, else
     ``runs/<preset>/filename``, else None."""
@@ -120,10 +136,10 @@ def find_dm(dm_checkpoint: str | os.PathLike, preset: Preset) -> Path | None:
     return _find(dm_checkpoint, preset, "dm_ema.pt", "dm_checkpoint", "a trained DM")
 
 
-def open_dm(path: Path, preset: Preset) -> tuple[torch.nn.Module, UNetConfig]:
-    """The DM at ``path`` and its UNet configuration: an hdisc or guided-diffusion ``.pt``
-    file is checked against the preset's UNet, a diffusers folder brings its own."""
-    return load_unet(path, None if path.is_dir() else preset.unet)
+def open_dm(path: Path, preset: Preset) -> DM:
+    """The DM at ``path``: an hdisc or guided-diffusion ``.pt`` file is checked against the
+    preset's UNet, a diffusers folder brings its own configuration."""
+    return load_dm(path, None if path.is_dir() else preset.unet)
 
 
 USE_SETTINGS = ("K", "S", "M", "t_stop", "clip", "shift_norm", "shift_rms")
@@ -134,7 +150,7 @@ class Trained(NamedTuple):
     """What :func:`open_trained` returns."""
 
     preset: Preset
-    unet: torch.nn.Module
+    unet: DM
     model: DiscoveryModel
     cfg: DiscoveryConfig
     """The direction model's settings (the preset's, or the file's with ``settings="file"``)."""
@@ -167,8 +183,8 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
         raise FileNotFoundError(f"no direction model for {cfg.name}: run experiments/train.ipynb first "
                                 f"(papermill experiments/train.ipynb out.ipynb -p dataset {dataset} "
                                 f"-p preset {preset}), or pass directions")
-    unet, unet_cfg = open_dm(dm_path, cfg)
-    model, dcfg = load_directions(dir_path, unet_cfg, dm=unet)
+    unet = open_dm(dm_path, cfg)
+    model, dcfg = load_directions(dir_path, unet.config, dm=unet)
     differ = {f: {"file": getattr(dcfg, f), "preset": getattr(cfg.discovery, f)} for f in USE_SETTINGS
               if getattr(dcfg, f) != getattr(cfg.discovery, f)}
     if differ and settings == "preset":

@@ -3,8 +3,8 @@
 No network lives here (the split of guided-diffusion's ``respace.py``): a sampler asks
 this module which timesteps to visit and which cumulative alphas belong to them. The
 schedule a DM was trained with travels with its checkpoint (:func:`hdisc.backbone.save_unet`
-writes it, :func:`hdisc.backbone.load_unet` puts it on the model as ``unet.schedule``), so
-every chain is built from the model's own schedule (:func:`schedule_of`).
+writes it, :func:`hdisc.backbone.load_dm` reads it into the :class:`hdisc.dm.DM` value), so
+every chain is built from the model's own schedule (``dm.steps(M)``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Schedule:
     (linear in sqrt(beta); diffusers' name) or ``cosine`` (Nichol & Dhariwal 2021; betas
     capped at 0.999, guided-diffusion's and diffusers' ``squaredcos_cap_v2``). ``prediction``
     (:data:`PREDICTIONS`) is what the network outputs; every sampler reads noise, which
-    :func:`use_schedule` converts a v-predicting network's output to."""
+    :class:`hdisc.dm.DM` converts a v-predicting network's output to."""
 
     T: int = 1000
     kind: str = "linear"
@@ -108,38 +108,6 @@ DEFAULT = Schedule()
 """T = 1000 linear betas from 1e-4 to 0.02: guided-diffusion's and DDPM's default, and what
 checkpoints written before schedules were stored were trained with."""
 
-def use_schedule(unet: torch.nn.Module, schedule: Schedule) -> torch.nn.Module:
-    """Put ``schedule`` on ``unet`` (read back by :func:`schedule_of`) and, for a v-predicting
-    network, a forward hook that turns its output into the noise every sampler reads:
-    eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t. The hook follows a batch that an
-    asymmetric step doubled inside the network (its extra rows repeat the last input rows,
-    :func:`hdisc.backbone.asymmetric`). Training uses the bare network (its loss is on v)."""
-    handle = getattr(unet, "_v_hook", None)
-    if handle is not None:
-        handle.remove()
-        unet._v_hook = None
-    unet.schedule = schedule
-    if schedule.prediction == "v":
-        abar_all = schedule.alphas_cumprod().float()
-
-        def to_noise(module: torch.nn.Module, args: tuple, kwargs: dict, out: torch.Tensor) -> torch.Tensor:
-            x, t = args[0], (args[1] if len(args) > 1 else kwargs["timesteps"])
-            extra = out.shape[0] - x.shape[0]
-            if extra:
-                x, t = torch.cat([x, x[len(x) - extra:]]), torch.cat([t, t[len(t) - extra:]])
-            abar = abar_all.to(x.device)[t.long()].view(-1, 1, 1, 1)
-            return (abar.sqrt() * out.float() + (1 - abar).sqrt() * x.float()).to(out.dtype)
-
-        unet._v_hook = unet.register_forward_hook(to_noise, with_kwargs=True)
-    return unet
-
-
-def schedule_of(unet: torch.nn.Module) -> Schedule:
-    """The schedule ``unet`` was trained with, as :func:`hdisc.backbone.load_unet` (or
-    :func:`hdisc.training.train_dm`) set it; :data:`DEFAULT` for a model built in memory."""
-    return getattr(unet, "schedule", DEFAULT)
-
-
 @dataclass(frozen=True)
 class Steps:
     """The M timesteps a DDIM chain visits, in generation order (descending t).
@@ -162,7 +130,8 @@ def ddim_steps(M: int, schedule: Schedule = DEFAULT) -> Steps:
     Asyrp does). Starting at T-1 means the chain starts from (almost) pure noise."""
     T = schedule.T
     if not 1 <= M <= T:
-        raise ValueError(f"number of DDIM steps M={M} must be between 1 and T={T}")
+        raise ValueError(f"number of DDIM steps M={M} must be between 1 and T={T} (this DM's timesteps): choose "
+                         "fewer steps (--set M=..., -p M ...)")
     abar_all = schedule.alphas_cumprod()
     t = torch.linspace(0, T - 1, M, dtype=torch.float64).round().long().unique().flip(0)
     if len(t) != M:

@@ -25,11 +25,12 @@ from .chain import Budget, check_budget
 from .data import TensorImages, draw_indices, random_batch, streamed_batches
 from .discovery import DiscoveryModel, discovery_step, draw_shifts, make_optimizers
 from .distributed import distributed, global_batch_norm, mean_over_ranks
+from .dm import DM
 from .files import atomic_save, load_file, own_run_folder, shown_path
 from .guard import NonFiniteError, check_finite, check_finite_grads
 from .precision import CHOICES, check_precision, compute_in, resolve_precision
 from .presets import DiscoveryConfig, DMTrainConfig, UNetConfig, config_diff
-from .schedule import DEFAULT, Schedule, edit_steps, schedule_of, shifted_steps
+from .schedule import DEFAULT, Schedule, shifted_steps
 
 DM_CHECKPOINT = "dm_checkpoint.pt"
 DM_WEIGHTS = "dm_ema.pt"
@@ -279,7 +280,6 @@ def train_dm(unet_cfg: UNetConfig, train_cfg: DMTrainConfig, dataset: torch.util
                 save_checkpoint(ckpt_path, identity, parts, state)
                 save_unet(ema, unet_cfg, out_dir / DM_WEIGHTS, train_cfg.schedule)
 
-        unet.schedule = ema.schedule = train_cfg.schedule  # bare networks: the loss is on what they predict
         unet.train()
 
         stream = None
@@ -330,7 +330,7 @@ DISCOVERY_CHECKPOINT = "discovery_checkpoint.pt"
 DISCOVERY_WEIGHTS = "directions.pt"
 
 
-def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryConfig,
+def train_discovery(unet: DM, cfg: DiscoveryConfig,
                     out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
                     method: str = "chain", init_from: str | os.PathLike | None = None,
                     device: str | torch.device = "cpu", precision: str = "float32", progress: bool | None = None,
@@ -357,7 +357,8 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
     check_seed(seed)
     check_precision(precision, CHOICES)
     check_budget(budget)
-    ddim = edit_steps(cfg.M, cfg.t_stop, schedule_of(unet))  # refuses a t_stop that shifts no step of this DM
+    ddim = unet.edit_steps(cfg.M, cfg.t_stop)  # refuses a t_stop that shifts no step of this DM
+    unet_cfg = unet.config
     if method not in ("chain", "vanilla"):
         raise ValueError(f"method must be 'chain' or 'vanilla', got {method!r}")
     out_dir = Path(out_dir)
@@ -373,7 +374,7 @@ def train_discovery(unet: torch.nn.Module, unet_cfg: UNetConfig, cfg: DiscoveryC
             global_batch_norm(model.reconstructor)
         opt_g, opt_d = make_optimizers(model, cfg)
         identity = {"unet_config": dataclasses.asdict(unet_cfg), "discovery_config": dataclasses.asdict(cfg),
-                    "seed": seed, "dm": fingerprint(unet)}
+                    "seed": seed, "dm": fingerprint(unet.net)}
         if init_from:
             identity["init_from"] = shown_path(init_from)
         parts = {"model": model, "opt_g": opt_g, "opt_d": opt_d}
@@ -466,7 +467,7 @@ def check_freeze_schedule(freeze_shift_after: int, state: dict) -> None:
 
 
 def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
-                    cfg: DiscoveryConfig | None = None, dm: torch.nn.Module | None = None
+                    cfg: DiscoveryConfig | None = None, dm: DM | None = None
                     ) -> tuple[DiscoveryModel, DiscoveryConfig]:
     """Load a trained discovery model written by :func:`train_discovery`.
 
@@ -493,9 +494,9 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
         if want is not None and want != have:
             raise ValueError(f"{path} was trained with another {name}; "
                              f"differing (file, requested): {config_diff(have, want)}")
-    if dm is not None and "dm" in blob and blob["dm"] != fingerprint(dm):  # files from before the field pass
+    if dm is not None and "dm" in blob and blob["dm"] != fingerprint(dm.net):  # files from before the field pass
         raise ValueError(f"{path} was trained on another DM (its weights' fingerprint {blob['dm'][:12]}..., this DM's "
-                         f"{fingerprint(dm)[:12]}...): pass the DM it was trained on (dm_checkpoint), or train "
+                         f"{fingerprint(dm.net)[:12]}...): pass the DM it was trained on (dm_checkpoint), or train "
                          "directions for this one")
     model = DiscoveryModel(file_unet, file_cfg)
     model.load_state_dict(blob["model"])

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbone import load_unet
-from .data import ImageFolder, held_out_images
+from .backbone import load_dm
+from .data import held_out_images
 from .direction_set import DirectionSet
 from .directions import invert, ranked
 from .files import project_path, write_json
-from .presets import DATASETS, get_preset
-from .schedule import ddim_steps, schedule_of
+from .presets import DATASETS, DataConfig, get_preset
 from .training import load_directions
 from .viz import grid, png_bytes
 
@@ -45,7 +44,7 @@ class Explorer:
                  real: torch.Tensor | None = None, invert_steps: int = 100, scale: int = 6,
                  sources: dict[str, DirectionSet] | None = None):
         self.unet, self.dirs, self.scale = unet, dirs, scale
-        self.invert_steps = ddim_steps(invert_steps, schedule_of(unet))
+        self.invert_steps = unet.steps(invert_steps)
         self.real, self._inverted = real, {}
         order = list(range(dirs.K)) if order is None else order
         # every source of directions: {name: (set, [(menu label, k), ...])}, the learned ones first
@@ -125,7 +124,8 @@ def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, 
     direction file. The menu lists the directions by change x realism on ``n_rank`` noises
     (:func:`hdisc.directions.ranked`; 0: in index order). ``real``: images to start from as
     well as seeds: a dataset name (``"mnist32"``, ``"shapes32"``: ``n_real`` held-out images), a
-    folder of images (its first ``n_real``) or a tensor [N, C, H, W] in [-1, 1]. Other keyword
+    folder of images (its first ``n_real``, read as :func:`hdisc.data.held_out_images` reads a
+    folder dataset; fewer raise) or a tensor [N, C, H, W] in [-1, 1]. Other keyword
     arguments go to :class:`Explorer`.
     """
     directions = project_path(directions)  # relative paths: from the project root, as the notebooks' are
@@ -133,16 +133,14 @@ def explore(directions: str | os.PathLike, dm: str | os.PathLike | None = None, 
     if not (dm.is_file() or dm.is_dir()):
         raise FileNotFoundError(f"no diffusion model at {dm}: pass dm=PATH, the DM the directions in "
                                 f"{directions} were trained on")
-    unet, _ = load_unet(dm)
+    unet = load_dm(dm)
     model, cfg = load_directions(directions, dm=unet)
-    dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
+    dirs = DirectionSet.of(model.shift, cfg, unet)
     order = ranked(unet, dirs, model.discriminator, n_rank).order if n_rank else None
     if isinstance(real, str) and real in DATASETS:
         real = held_out_images(get_preset(real, "smoke").data, None, n_real)
-    elif real is not None and not isinstance(real, torch.Tensor):
-        size, channels = unet.image_size, unet.in_channels
-        folder = ImageFolder(real, size, channels)
-        real = torch.stack([folder[i] for i in range(min(n_real, len(folder)))])
+    elif real is not None and not isinstance(real, torch.Tensor):  # a folder, read as the folder datasets are
+        real = held_out_images(DataConfig("folder", unet.image_size, unet.in_channels), real, n_real)
     return Explorer(unet, dirs, order=order, real=real, **kwargs)
 
 

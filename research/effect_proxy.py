@@ -21,7 +21,7 @@ import torch
 from hdisc.discovery import effect_overlap, effect_similarity
 from hdisc.files import project_path, shown_path
 from hdisc.runs import open_trained, write_record
-from hdisc.schedule import ddim_steps, schedule_of, shifted_steps
+from hdisc.schedule import shifted_steps
 
 THRESHOLD = 0.7  # the directions chapter's alike threshold
 
@@ -29,7 +29,7 @@ THRESHOLD = 0.7  # the directions chapter's alike threshold
 def main() -> None:
     cfg, unet, model, d, files = open_trained("mnist32", "cpu")
     unet.requires_grad_(False)
-    steps = ddim_steps(d.M, schedule_of(unet))
+    steps = unet.steps(d.M)
     final = torch.tensor(json.loads(project_path("results/mnist32-cpu/directions.json").read_text())["similarity"])
     off = ~torch.eye(d.K, dtype=torch.bool)
     z = torch.randn((8, 1, 32, 32), generator=torch.Generator().manual_seed(5))

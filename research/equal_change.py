@@ -28,7 +28,6 @@ from hdisc.files import project_path, sha256, shown_path, write_json
 from hdisc.metrics import mnist_net
 from hdisc.posthoc import score_at_equal_change
 from hdisc.runs import open_trained, resolve_device, script_settings, write_record
-from hdisc.schedule import schedule_of
 
 CHAPTER = {"rel": 0.5, "n_pca": 1000, "jacobian_iters": 10, "n_train": 128, "n_test": 64, "epochs": 8}
 """The compare chapter's defaults for everything but ``n_interp`` (experiments/compare.py)."""
@@ -42,7 +41,7 @@ def main(*args: str) -> None:
     dev = resolve_device(given.get("device", "auto"))
     start = time.perf_counter()
     cfg, unet, model, d, files = open_trained("mnist32", "cpu", device=dev)
-    dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+    dirs = DirectionSet.of(model.shift, d, unet)
     net = mnist_net(project_path("models/mnist_net.pt"))
     methods, diag = every_method(unet, dirs, net, CHAPTER["n_pca"], CHAPTER["rel"], seed=seed,
                                  jacobian_iters=CHAPTER["jacobian_iters"], device=dev)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from hdisc.backbone import capture_h, load_unet
+from hdisc.backbone import capture_h, load_dm
 from hdisc.data import load_mnist
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import change_scores, direction_ends
@@ -41,7 +41,7 @@ from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
 from hdisc.runs import open_trained, resolve_device, script_settings, write_record
 from hdisc.sampling import generate
-from hdisc.schedule import ddim_steps, schedule_of, shifted_steps
+from hdisc.schedule import shifted_steps
 from hdisc.spectrum import answered, answered_share, h_spectrum
 from hdisc.training import DM_CHECKPOINT
 
@@ -85,13 +85,13 @@ def main(*args: str) -> None:
     rows = []
     for path in paths:
         start = time.perf_counter()
-        unet, _ = load_unet(path)  # its own configuration
+        unet = load_dm(path)  # its own configuration
         unet.to(dev)
         shape = (unet.in_channels, unet.image_size, unet.image_size)
         x_T = noises(unet, n, dev)
-        steps = ddim_steps(cfg.M, schedule_of(unet))
+        steps = unet.steps(cfg.M)
         sigma = h_spectrum(unet, x_T, steps, cfg.t_stop, k, iters)  # [n, nodes, k]
-        samples = generate(unet, n_quality, shape, ddim_steps(preset.sample_steps, schedule_of(unet)), seed=0,
+        samples = generate(unet, n_quality, shape, unet.steps(preset.sample_steps), seed=0,
                            device=dev, disable=True)
         rows.append({
             "dm": shown_path(path),
@@ -110,7 +110,7 @@ def main(*args: str) -> None:
     learned = None
     if given.get("learned", "true") == "true":
         _, unet, model, d, trained = open_trained("mnist32", "cpu", device=dev)
-        dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+        dirs = DirectionSet.of(model.shift, d, unet)
         x_T = noises(unet, n, dev)
         share = answered_share(unet, dirs, x_T, r, iters)  # [K, nodes]
         x0, ends = direction_ends(unet, dirs, x_T, False)

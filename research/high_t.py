@@ -18,21 +18,22 @@ import sys
 
 import torch
 
-from hdisc.backbone import build_unet, load_unet
+from hdisc.backbone import build_unet, load_dm
 from hdisc.data import held_out_images
+from hdisc.dm import DM
 from hdisc.files import load_file, project_path, sha256, shown_path, write_json
 from hdisc.presets import get_preset
 from hdisc.runs import script_settings
-from hdisc.schedule import DEFAULT, Schedule, schedule_of, use_schedule
+from hdisc.schedule import DEFAULT, Schedule
 
 TIMESTEPS = (999, 900, 700, 500)
 
 
 @torch.no_grad()
-def high_t(unet: torch.nn.Module, x0: torch.Tensor, schedule: Schedule, seed: int = 0) -> list[dict]:
+def high_t(unet: DM, x0: torch.Tensor, seed: int = 0) -> list[dict]:
     """Noise-prediction MSE and the mean-colour error of the predicted x_0 at each t of the
-    DM's own ``schedule`` (with its abar there)."""
-    abar = schedule.alphas_cumprod()
+    DM's own schedule (with its abar there)."""
+    abar = unet.schedule.alphas_cumprod()
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for t in TIMESTEPS:
@@ -56,16 +57,16 @@ def main(*args: str) -> None:
         path = project_path(f)
         blob = load_file(path, "DM or checkpoint")
         if "model" in blob and "ema" in blob:  # a training checkpoint: its raw weights
-            unet = build_unet(preset.unet)
-            unet.load_state_dict(blob["model"])
+            net = build_unet(preset.unet)
+            net.load_state_dict(blob["model"])
             what = f"raw weights at step {blob['step']}, trained on {blob.get('trained_on')}"
             schedule = Schedule.from_dict(blob["schedule"]) if "schedule" in blob else DEFAULT
-            use_schedule(unet, schedule)  # a v-predicting network's output read as noise
+            unet = DM(net, preset.unet, schedule)  # a v-predicting network's output read as noise
         else:
-            unet, _ = load_unet(path, preset.unet)
-            what, schedule = "EMA weights", schedule_of(unet)
+            unet = load_dm(path, preset.unet)
+            what = "EMA weights"
         entries.append({"file": shown_path(path), "sha256": sha256(path), "weights": what,
-                        "schedule": schedule.to_dict(), "rows": high_t(unet.eval(), x0, schedule)})
+                        "schedule": unet.schedule.to_dict(), "rows": high_t(unet.eval(), x0)})
         print(entries[-1])
     out = project_path(given.get("out", f"results/{preset.name}/high_t.json"))
     write_json(out, {"dataset": preset.dataset, "n": len(x0), "command": "python research/high_t.py " + " ".join(args),

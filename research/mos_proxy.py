@@ -29,7 +29,6 @@ from hdisc.metrics import mnist_net
 from hdisc.mos_proxy import calibrate, score
 from hdisc.precision import compute_in, resolve_precision
 from hdisc.runs import computed_from, open_trained, resolve_device, script_settings, write_record
-from hdisc.schedule import schedule_of
 
 CHAPTER = {"rel": 0.5, "n_pca": 1000, "jacobian_iters": 10}
 """The compare chapter's settings that build the training-free families (experiments/compare.py)."""
@@ -48,7 +47,7 @@ def main(*args: str) -> None:
         raise SystemExit("results/mnist32-cpu/equal_change.json was made from other model files: run "
                          "research/equal_change.py first, so the sizes at equal change belong to these models")
     sizes = {r["method"]: r["rel"] for r in equal["rows"] if r["size"] == "equal change"}
-    dirs = DirectionSet.of(model.shift, d, schedule_of(unet))
+    dirs = DirectionSet.of(model.shift, d, unet)
     net = mnist_net(project_path("models/mnist_net.pt"))
     methods, diag = every_method(unet, dirs, net, CHAPTER["n_pca"], CHAPTER["rel"], seed=0,
                                  jacobian_iters=CHAPTER["jacobian_iters"], device=dev)

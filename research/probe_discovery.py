@@ -37,19 +37,19 @@ import sys
 
 import torch
 
-from hdisc.backbone import load_unet
+from hdisc.backbone import load_dm
 from hdisc.chain import parse_budget
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import alike_groups, distinct_effects, edit_pairs, mean_abs_offdiag, ranked
 from hdisc.discovery import reconstructor_accuracy
+from hdisc.dm import DM
 from hdisc.files import load_file, project_path, sha256, shown_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.precision import resolve_precision
 from hdisc.presets import Preset, get_preset, override
 from hdisc.runs import find_dm
-from hdisc.schedule import schedule_of
 from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
 
 SCORE = {"rca_pairs": 256, "fd_samples": 500, "effect_noises": 16}
@@ -69,11 +69,11 @@ def effects_of(unet: torch.nn.Module, dirs: DirectionSet, model: torch.nn.Module
             "alike_groups_by_sign": by_sign, "distinct_effects_by_sign": distinct_effects(by_sign, dirs.K)}
 
 
-def open_dm(given: str, preset: Preset, device: str) -> tuple[torch.nn.Module, dict | None]:
+def open_dm(given: str, preset: Preset, device: str) -> tuple[DM, dict | None]:
     """The DM file ``given`` (or the committed one when empty) on ``device``, and what an entry
     records of it: None for the committed DM, else its path and sha256."""
     path = project_path(given) if given else find_dm("", preset)
-    unet, _ = load_unet(path, preset.unet)
+    unet = load_dm(path, preset.unet)
     return unet.to(device), {"path": shown_path(path), "sha256": sha256(path)} if given else None
 
 
@@ -94,7 +94,7 @@ def add_effects(name: str, preset: Preset, device: str, dm: str) -> None:
     if entry.get("dm", {}).get("sha256") != (sha256(project_path(dm)) if dm else None):  # the same file, wherever
         raise SystemExit(f"{name} was trained on DM {entry.get('dm', {}).get('path', 'committed')}: give dm= as then")
     model, unet = model.to(device), open_dm(dm, preset, device)[0]
-    entry["effects"] = effects_of(unet, DirectionSet.of(model.shift, cfg, schedule_of(unet)), model, device)
+    entry["effects"] = effects_of(unet, DirectionSet.of(model.shift, cfg, unet), model, device)
     write_json(record, book)
     print(name, entry["effects"])
 
@@ -135,13 +135,13 @@ def main(name: str, *overrides: str) -> None:
                   "trained_on": checkpoint.get("trained_on")}
         name = f"{name}@{checkpoint['step']}" + (f"-n{n_eval}" if n_eval != 16 else "")  # other noise counts beside
     else:
-        result = train_discovery(unet, preset.unet, cfg, out, init_from=init_from, device=device,
+        result = train_discovery(unet, cfg, out, init_from=init_from, device=device,
                                  precision=precision, progress=True, log_every=10, budget=budget)
         name = f"{name}@{result['steps']}"  # the step it was scored at, as for a point along the run
     # scored with the run's own settings; any given beside evaluate=true must match them
     model, cfg = load_directions(out / "directions.pt", preset.unet, None if only_evaluate and not fields else cfg)
     model = model.to(device)
-    dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
+    dirs = DirectionSet.of(model.shift, cfg, unet)
     rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, SCORE["rca_pairs"], 32, torch.Generator().manual_seed(1),
                                  device)
     net = mnist_net(project_path("models/mnist_net.pt"))

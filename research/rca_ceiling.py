@@ -46,7 +46,6 @@ from hdisc.directions import edit_pairs
 from hdisc.files import atomic_write, project_path, sha256, shown_path, write_json
 from hdisc.posthoc import posthoc_rca, read_pairs
 from hdisc.runs import computed_from, open_trained, resolve_device, script_settings, write_record
-from hdisc.schedule import schedule_of
 
 CHUNK = 256
 """Noises per chunk of the pool (4 edits each): what a stopped run loses at most."""
@@ -95,7 +94,7 @@ def main(*args: str) -> None:
     cfg, unet, model, d, files = open_trained("mnist32", "cpu", device=dev)
     unet.eval()
     model.eval()
-    learned = DirectionSet.of(model.shift, d, schedule_of(unet))
+    learned = DirectionSet.of(model.shift, d, unet)
     if d.shift_norm == "free":
         raise SystemExit("the committed shift block has no cap (shift_norm='free'): no |dh| to give random directions")
     with torch.no_grad(), capture_h(unet) as store:

@@ -23,7 +23,7 @@ from hdisc.backbone import capture_h
 from hdisc.direction_set import DirectionSet
 from hdisc.files import atomic_save, load_file, project_path, shown_path
 from hdisc.runs import open_trained, script_settings
-from hdisc.schedule import schedule_of, shifted_steps
+from hdisc.schedule import shifted_steps
 
 EDITS_KEPT = 1e-3
 """The largest pixel difference allowed between the edits before and after (rounding)."""
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
     if dst.exists():
         raise SystemExit(f"{shown_path(dst)} exists: name a new file")
     _, unet, model, cfg, _ = open_trained("mnist32", "cpu", directions=src, settings="file")
-    dirs = DirectionSet.of(model.shift, cfg, schedule_of(unet))
+    dirs = DirectionSet.of(model.shift, cfg, unet)
     z = torch.randn((int(opts["n"]), unet.in_channels, unet.image_size, unet.image_size),
                     generator=torch.Generator().manual_seed(int(opts["seed"])))
     m = min(8, len(z))

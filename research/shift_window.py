@@ -29,7 +29,6 @@ from hdisc.files import project_path
 from hdisc.metrics import mnist_net
 from hdisc.runs import open_trained, script_settings, write_record
 from hdisc.sampling import Shifted, sample_ddim
-from hdisc.schedule import ddim_steps, schedule_of
 
 T_STARTS = (999, 777, 555)
 """Upper ends of the shifted window: t_stop < t <= t_start is shifted (999: the whole chain above t_stop)."""
@@ -56,7 +55,7 @@ def main(*args: str) -> None:
     start = time.perf_counter()
     cfg, unet, model, d, files = open_trained("mnist32", "cpu")
     net = mnist_net(project_path("models/mnist_net.pt")).eval()
-    steps = ddim_steps(d.M, schedule_of(unet))
+    steps = unet.steps(d.M)
     z = torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         x0 = sample_ddim(unet, z, steps, clip=d.clip, disable=True)

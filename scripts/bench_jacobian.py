@@ -24,10 +24,9 @@ import torch
 from hdisc.baselines import jacobian_directions
 from hdisc.direction_set import DirectionSet
 from hdisc.runs import open_trained
-from hdisc.schedule import schedule_of
 k, iters = int(sys.argv[1]), int(sys.argv[2])
 cfg, unet, model, d, files = open_trained("mnist32", "cpu")
-t = int(DirectionSet.of(model.shift, d, schedule_of(unet)).steps.t[0])
+t = int(DirectionSet.of(model.shift, d, unet).steps.t[0])
 z = torch.randn((1, 1, 32, 32), generator=torch.Generator().manual_seed(0))
 start = time.perf_counter()
 _, sigma = jacobian_directions(unet, z, t, k, iters=iters)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: set up .venv/ (and Debian's Chromium for the browser tests), lint,
-# check the notebook pairs, build the smoke book, run pytest (arguments go to pytest).
+# check the notebook pairs, build the smoke book, run pytest's two tiers (arguments go to pytest).
 # SKIP_BOOK=1 reuses an existing _build/html instead of rebuilding the smoke book.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +17,4 @@ done
 if [ -z "${SKIP_BOOK:-}" ]; then
   PRESET=smoke bash scripts/book.sh
 fi
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -m "slow or not slow" --durations=15 "$@"  # both tiers; a bare pytest runs the fast one

@@ -10,11 +10,11 @@ import json
 import pytest
 import torch
 
-from hdisc.backbone import build_unet, load_unet, perturb_zero_params, save_unet
+from hdisc.backbone import build_unet, load_dm, perturb_zero_params, save_unet
 from hdisc.direction_set import DirectionSet
 from hdisc.discovery import DiscoveryModel
+from hdisc.dm import DM
 from hdisc.presets import get_preset
-from hdisc.schedule import DEFAULT
 from hdisc.training import train_discovery
 
 
@@ -25,8 +25,9 @@ def smoke():
 
 @pytest.fixture
 def unet(smoke):
+    """The smoke DM (T = 1000 linear betas) with its zero-initialised layers perturbed."""
     torch.manual_seed(0)
-    return perturb_zero_params(build_unet(smoke.unet), std=0.05).eval()
+    return DM(perturb_zero_params(build_unet(smoke.unet), std=0.05), smoke.unet).eval()
 
 
 @pytest.fixture
@@ -38,9 +39,9 @@ def discovery(smoke, unet):
 
 
 @pytest.fixture
-def dirs(smoke, discovery):
+def dirs(smoke, discovery, unet):
     """The perturbed learned directions on the smoke training chain (4 steps, t_stop 400)."""
-    return DirectionSet.of(discovery.shift, smoke.discovery, DEFAULT)
+    return DirectionSet.of(discovery.shift, smoke.discovery, unet)
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def diffusers_folder(tmp_path):
 
 @pytest.fixture
 def diffusers_unet(diffusers_folder):
-    return load_unet(diffusers_folder)[0]
+    return load_dm(diffusers_folder)
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +73,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     cfg = get_preset("mnist32", "smoke")
     torch.manual_seed(0)
-    unet = perturb_zero_params(build_unet(cfg.unet), std=0.05).eval()
-    save_unet(unet, cfg.unet, root / "dm_ema.pt")
-    train_discovery(unet, cfg.unet, dataclasses.replace(cfg.discovery, head_init_std=0.05), root, steps=2,
+    unet = DM(perturb_zero_params(build_unet(cfg.unet), std=0.05), cfg.unet).eval()
+    save_unet(unet.net, cfg.unet, root / "dm_ema.pt")
+    train_discovery(unet, dataclasses.replace(cfg.discovery, head_init_std=0.05), root, steps=2,
                     progress=False)
     return {"directions": str(root / "directions.pt"), "dm_checkpoint": str(root / "dm_ema.pt")}

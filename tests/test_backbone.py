@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from hdisc.backbone import build_encoder, build_unet, capture_h, load_unet, save_unet
+from hdisc.backbone import build_encoder, build_unet, capture_h, load_dm, save_unet
 from hdisc.files import atomic_save
 from hdisc.presets import DATASETS, get_preset
 
@@ -44,38 +44,39 @@ def test_encoder_builds_for_the_discriminator(smoke):
 
 
 def test_checkpoint_round_trip(tmp_path, smoke, unet):
-    save_unet(unet, smoke.unet, tmp_path / "m.pt")
-    loaded, cfg = load_unet(tmp_path / "m.pt")
+    save_unet(unet.net, smoke.unet, tmp_path / "m.pt")
+    loaded = load_dm(tmp_path / "m.pt")
+    cfg = loaded.config
     assert cfg == smoke.unet
     for (k, a), b in zip(unet.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 
 def test_bare_guided_diffusion_state_dict_needs_and_takes_a_config(tmp_path, smoke, unet):
-    torch.save(unet.state_dict(), tmp_path / "openai.pt")
+    torch.save(unet.net.state_dict(), tmp_path / "openai.pt")
     with pytest.raises(ValueError, match="pass cfg"):
-        load_unet(tmp_path / "openai.pt")
+        load_dm(tmp_path / "openai.pt")
     with pytest.warns(UserWarning, match="does not say which noise schedule"):
-        loaded, _ = load_unet(tmp_path / "openai.pt", smoke.unet)
+        loaded = load_dm(tmp_path / "openai.pt", smoke.unet)
     assert torch.equal(loaded.out[2].weight, unet.out[2].weight)
 
 
 def test_mismatched_checkpoint_names_keys_and_shapes(tmp_path, smoke, unet):
-    torch.save(unet.state_dict(), tmp_path / "openai.pt")
+    torch.save(unet.net.state_dict(), tmp_path / "openai.pt")
     wider = dataclasses.replace(smoke.unet, model_channels=64)
     with pytest.raises(ValueError, match=r"shape mismatches .*input_blocks\.0\.0\.weight: file \(32, 1, 3, 3\)"):
-        load_unet(tmp_path / "openai.pt", wider)
+        load_dm(tmp_path / "openai.pt", wider)
     deeper = dataclasses.replace(smoke.unet, channel_mult=(1, 2, 2))
     with pytest.raises(ValueError, match="missing keys"):
-        load_unet(tmp_path / "openai.pt", deeper)
-    save_unet(unet, smoke.unet, tmp_path / "hdisc.pt")
+        load_dm(tmp_path / "openai.pt", deeper)
+    save_unet(unet.net, smoke.unet, tmp_path / "hdisc.pt")
     with pytest.raises(ValueError, match="differing fields"):
-        load_unet(tmp_path / "hdisc.pt", wider)
+        load_dm(tmp_path / "hdisc.pt", wider)
 
 
 def test_missing_checkpoint_says_what_to_pass(tmp_path):
     with pytest.raises(FileNotFoundError, match="pass the path"):
-        load_unet(tmp_path / "nope.pt")
+        load_dm(tmp_path / "nope.pt")
 
 
 def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -26,6 +26,8 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
+pytestmark = pytest.mark.slow  # a real browser on the built book
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 BOOK = ROOT / "_build" / "html"

@@ -18,7 +18,7 @@ from hdisc.discovery import (
 from hdisc.precision import PRECISIONS, compute_in
 from hdisc.presets import DATASETS, departures, get_preset
 from hdisc.sampling import Shifted, ddim_step, sample_ddim
-from hdisc.schedule import ddim_steps, schedule_of, shifted_steps
+from hdisc.schedule import ddim_steps, shifted_steps
 
 
 def _grads(module):
@@ -140,7 +140,7 @@ def test_chain_backprop_equals_vanilla_through_the_ddim_chain(smoke, unet, disco
 
 def _chain_against_vanilla(smoke, unet, discovery, budget):
     unet.requires_grad_(False)
-    cfg, steps = smoke.discovery, ddim_steps(smoke.discovery.M)
+    cfg, steps = smoke.discovery, unet.steps(smoke.discovery.M)
     z = torch.randn(2, 1, 32, 32)
     k, s = torch.tensor([0, 3]), torch.tensor([2.0, -4.0])
     eps_model = Shifted(unet, discovery.shift, k, s, cfg.t_stop)
@@ -278,7 +278,7 @@ def _overlap_setup(smoke, unet, dtype=torch.float32):
     cfg = dataclasses.replace(smoke.discovery, t_stop=400)
     shift = DiscoveryModel(smoke.unet, cfg).shift.to(dtype)
     torch.nn.init.normal_(shift.head_weight, std=0.3, generator=torch.Generator().manual_seed(3))
-    steps = ddim_steps(cfg.M, schedule_of(unet))
+    steps = unet.steps(cfg.M)
     x_T = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(4), dtype=dtype)
     return cfg, shift, steps, x_T
 
@@ -346,7 +346,7 @@ def test_effect_overlap_refuses_an_unshifted_node(smoke, unet):
 
 
 def test_the_effect_penalty_reaches_the_shift_block_and_only_with_its_weight(smoke, unet, discovery):
-    steps = ddim_steps(smoke.discovery.M, schedule_of(unet))
+    steps = unet.steps(smoke.discovery.M)
     z = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     k, s = torch.tensor([0, 1]), torch.tensor([2.0, -3.0])
     grads, stats = {}, {}
@@ -492,7 +492,7 @@ def test_global_directions_are_orthonormal_of_the_set_size_and_train_through_the
     h = torch.randn(3, *smoke.unet.h_shape) * 2
     dh = model.shift(h, None, None, torch.tensor([0, 1, 1]))
     assert torch.allclose(_rms(dh), 0.2 * _rms(h), rtol=1e-5) and torch.allclose(dh[1] / _rms(h)[1], dh[2] / _rms(h)[2])
-    half = DirectionSet.of(model.shift, cfg, schedule_of(unet)).at_size(0.1).shift
+    half = DirectionSet.of(model.shift, cfg, unet).at_size(0.1).shift
     assert torch.allclose(_rms(half(h, None, None, torch.tensor([0, 1, 1]))), 0.1 * _rms(h), rtol=1e-5)
     before = model.shift.matrix.detach().clone()
     opt_g, opt_d = make_optimizers(model, cfg)
@@ -535,7 +535,8 @@ def test_the_discriminator_losses(smoke, adv_loss, r1_gamma):
 def test_chain_backprop_equals_vanilla_on_a_v_predicting_dm(smoke, unet, discovery):
     """The conversion of a v-predicting network's output to noise is part of every step's
     graph, so the chain stays exact on such a DM."""
-    from hdisc.schedule import Schedule, use_schedule
+    from hdisc.dm import DM
+    from hdisc.schedule import Schedule
 
-    use_schedule(unet, Schedule(kind="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction="v"))
-    _chain_against_vanilla(smoke, unet, discovery, 0)
+    v = Schedule(kind="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction="v")
+    _chain_against_vanilla(smoke, DM(unet.net, unet.config, v), discovery, 0)

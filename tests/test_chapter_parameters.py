@@ -44,6 +44,7 @@ def test_an_injected_parameter_the_chapter_does_not_take_is_refused():
     assert typed_parameters("rca_mos", namespace)["n_rca"] == 16 and namespace["n_rca"] == 16
 
 
+@pytest.mark.slow  # papermill
 def test_a_render_asked_for_with_the_string_false_trains_nothing(tmp_path):
     """papermill's -p train false arrives as "false": read as False, a render (no checkpoint and no
     released model: refused)."""
@@ -54,6 +55,7 @@ def test_a_render_asked_for_with_the_string_false_trains_nothing(tmp_path):
     assert not (tmp_path / "run" / "directions.pt").exists()
 
 
+@pytest.mark.slow  # papermill
 def test_a_misspelt_parameter_stops_the_notebook_before_any_work(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter\\(s\\) n_rcaa"):
         papermill.execute_notebook(ROOT / "experiments" / "train_dm.ipynb", tmp_path / "out.ipynb",

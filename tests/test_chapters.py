@@ -9,6 +9,8 @@ from test_notebooks import run
 
 from hdisc.directions import alike_groups, distinct_effects
 
+pytestmark = pytest.mark.slow  # every chapter under papermill
+
 
 def test_directions_chapter(tmp_path, trained):
     out = run("directions", tmp_path, n_rank=2, n_interp=2, n_examples=2, n_show=2, **trained)

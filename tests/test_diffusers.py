@@ -8,20 +8,21 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from hdisc.backbone import capture_h, load_unet, perturb_zero_params
+from hdisc.backbone import capture_h, load_dm, perturb_zero_params
 from hdisc.chain import backprop_chain, record_chain, run_chain
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import invert
 from hdisc.discovery import DiscoveryModel
 from hdisc.sampling import Shifted, ddim_step
-from hdisc.schedule import Schedule, ddim_steps, schedule_of
+from hdisc.schedule import Schedule
 from hdisc.training import train_discovery
 from hdisc.widgets import explore
 
 
 def test_a_save_pretrained_folder_loads_with_its_schedule(diffusers_folder, smoke):
-    unet, cfg = load_unet(diffusers_folder)
-    assert schedule_of(unet) == Schedule(kind="cosine")
+    unet = load_dm(diffusers_folder)
+    cfg = unet.config
+    assert unet.schedule == Schedule(kind="cosine")
     assert cfg.h_shape == (64, 16, 16) and unet.in_channels == 1 and unet.image_size == 32
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([999, 10])
     with torch.no_grad(), capture_h(unet) as store:
@@ -29,19 +30,20 @@ def test_a_save_pretrained_folder_loads_with_its_schedule(diffusers_folder, smok
     assert eps.shape == x.shape and store[0].shape == (2, *cfg.h_shape)
     assert torch.equal(eps, UNet2DModel.from_pretrained(diffusers_folder, low_cpu_mem_usage=False)(x, t).sample)
     with pytest.raises(ValueError, match="another model than the configured one"):
-        load_unet(diffusers_folder, dataclasses.replace(cfg, model_channels=64, channel_mult=(1, 1)))
+        load_dm(diffusers_folder, dataclasses.replace(cfg, model_channels=64, channel_mult=(1, 1)))
     (diffusers_folder / "scheduler_config.json").unlink()
     with pytest.warns(UserWarning, match="no scheduler_config.json"):
-        load_unet(diffusers_folder)
+        load_dm(diffusers_folder)
 
 
 def test_chain_backprop_equals_vanilla_on_diffusers(diffusers_folder, smoke):
-    unet, cfg = load_unet(diffusers_folder)
+    unet = load_dm(diffusers_folder)
+    cfg = unet.config
     unet.requires_grad_(False)
     torch.manual_seed(1)
     model = DiscoveryModel(cfg, smoke.discovery)
     perturb_zero_params(model.shift, std=0.05, seed=2)
-    steps = ddim_steps(4, schedule_of(unet))
+    steps = unet.steps(4)
     eps_model = Shifted(unet, model.shift, torch.tensor([0, 3]), torch.tensor([2.0, -4.0]), 400)
 
     def step(x, i):
@@ -61,10 +63,10 @@ def test_chain_backprop_equals_vanilla_on_diffusers(diffusers_folder, smoke):
 
 
 def test_the_pipeline_runs_on_diffusers(diffusers_folder, smoke, tmp_path):
-    unet, cfg = load_unet(diffusers_folder)
+    unet = load_dm(diffusers_folder)
     d = dataclasses.replace(smoke.discovery, head_init_std=0.05)
     out = tmp_path / "directions"
-    summary = train_discovery(unet, cfg, d, out, steps=2, progress=False)
+    summary = train_discovery(unet, d, out, steps=2, progress=False)
     assert summary["steps"] == 2
     ex = explore(out / "directions.pt", dm=diffusers_folder, real=torch.rand(1, 1, 32, 32) * 2 - 1, invert_steps=4)
     ex.strength.value = d.S
@@ -72,7 +74,7 @@ def test_the_pipeline_runs_on_diffusers(diffusers_folder, smoke, tmp_path):
     assert not torch.allclose(left, right)
     ex.source.value = "real image"  # DDIM inversion on the diffusers model
     assert 0 in ex._inverted
-    x_T, recon = invert(unet, torch.rand(1, 1, 32, 32) * 2 - 1, ddim_steps(4, schedule_of(unet)))
+    x_T, recon = invert(unet, torch.rand(1, 1, 32, 32) * 2 - 1, unet.steps(4))
     assert x_T.shape == recon.shape == (1, 1, 32, 32)
-    dirs = DirectionSet.of(ex.dirs.shift, d, schedule_of(unet))
+    dirs = DirectionSet.of(ex.dirs.shift, d, unet)
     assert dirs.sweep(unet, x_T, 1, torch.tensor([-5.0, 0.0, 5.0])).shape == (1, 3, 1, 32, 32)

@@ -8,7 +8,7 @@ import torch
 from hdisc.baselines import random_directions
 from hdisc.direction_set import DirectionSet, FixedDirections, shifted_steps, strengths
 from hdisc.sampling import sample_ddim
-from hdisc.schedule import DEFAULT, ddim_steps
+from hdisc.schedule import ddim_steps
 
 
 def test_zero_strength_is_the_plain_sample(unet, dirs):
@@ -28,9 +28,9 @@ def test_sweep_is_one_edit_per_strength(unet, dirs):
     assert every.shape == (dirs.K, 2, 5, 1, 32, 32) and torch.allclose(every[3], out, atol=1e-5)
 
 
-def test_another_chain_rescales_the_strength_by_its_shifted_steps(smoke, discovery):
+def test_another_chain_rescales_the_strength_by_its_shifted_steps(smoke, discovery, unet):
     cfg = dataclasses.replace(smoke.discovery, M=5, t_stop=400)  # t = 999, 749, 500 shifted
-    dirs = DirectionSet.of(discovery.shift, cfg, DEFAULT)
+    dirs = DirectionSet.of(discovery.shift, cfg, unet)
     assert shifted_steps(dirs.steps, 400) == 3 and dirs.scale == 1.0
     long = dirs.on(ddim_steps(100))
     assert shifted_steps(long.steps, 400) == 60 and long.scale == pytest.approx(3 / 60)

@@ -23,7 +23,7 @@ from hdisc.discovery import DiscoveryModel, change_similarity
 from hdisc.presets import get_preset
 from hdisc.runs import write_record
 from hdisc.sampling import sample_ddim
-from hdisc.schedule import DEFAULT, Schedule
+from hdisc.schedule import Schedule
 
 
 def test_rank_scores_every_direction_and_zero_heads_score_zero(smoke, unet, dirs):
@@ -73,7 +73,7 @@ def test_mean_and_global_directions(smoke, unet, dirs):
 
 def test_raw_and_shifted_are_seeded_and_share_noise(smoke, unet, discovery):
     d = dataclasses.replace(smoke.discovery, M=3)
-    dirs = DirectionSet.of(discovery.shift, d, DEFAULT)
+    dirs = DirectionSet.of(discovery.shift, d, unet)
     raw, shifted, _, _ = edit_pairs(unet, dirs, 5, 1, seed=3, batch=2, progress=False)
     again = edit_pairs(unet, dirs, 5, 1, seed=3, batch=2, progress=False)
     assert raw.shape == shifted.shape == (5, 1, 32, 32)
@@ -97,7 +97,7 @@ def test_ranked_orders_directions_by_change_times_realism(smoke, unet, discovery
 
 def test_ranked_order_reads_a_record_of_the_same_files_and_ranks_otherwise(tmp_path, unet, discovery, dirs):
     dm = tmp_path / "dm.pt"
-    save_unet(unet, get_preset("mnist32", "smoke").unet, dm)
+    save_unet(unet.net, get_preset("mnist32", "smoke").unet, dm)
     files = {"dm": dm, "directions": None}
     order = ranked(unet, dirs, discovery.discriminator, 2, seed=1).order
     record = tmp_path / "directions.json"
@@ -109,7 +109,7 @@ def test_ranked_order_reads_a_record_of_the_same_files_and_ranks_otherwise(tmp_p
         assert ranked_order(record, files, unet, dirs, discovery.discriminator, n, seed=seed) == \
             ranked(unet, dirs, discovery.discriminator, n, seed=seed).order
     other = tmp_path / "other.pt"  # another DM file (here: another schedule): ranked again
-    save_unet(unet, get_preset("mnist32", "smoke").unet, other, Schedule(T=500))
+    save_unet(unet.net, get_preset("mnist32", "smoke").unet, other, Schedule(T=500))
     assert ranked_order(record, {"dm": other, "directions": None}, unet, dirs, discovery.discriminator, 2,
                         seed=1) == order
 

@@ -11,6 +11,8 @@ from hdisc.data import TensorImages
 from hdisc.presets import get_preset
 from hdisc.training import DISCOVERY_CHECKPOINT, DM_CHECKPOINT, train_discovery, train_dm
 
+pytestmark = pytest.mark.slow  # torchrun processes
+
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
@@ -96,4 +98,4 @@ def test_a_discovery_batch_that_does_not_split_is_refused(tmp_path, monkeypatch,
     smoke = get_preset("mnist32", "smoke")
     monkeypatch.setattr("hdisc.training.distributed", lambda device: (0, 3, torch.device("cpu")))
     with pytest.raises(ValueError, match=r"DiscoveryConfig batch=2 does not split over 3 processes"):
-        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, steps=1, progress=False)
+        train_discovery(unet, smoke.discovery, tmp_path, steps=1, progress=False)

@@ -9,6 +9,8 @@ import pytest
 from hdisc.bench import SETTINGS, setting_of
 from hdisc.chapter import defaults
 
+pytestmark = pytest.mark.slow  # notebooks under papermill
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 

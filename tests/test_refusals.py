@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from hdisc import discover
-from hdisc.backbone import build_unet, load_unet, save_unet
+from hdisc.backbone import build_unet, load_dm, save_unet
 from hdisc.data import ImageFolder, TensorImages, random_batch
+from hdisc.dm import DM
 from hdisc.guard import NonFiniteError
 from hdisc.presets import DATASETS, MAX_H_SIDE, SCALES, DiscoveryConfig, DMTrainConfig, UNetConfig, get_preset, override
 from hdisc.runs import open_trained
@@ -56,39 +57,40 @@ def test_a_nan_batch_stops_dm_training_and_keeps_the_last_checkpoint(tmp_path, s
 
 def test_a_nan_dm_stops_discovery_and_keeps_every_file(tmp_path, smoke, unet):
     cfg = dataclasses.replace(smoke.discovery, head_init_std=0.05)
-    train_discovery(unet, smoke.unet, cfg, tmp_path, steps=2, progress=False)
+    train_discovery(unet, cfg, tmp_path, steps=2, progress=False)
     before = _digests(tmp_path)
     assert set(before) == {DISCOVERY_CHECKPOINT, DISCOVERY_WEIGHTS}
-    broken = build_unet(smoke.unet)
-    broken.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.state_dict().items()})
+    broken = DM(build_unet(smoke.unet), smoke.unet)
+    broken.net.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.net.state_dict().items()})
     # the run knows its DM: weights that turned NaN are another DM, refused before any step
     with pytest.raises(ValueError, match="belongs to another run.*'dm'"):
-        train_discovery(broken, smoke.unet, cfg, tmp_path, steps=4, progress=False)
+        train_discovery(broken, cfg, tmp_path, steps=4, progress=False)
     assert _digests(tmp_path) == before
     # a DM whose weights are fine but whose output overflows mid-run stops at the step, files kept
     with torch.no_grad():
         scale = torch.nn.Parameter(torch.ones(()))
     unet.register_forward_hook(lambda m, i, out: out * scale)
-    train_discovery(unet, smoke.unet, cfg, tmp_path, steps=3, progress=False)
+    train_discovery(unet, cfg, tmp_path, steps=3, progress=False)
     before = _digests(tmp_path)
     with torch.no_grad():
         scale.fill_(float("nan"))
     with pytest.raises(NonFiniteError, match="discovery step 3: non-finite .*NaN or infinite weights in the DM"):
-        train_discovery(unet, smoke.unet, cfg, tmp_path, steps=4, progress=False)
+        train_discovery(unet, cfg, tmp_path, steps=4, progress=False)
     assert _digests(tmp_path) == before
 
 
 def test_a_fresh_run_with_a_nan_dm_writes_nothing(tmp_path, smoke, unet):
-    broken = build_unet(smoke.unet)
-    broken.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.state_dict().items()})
+    broken = DM(build_unet(smoke.unet), smoke.unet)
+    broken.net.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.net.state_dict().items()})
     with pytest.raises(NonFiniteError, match="step 0: .*no checkpoint was written"):
-        train_discovery(broken, smoke.unet, smoke.discovery, tmp_path, steps=2, progress=False)
+        train_discovery(broken, smoke.discovery, tmp_path, steps=2, progress=False)
     assert not list(tmp_path.glob("*.pt"))
 
 
+@pytest.mark.slow  # papermill
 def test_a_nan_dm_stops_the_training_notebook(tmp_path, smoke, unet):
     broken = build_unet(smoke.unet)
-    broken.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.state_dict().items()})
+    broken.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in unet.net.state_dict().items()})
     save_unet(broken, smoke.unet, tmp_path / "nan_dm.pt")
     with pytest.raises(papermill.PapermillExecutionError, match="NonFiniteError"):
         papermill.execute_notebook(EXPERIMENTS / "train.ipynb", tmp_path / "train.ipynb", progress_bar=False,
@@ -99,7 +101,7 @@ def test_a_nan_dm_stops_the_training_notebook(tmp_path, smoke, unet):
 
 
 @pytest.mark.parametrize(("field", "value", "named"), [
-    ("t_stop", 999, r"t_stop=999 is out of range: valid a whole number in \[0, 999\)"),
+    ("t_stop", 1.5, r"t_stop=1.5 is out of range: valid a whole number in \[0, "),
     ("t_stop", -1, r"t_stop=-1 is out of range"),
     ("K", 0, r"K=0 is out of range: valid a whole number in \[1, 4096\]"),
     ("K", 1.9, r"K=1.9 is out of range: valid a whole number"),
@@ -121,12 +123,16 @@ def test_discovery_settings_out_of_range_are_refused(smoke, field, value, named)
         dataclasses.replace(smoke.discovery, **{field: value})
 
 
-def test_a_t_stop_beyond_the_dms_own_schedule_is_refused_before_any_file(tmp_path, smoke, unet):
+def test_a_chain_beyond_the_dms_own_schedule_is_refused_before_any_file(tmp_path, smoke, unet):
+    from hdisc.dm import DM
     from hdisc.schedule import Schedule
 
-    unet.schedule = Schedule(T=100)  # a DM trained with 100 timesteps; the preset's t_stop is 400
+    short = DM(unet.net, unet.config, Schedule(T=100))  # a DM trained with 100 timesteps; the preset's t_stop is 400
     with pytest.raises(ValueError, match=r"t_stop=400 shifts none of the M=4 steps of this DM's schedule \(T=100"):
-        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path / "run", steps=1, progress=False)
+        train_discovery(short, smoke.discovery, tmp_path / "run", steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"M=200 .* T=100"):
+        train_discovery(short, dataclasses.replace(smoke.discovery, M=200, t_stop=40), tmp_path / "run", steps=1,
+                        progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -149,10 +155,11 @@ def test_step_counts_that_mean_nothing_are_refused_before_any_file(tmp_path, smo
     with pytest.raises(ValueError, match="steps=.* is out of range: valid None"):
         train_dm(smoke.unet, smoke.dm, images, tmp_path, steps=steps, progress=False)
     with pytest.raises(ValueError, match="steps=.* is out of range: valid None"):
-        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, steps=steps, progress=False)
+        train_discovery(unet, smoke.discovery, tmp_path, steps=steps, progress=False)
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # papermill
 def test_a_negative_step_count_fails_the_notebook_rather_than_running_the_preset(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="steps=-5 is out of range"):
         papermill.execute_notebook(EXPERIMENTS / "train_dm.ipynb", tmp_path / "dm.ipynb", progress_bar=False,
@@ -180,7 +187,7 @@ def test_files_that_are_not_checkpoints_are_refused_without_unsafe_advice(tmp_pa
     (tmp_path / "text.pt").write_text("not a checkpoint")
     torch.save({"model": {}, "code": _CodeCarrier()}, tmp_path / "code.pt")
     for name in ("list.pt", "text.pt", "code.pt"):
-        for load in (lambda p: load_unet(p, smoke.unet), load_directions):
+        for load in (lambda p: load_dm(p, smoke.unet), load_directions):
             with pytest.raises(ValueError, match=f"{name} is not a") as err:
                 load(tmp_path / name)
             assert "weights_only" not in str(err.value).replace("weights_only=True", "")  # no advice to unpickle
@@ -192,8 +199,8 @@ class _CodeCarrier:
 
 
 def test_directions_of_another_k_are_refused_unless_asked_for(tmp_path, trained, smoke):
-    unet, _ = load_unet(trained["dm_checkpoint"])
-    train_discovery(unet, smoke.unet, dataclasses.replace(smoke.discovery, K=8), tmp_path, steps=1, progress=False)
+    unet = load_dm(trained["dm_checkpoint"])
+    train_discovery(unet, dataclasses.replace(smoke.discovery, K=8), tmp_path, steps=1, progress=False)
     paths = (str(tmp_path / DISCOVERY_WEIGHTS), trained["dm_checkpoint"])
     with pytest.raises(ValueError, match=r"other settings than the mnist32-smoke preset: \{'K': \{'file': 8, "
                                          r"'preset': 4\}\}.*settings='file'"):
@@ -287,7 +294,7 @@ def test_a_seed_out_of_range_is_refused_before_any_file(tmp_path, smoke, unet, i
     with pytest.raises(ValueError, match=r"seed=.* is out of range: valid an int in \[0, 2\*\*63\)"):
         train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=seed, progress=False)
     with pytest.raises(ValueError, match=r"seed=.* is out of range"):
-        train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, seed=seed, progress=False)
+        train_discovery(unet, smoke.discovery, tmp_path, seed=seed, progress=False)
     assert not list(tmp_path.iterdir())
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hdisc.backbone import asymmetric, capture_h, load_unet, shift_h
+from hdisc.backbone import asymmetric, capture_h, load_dm, shift_h
 from hdisc.data import load_mnist
 from hdisc.files import project_path
 from hdisc.sampling import Shifted, ddim_update, generate, invert_ddim, predict_x0, sample_ddim
@@ -57,7 +57,7 @@ def test_inversion_then_sampling_reconstructs_real_digits_with_the_committed_dm(
 
     The bound is loose (7.5% of the [-1, 1] range, mean absolute error): the cpu DM is
     small and under-trained, and its inversion is approximate (measured: 0.05-0.1)."""
-    unet, _ = load_unet(project_path("models/mnist32-cpu/dm_ema.pt"))
+    unet = load_dm(project_path("models/mnist32-cpu/dm_ema.pt"))
     x0 = load_mnist("test")[0][:2]
     steps = ddim_steps(100)
     with torch.no_grad():

@@ -8,11 +8,12 @@ import pytest
 import torch
 from guided_diffusion.gaussian_diffusion import get_named_beta_schedule
 
-from hdisc.backbone import build_unet, load_unet, perturb_zero_params, save_unet
+from hdisc.backbone import build_unet, load_dm, perturb_zero_params, save_unet
 from hdisc.data import TensorImages
 from hdisc.direction_set import DirectionSet
+from hdisc.dm import DM
 from hdisc.sampling import sample_ddim
-from hdisc.schedule import DEFAULT, Schedule, ddim_steps, schedule_of
+from hdisc.schedule import DEFAULT, Schedule, ddim_steps
 from hdisc.training import train_dm
 
 
@@ -55,9 +56,9 @@ def test_a_cosine_model_samples_with_its_own_schedule(tmp_path, smoke):
     unet = perturb_zero_params(build_unet(smoke.unet), std=0.05).eval()
     cosine = Schedule(kind="cosine")
     save_unet(unet, smoke.unet, tmp_path / "cos.pt", cosine)
-    loaded, _ = load_unet(tmp_path / "cos.pt")
-    assert schedule_of(loaded) == cosine
-    steps = DirectionSet.of(lambda h, emb, t, k: torch.zeros_like(h), smoke.discovery, schedule_of(loaded)).steps
+    loaded = load_dm(tmp_path / "cos.pt")
+    assert loaded.schedule == cosine
+    steps = DirectionSet.of(lambda h, emb, t, k: torch.zeros_like(h), smoke.discovery, loaded).steps
     t = steps.t.tolist()
     assert steps.abar.tolist() == [cosine.alphas_cumprod()[i].item() for i in t]
     assert not torch.allclose(steps.abar, ddim_steps(len(t)).abar)  # not the linear default's
@@ -65,26 +66,26 @@ def test_a_cosine_model_samples_with_its_own_schedule(tmp_path, smoke):
     on_cosine = sample_ddim(loaded, z, steps, disable=True)
     assert not torch.allclose(on_cosine, sample_ddim(loaded, z, ddim_steps(len(t)), disable=True), atol=1e-3)
     with pytest.raises(ValueError, match="trained with the noise schedule.*leave schedule unset"):
-        load_unet(tmp_path / "cos.pt", schedule=DEFAULT)
+        load_dm(tmp_path / "cos.pt", schedule=DEFAULT)
 
 
 def test_files_without_a_schedule(tmp_path, smoke):
     unet = build_unet(smoke.unet)
     blob = {"config": dataclasses.asdict(smoke.unet), "state_dict": unet.state_dict()}
     torch.save(blob, tmp_path / "old.pt")  # hdisc before schedules were stored: always the default
-    assert schedule_of(load_unet(tmp_path / "old.pt")[0]) == DEFAULT
+    assert load_dm(tmp_path / "old.pt").schedule == DEFAULT
     torch.save(unet.state_dict(), tmp_path / "openai.pt")  # a bare state dict: unknown, said so
     with pytest.warns(UserWarning, match="does not say which noise schedule"):
-        assert schedule_of(load_unet(tmp_path / "openai.pt", smoke.unet)[0]) == DEFAULT
+        assert load_dm(tmp_path / "openai.pt", smoke.unet).schedule == DEFAULT
     cosine = Schedule(kind="cosine")
-    assert schedule_of(load_unet(tmp_path / "openai.pt", smoke.unet, schedule=cosine)[0]) == cosine
+    assert load_dm(tmp_path / "openai.pt", smoke.unet, schedule=cosine).schedule == cosine
 
 
 def test_dm_training_uses_and_stores_its_schedule(tmp_path, smoke):
     images = TensorImages(torch.rand(8, 1, 32, 32) * 2 - 1)
     cosine = dataclasses.replace(smoke.dm, schedule=Schedule(kind="cosine"))
     train_dm(smoke.unet, cosine, images, tmp_path, seed=0, steps=1, progress=False)
-    assert schedule_of(load_unet(tmp_path / "dm_ema.pt")[0]) == cosine.schedule
+    assert load_dm(tmp_path / "dm_ema.pt").schedule == cosine.schedule
     with pytest.raises(ValueError, match="belongs to another run.*schedule"):
         train_dm(smoke.unet, smoke.dm, images, tmp_path, seed=0, steps=2, progress=False)
 
@@ -97,10 +98,9 @@ def test_cosine_abar_follows_its_formula():
 
 def test_a_v_predicting_network_gives_the_samplers_noise_in_every_pass(smoke):
     from hdisc.backbone import asymmetric
-    from hdisc.schedule import use_schedule
 
     torch.manual_seed(0)
-    unet = perturb_zero_params(build_unet(smoke.unet), std=0.05).eval()
+    net = perturb_zero_params(build_unet(smoke.unet), std=0.05).eval()
     x, t = torch.randn(3, 1, 32, 32), torch.tensor([999, 500, 10])
     v_sched = Schedule(kind="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction="v")
     abar = v_sched.alphas_cumprod().float()[t].view(-1, 1, 1, 1)
@@ -108,20 +108,19 @@ def test_a_v_predicting_network_gives_the_samplers_noise_in_every_pass(smoke):
     def delta(h, emb):
         return torch.ones_like(h)
 
+    dm = DM(net, smoke.unet, v_sched)
     with torch.no_grad():
-        v = unet(x, t)
-        with asymmetric(unet, delta, first=1):
-            v_both = unet(x, t)
-        use_schedule(unet, v_sched)
-        eps = unet(x, t)
-        with asymmetric(unet, delta, first=1):
-            eps_both = unet(x, t)
+        v = net(x, t)
+        with asymmetric(net, delta, first=1):
+            v_both = net(x, t)
+        eps = dm(x, t)
+        with asymmetric(dm, delta, first=1):
+            eps_both = dm(x, t)
     assert torch.allclose(eps, abar.sqrt() * v + (1 - abar).sqrt() * x, atol=1e-6)
     rows = torch.cat([abar, abar[1:]])
     assert torch.allclose(eps_both, rows.sqrt() * v_both + (1 - rows).sqrt() * torch.cat([x, x[1:]]), atol=1e-6)
-    use_schedule(unet, DEFAULT)  # an eps schedule takes the conversion off again
-    with torch.no_grad():
-        assert torch.equal(unet(x, t), v) and schedule_of(unet) == DEFAULT
+    with torch.no_grad():  # an eps DM passes the network's output through
+        assert torch.equal(DM(net, smoke.unet)(x, t), v)
 
 
 def test_a_v_dm_trains_on_v_and_loads_predicting_noise(tmp_path, smoke):
@@ -131,8 +130,8 @@ def test_a_v_dm_trains_on_v_and_loads_predicting_noise(tmp_path, smoke):
     v_cfg = dataclasses.replace(smoke.dm, schedule=Schedule(kind="scaled_linear", beta_start=0.00085,
                                                             beta_end=0.012, prediction="v"))
     train_dm(smoke.unet, v_cfg, images, tmp_path, seed=0, steps=1, progress=False)
-    unet, _ = load_unet(tmp_path / "dm_ema.pt")
-    assert schedule_of(unet) == v_cfg.schedule and unet._forward_hooks  # sampled as noise
+    unet = load_dm(tmp_path / "dm_ema.pt")
+    assert unet.schedule == v_cfg.schedule  # the DM samples it as noise
     bare = build_unet(smoke.unet).eval()
     x0 = images.images[:4]
     gen = torch.Generator().manual_seed(0)
@@ -142,5 +141,5 @@ def test_a_v_dm_trains_on_v_and_loads_predicting_noise(tmp_path, smoke):
     want = torch.nn.functional.mse_loss(bare(abar.sqrt() * x0 + (1 - abar).sqrt() * noise, t),
                                         abar.sqrt() * noise - (1 - abar).sqrt() * x0)
     assert torch.allclose(dm_loss(bare, x0, v_cfg.schedule, torch.Generator().manual_seed(0)), want)
-    x = sample_ddim(unet, torch.randn(2, 1, 32, 32), ddim_steps(4, schedule_of(unet)), disable=True)
+    x = sample_ddim(unet, torch.randn(2, 1, 32, 32), unet.steps(4), disable=True)
     assert x.shape == (2, 1, 32, 32) and torch.isfinite(x).all()

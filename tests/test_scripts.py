@@ -155,13 +155,12 @@ def test_shift_window_refuses_bad_settings_before_any_work(args, message):
 def test_a_shift_window_edits_only_inside_it(unet, discovery):
     """t_start at the top of the chain is Shifted itself; at t_stop, plain DDIM; between, neither."""
     from hdisc.sampling import Shifted, sample_ddim
-    from hdisc.schedule import ddim_steps, schedule_of
 
     windowed = _script("shift_window").Windowed
     torch.manual_seed(0)
     for p in discovery.shift.parameters():
         p.data.normal_(0, 0.5)
-    steps, z = ddim_steps(5, schedule_of(unet)), torch.randn(2, 1, 32, 32)
+    steps, z = unet.steps(5), torch.randn(2, 1, 32, 32)
     top, t_stop, middle = int(steps.t[0]), int(steps.t[-1]), int(steps.t[2])
     k, s = torch.tensor([0, 1]), torch.tensor([2.0, -2.0])
 
@@ -217,7 +216,7 @@ def test_h_spectrum_scores_each_dm_it_is_given_and_reads_its_training_step(tmp_p
     shutil.copy(committed, alone)
     other = tmp_path / "other" / "dm_ema.pt"  # another UNet configuration (the smoke preset's), read from the file
     other.parent.mkdir()
-    save_unet(unet, smoke.unet, other)
+    save_unet(unet.net, smoke.unet, other)
     spectrum.main(f"dm={committed},{alone},{other}", "n=1", "k=2", "iters=1", "n_quality=4", "r=2")
     record = json.loads((tmp_path / "results" / "mnist32-cpu" / "h_spectrum.json").read_text())
     first, second, third = record["rows"]

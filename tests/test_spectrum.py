@@ -7,7 +7,6 @@ import torch
 from hdisc.baselines import jacobian_directions, random_directions
 from hdisc.direction_set import DirectionSet, FixedDirections
 from hdisc.sampling import ddim_step
-from hdisc.schedule import ddim_steps, schedule_of
 from hdisc.spectrum import answered, answered_share, h_spectrum
 
 
@@ -22,7 +21,7 @@ def test_answered_counts_the_singular_values_within_a_fraction_of_the_largest():
 
 
 def test_h_spectrum_is_the_jacobian_spectrum_at_each_shifted_node(unet):
-    steps = ddim_steps(4, schedule_of(unet))  # t = 999, 666, 333, 0
+    steps = unet.steps(4)  # t = 999, 666, 333, 0
     x_T = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     sigma = h_spectrum(unet, x_T, steps, t_stop=400, k=3, iters=4, seed=5)
     assert sigma.shape == (2, 2, 3)  # two images, the nodes t = 999 and 666, three values
@@ -34,13 +33,13 @@ def test_h_spectrum_is_the_jacobian_spectrum_at_each_shifted_node(unet):
 
 
 def test_h_spectrum_refuses_a_chain_with_no_shifted_node(unet):
-    steps = ddim_steps(4, schedule_of(unet))
+    steps = unet.steps(4)
     with pytest.raises(ValueError, match="no node of the chain has t > t_stop = 999"):
         h_spectrum(unet, torch.randn(1, 1, 32, 32), steps, t_stop=999, k=2)
 
 
 def test_a_top_singular_vector_lies_where_the_dm_answers_and_a_random_direction_does_not(unet):
-    steps = ddim_steps(4, schedule_of(unet))
+    steps = unet.steps(4)
     x_T = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     top = jacobian_directions(unet, x_T, 999, 2, iters=8, seed=0)[0]  # at the first node, t = 999
     table = torch.stack([top[0], random_directions(1, tuple(top.shape[1:]), seed=3)[0]])

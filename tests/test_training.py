@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from hdisc.backbone import load_unet
+from hdisc.backbone import load_dm
 from hdisc.data import TensorImages
 from hdisc.training import (
     DISCOVERY_CHECKPOINT,
@@ -67,7 +67,7 @@ def test_resume_continues_the_same_run(tmp_path, smoke, images):
     ws, wr = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     for part in ("model", "ema"):
         assert all(torch.equal(ws[part][k], wr[part][k]) for k in ws[part])
-    ema, _ = load_unet(tmp_path / "resumed" / "dm_ema.pt")
+    ema = load_dm(tmp_path / "resumed" / "dm_ema.pt")
     assert torch.equal(ema.out[2].weight, wr["ema"]["out.2.weight"])
 
 
@@ -100,7 +100,7 @@ def test_warmup_is_linear_then_flat():
 
 
 def _discovery(tmp_path, smoke, unet, **kw):
-    return train_discovery(unet, smoke.unet, smoke.discovery, tmp_path, progress=False, log_every=1, **kw)
+    return train_discovery(unet, smoke.discovery, tmp_path, progress=False, log_every=1, **kw)
 
 
 def test_discovery_resume_continues_the_same_run(tmp_path, smoke, unet):
@@ -123,9 +123,9 @@ def test_a_run_with_the_effect_penalty_resumes_exactly_and_logs_the_overlap(tmp_
     for n in (1, threads):
         torch.set_num_threads(n)
         try:
-            straight = train_discovery(unet, smoke.unet, cfg, tmp_path / f"a{n}", steps=3, progress=False, log_every=1)
-            train_discovery(unet, smoke.unet, cfg, tmp_path / f"b{n}", steps=2, progress=False, log_every=1)
-            resumed = train_discovery(unet, smoke.unet, cfg, tmp_path / f"b{n}", steps=3, progress=False,
+            straight = train_discovery(unet, cfg, tmp_path / f"a{n}", steps=3, progress=False, log_every=1)
+            train_discovery(unet, cfg, tmp_path / f"b{n}", steps=2, progress=False, log_every=1)
+            resumed = train_discovery(unet, cfg, tmp_path / f"b{n}", steps=3, progress=False,
                                       log_every=1)
         finally:
             torch.set_num_threads(threads)
@@ -149,15 +149,15 @@ def test_a_checkpoint_from_before_a_config_field_existed_resumes(tmp_path, smoke
     torch.save(blob, path)
     fixed = dataclasses.replace(smoke.discovery, shift_norm="fixed", shift_rms=0.3)
     with pytest.raises(ValueError, match="belongs to another run.*shift_norm"):
-        train_discovery(unet, smoke.unet, fixed, tmp_path / "b", steps=4, progress=False)
+        train_discovery(unet, fixed, tmp_path / "b", steps=4, progress=False)
 
 
 def test_a_run_continues_when_the_presets_step_budget_grows(tmp_path, smoke, unet):
     straight = _discovery(tmp_path / "a", smoke, unet, steps=3)
     short = dataclasses.replace(smoke.discovery, steps=2)
-    train_discovery(unet, smoke.unet, short, tmp_path / "b", progress=False, log_every=1)
+    train_discovery(unet, short, tmp_path / "b", progress=False, log_every=1)
     longer = dataclasses.replace(smoke.discovery, steps=3)
-    resumed = train_discovery(unet, smoke.unet, longer, tmp_path / "b", progress=False, log_every=1)
+    resumed = train_discovery(unet, longer, tmp_path / "b", progress=False, log_every=1)
     assert resumed["log"] == straight["log"]
     model, cfg = load_directions(tmp_path / "b" / DISCOVERY_WEIGHTS, smoke.unet, dataclasses.replace(longer, steps=9))
     assert cfg == longer
@@ -206,7 +206,7 @@ def test_discovery_checkpoint_of_another_k_refuses(tmp_path, smoke, unet):
     _discovery(tmp_path, smoke, unet, steps=1)
     other = dataclasses.replace(smoke.discovery, K=8)
     with pytest.raises(ValueError, match="belongs to another run.*'K': 4"):
-        train_discovery(unet, smoke.unet, other, tmp_path, steps=1, progress=False)
+        train_discovery(unet, other, tmp_path, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"another discovery config.*'K': \(4, 8\)"):
         load_directions(tmp_path / DISCOVERY_WEIGHTS, cfg=other)
     with pytest.raises(FileNotFoundError, match="run experiments/train.ipynb first"):
@@ -233,15 +233,15 @@ def test_a_run_can_freeze_its_shift_block_from_its_current_step_on(tmp_path, smo
     heads = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
     early = dataclasses.replace(smoke.discovery, freeze_shift_after=1)
     with pytest.raises(ValueError, match="freeze_shift_after=1: .*up to step 2.*freeze_shift_after=0 or >= 2"):
-        train_discovery(unet, smoke.unet, early, tmp_path, steps=4, progress=False)
+        train_discovery(unet, early, tmp_path, steps=4, progress=False)
     frozen = dataclasses.replace(smoke.discovery, freeze_shift_after=2)
-    out = train_discovery(unet, smoke.unet, frozen, tmp_path, steps=4, progress=False, log_every=1)
+    out = train_discovery(unet, frozen, tmp_path, steps=4, progress=False, log_every=1)
     after = torch.load(tmp_path / DISCOVERY_WEIGHTS, weights_only=True)["model"]
     assert out["shift_frozen_from"] == 2 and len(out["log"]) == 4
     for name, value in heads.items():  # the shift block as at step 2; R and D trained on
         assert torch.equal(after[name], value) == name.startswith("shift."), name
     with pytest.raises(ValueError, match="froze its shift block from step 2 on; set freeze_shift_after=2"):
-        train_discovery(unet, smoke.unet, dataclasses.replace(frozen, freeze_shift_after=3), tmp_path, steps=5,
+        train_discovery(unet, dataclasses.replace(frozen, freeze_shift_after=3), tmp_path, steps=5,
                         progress=False)
     with pytest.raises(ValueError, match="freeze_shift_after.*0 trains the shift block in every step"):
         dataclasses.replace(frozen, freeze_shift_after=-1)
@@ -292,11 +292,11 @@ def test_a_direction_file_from_before_div_signs_reads_as_the_sign_averaged_penal
 
 
 def test_a_warm_start_may_change_the_reconstructors_head(smoke, trained, tmp_path):
-    unet = load_unet(trained["dm_checkpoint"], smoke.unet)[0]
+    unet = load_dm(trained["dm_checkpoint"], smoke.unet)
     start, start_cfg = load_directions(trained["directions"], smoke.unet)
     assert start_cfg.reconstructor_head == "pool"
     slow = dataclasses.replace(start_cfg, reconstructor_head="spatial", lr=1e-5, lr_shift=1e-5)
-    train_discovery(unet, smoke.unet, slow, tmp_path / "spatial", steps=1, init_from=trained["directions"],
+    train_discovery(unet, slow, tmp_path / "spatial", steps=1, init_from=trained["directions"],
                     progress=False)
     model, cfg = load_directions(tmp_path / "spatial" / "directions.pt", smoke.unet)
     assert cfg.reconstructor_head == "spatial"
@@ -305,7 +305,7 @@ def test_a_warm_start_may_change_the_reconstructors_head(smoke, trained, tmp_pat
                      (model.reconstructor.body[0].weight, start.reconstructor.body[0].weight)):
         assert (new - old).abs().max() < 1e-4 < old.abs().max()
     with pytest.raises(ValueError, match="does not fit this discovery config"):
-        train_discovery(unet, smoke.unet, dataclasses.replace(slow, K=slow.K + 1), tmp_path / "other", steps=1,
+        train_discovery(unet, dataclasses.replace(slow, K=slow.K + 1), tmp_path / "other", steps=1,
                         init_from=trained["directions"], progress=False)
 
 

@@ -89,15 +89,14 @@ def test_rank_correlation_and_the_missing_zero_strength():
 def test_every_training_free_family_is_built_on_the_chain_of_the_base_set():
     from hdisc.backbone import build_unet, perturb_zero_params
     from hdisc.direction_set import DirectionSet, FixedDirections
+    from hdisc.dm import DM
     from hdisc.factors import ShapeNet
     from hdisc.presets import get_preset
-    from hdisc.schedule import schedule_of
     from hdisc.truth import truth_families
 
     p = get_preset("shapes32", "smoke")
-    unet = perturb_zero_params(build_unet(p.unet), 0.05, 0).eval().requires_grad_(False)
-    base = DirectionSet.of(FixedDirections(torch.zeros(p.discovery.K, *p.unet.h_shape), 0.5), p.discovery,
-                           schedule_of(unet))
+    unet = DM(perturb_zero_params(build_unet(p.unet), 0.05, 0), p.unet).eval().requires_grad_(False)
+    base = DirectionSet.of(FixedDirections(torch.zeros(p.discovery.K, *p.unet.h_shape), 0.5), p.discovery, unet)
     sets, x0 = truth_families(unet, base, ShapeNet().eval(), 8, seed=0)
     assert set(sets) == {"PCA (pooled)", "Jacobian (one image)", "supervised (read factors)", "random (floor)",
                          "random (scored)"}

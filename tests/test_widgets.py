@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from hdisc.direction_set import DirectionSet
-from hdisc.schedule import DEFAULT
 from hdisc.widgets import Explorer, MosAnnotator
 
 
@@ -30,7 +29,7 @@ def test_explorer_switches_the_source_of_directions(smoke, unet, discovery):
     from hdisc.baselines import random_directions
     from hdisc.direction_set import FixedDirections
 
-    learned = DirectionSet.of(discovery.shift, smoke.discovery, DEFAULT)
+    learned = DirectionSet.of(discovery.shift, smoke.discovery, unet)
     rand = learned.with_shift(FixedDirections(random_directions(3, (64, 16, 16)), rel=0.5), 3, ("R0", "R1", "R2"))
     ex = Explorer(unet, learned, order=[2, 0, 1, 3], sources={"random": rand})
     ex.strength.value = smoke.discovery.S
@@ -85,5 +84,7 @@ def test_explore_ranks_the_directions_and_starts_from_real_images_by_dataset_or_
     assert ex.image.value  # the inverted digit, edited
     for i in range(2):
         Image.fromarray(np.full((40, 40), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    folder = explore(trained["directions"], dm=trained["dm_checkpoint"], real=tmp_path, n_rank=0)
+    folder = explore(trained["directions"], dm=trained["dm_checkpoint"], real=tmp_path, n_real=2, n_rank=0)
     assert folder.real.shape == (2, 1, 32, 32) and [k for _, k in folder.direction.options] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=f"asked for 8 real images but {tmp_path} has 2"):
+        explore(trained["directions"], dm=trained["dm_checkpoint"], real=tmp_path, n_rank=0)
