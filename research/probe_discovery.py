@@ -6,9 +6,13 @@
 Fields are DiscoveryConfig's (M, batch, steps, lr, lambda_adv, shift_norm, clip, ...) over
 the cpu mnist32 preset; ``init_from`` warm-starts from a directions.pt. Trains into
 runs/probe/NAME (resumable), then writes runs/probe/NAME/probe@STEP.json with the logged curve,
-the RCA on 256 fresh pairs, the interpretability evaluation (hdisc.interpret) on ``n_eval``
-noises (default 16) at 9 strengths, the directions' distinct effects (as the directions chapter
-counts them: alike groups on 16 noises) and FD-MnistNet of shifted over raw samples (500 each),
+the RCA on 256 fresh pairs (``rca``, with |s| >= s_min as the run trained, and
+``rca_uniform_s``, s uniform in [-S, S] as the paper scores it), the interpretability
+evaluation (hdisc.interpret) on ``n_eval`` noises (default 16) at 9 strengths, the MOS proxy
+of the same sweeps with random directions at the probe's own image change beside it
+(:func:`mos_proxy_of`; ``mos_proxy``, ``mos_proxy_random``, ``distinct_nameable``), the
+directions' distinct effects (as the directions chapter counts them: alike groups on 16
+noises) and FD-MnistNet of shifted over raw samples (500 each),
 and adds the same entry (without the full log) to results/mnist32-cpu/probes.json.
 
 ``device`` (default cpu) trains and scores there, ``precision`` (default auto: bfloat16 on a CPU
@@ -38,21 +42,26 @@ import sys
 import torch
 
 from hdisc.backbone import load_dm
+from hdisc.baselines import matched_size, random_set
 from hdisc.chain import parse_budget
 from hdisc.data import held_out_images
-from hdisc.direction_set import DirectionSet
+from hdisc.direction_set import DirectionSet, strengths
 from hdisc.directions import alike_groups, distinct_effects, edit_pairs, mean_abs_offdiag, ranked
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.dm import DM
 from hdisc.files import load_file, project_path, sha256, shown_path, write_json
 from hdisc.interpret import interpretability, realism
 from hdisc.metrics import mnist_net
+from hdisc.mos_proxy import Thresholds, score
 from hdisc.precision import resolve_precision
 from hdisc.presets import Preset, get_preset, override
 from hdisc.runs import find_dm
 from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
 
 SCORE = {"rca_pairs": 256, "fd_samples": 500, "effect_noises": 16}
+RANDOM_REL = 0.25
+"""Where the search for random directions at a probe's image change starts: |dh| = 0.25 rms(h)
+changes an image as much as the committed model's directions do (equal_change.json: 0.248)."""
 """How much every probe is scored on: fresh pairs for the RCA, shifted and raw samples (and
 test digits) for FD-MnistNet, noises for the distinct effects (the directions chapter's)."""
 
@@ -97,6 +106,34 @@ def add_effects(name: str, preset: Preset, device: str, dm: str) -> None:
     entry["effects"] = effects_of(unet, DirectionSet.of(model.shift, cfg, unet), model, device)
     write_json(record, book)
     print(name, entry["effects"])
+
+
+def mos_proxy_of(unet: DM, dirs: DirectionSet, scores: dict, net: torch.nn.Module, n_eval: int,
+                 device: str) -> dict:
+    """The MOS proxy (:mod:`hdisc.mos_proxy`) of a probe's directions, on the sweeps of its
+    interpretability evaluation (``scores``, :func:`hdisc.interpret.interpretability` on
+    ``n_eval`` noises of seed 2), with the thresholds of ``results/mnist32-cpu/mos_proxy.json``
+    (set on random directions at the committed model's image change: one yardstick for every
+    probe); beside it, as ``mos_proxy_random``, random directions at this probe's own image
+    change (:func:`hdisc.baselines.matched_size`) on the same noises, scored with the same
+    thresholds: the floor a probe's number is read against. Empty without that record."""
+    record = project_path("results/mnist32-cpu/mos_proxy.json")
+    if not record.is_file():
+        print(f"no MOS proxy thresholds in {shown_path(record)} (python research/mos_proxy.py): proxy not scored")
+        return {}
+    th = Thresholds(**json.loads(record.read_text())["thresholds"])
+    svals = strengths(dirs.S, len(scores["svals"]))
+    learned, _ = score(scores["sweeps"], svals, net.cpu(), th)
+    target = scores["summary"]["median_change_half"]
+    z = torch.randn((n_eval, unet.in_channels, unet.image_size, unet.image_size),
+                    generator=torch.Generator().manual_seed(2)).to(device)  # the evaluation's noises
+    rand = random_set(dirs, unet.config.h_shape, RANDOM_REL, seed=101)
+    size, change = matched_size(unet, rand, target, RANDOM_REL, device=device) if target > 0 else (RANDOM_REL, 0.0)
+    floor, _ = score(rand.at_size(size).sweeps(unet, z, svals, progress=False), svals, net.cpu(), th)
+    return {"mos_proxy": learned["mos_proxy"], "mos_proxy_interval": learned["interval"],
+            "distinct_nameable": learned["distinct_nameable"], "mos_proxy_passing": learned["passing"],
+            "mos_proxy_random": floor["mos_proxy"], "mos_proxy_random_interval": floor["interval"],
+            "mos_proxy_random_size": {"rel": size, "median_change_half": change, "target": target}}
 
 
 def main(name: str, *overrides: str) -> None:
@@ -144,14 +181,19 @@ def main(name: str, *overrides: str) -> None:
     dirs = DirectionSet.of(model.shift, cfg, unet)
     rca = reconstructor_accuracy(unet, model, cfg, dirs.steps, SCORE["rca_pairs"], 32, torch.Generator().manual_seed(1),
                                  device)
+    uniform = rca if cfg.s_min == 0 else reconstructor_accuracy(  # s uniform in [-S, S], as the paper scores it
+        unet, model, dataclasses.replace(cfg, s_min=0.0), dirs.steps, SCORE["rca_pairs"], 32,
+        torch.Generator().manual_seed(1), device)
     net = mnist_net(project_path("models/mnist_net.pt"))
     scores = interpretability(unet, dirs, n_eval, net, seed=2, device=device)
+    proxy = mos_proxy_of(unet, dirs, scores, net, n_eval, device)
     real = held_out_images(preset.data, None, SCORE["fd_samples"])
     raw, shifted, _, _ = edit_pairs(unet, dirs, SCORE["fd_samples"], 1, seed=3, batch=100, device=device)
     fidelity = realism(net, net.features, raw, shifted, real)
     effects = effects_of(unet, dirs, model, device)
     entry = {"name": name, "config": dataclasses.asdict(cfg), "init_from": result["init_from"],
-             "steps": result["steps"], **rca, "interpretability": scores["summary"], "effects": effects,
+             "steps": result["steps"], **rca, "rca_uniform_s": uniform["rca"], **proxy,
+             "interpretability": scores["summary"], "effects": effects,
              "fidelity": fidelity,
              "n_eval": n_eval, "wall_s": result["wall_s"], "threads": torch.get_num_threads(),
              "chain_budget": result.get("chain_budget"),

@@ -50,23 +50,28 @@ def test_a_probe_trains_scores_and_records_itself_then_scores_its_latest_weights
     monkeypatch.setattr(probe, "project_path",
                         lambda p: tmp_path / p if str(p).startswith(("runs", "results")) else real_path(p))
     monkeypatch.setattr(probe, "SCORE", {"rca_pairs": 4, "fd_samples": 16, "effect_noises": 2})
-    settings = ("M=2", "batch=2", "checkpoint_every=1", "lambda_div=1.0", "n_eval=1")
+    settings = ("M=2", "batch=2", "checkpoint_every=1", "lambda_div=1.0", "n_eval=2")
+    (tmp_path / "results" / "mnist32-cpu").mkdir(parents=True)  # the proxy's thresholds, as committed
+    (tmp_path / "results" / "mnist32-cpu" / "mos_proxy.json").write_bytes(
+        real_path("results/mnist32-cpu/mos_proxy.json").read_bytes())
     probe.main("tiny", "steps=2", *settings)
     record = tmp_path / "results" / "mnist32-cpu" / "probes.json"
     entry = json.loads(record.read_text())["probes"][0]
-    assert entry["name"] == "tiny@2" and entry["steps"] == 2 and entry["config"]["M"] == 2 and entry["n_eval"] == 1
-    assert 0 <= entry["rca"] <= 1 and entry["fidelity"]["fd_ratio"] > 0
+    assert entry["name"] == "tiny@2" and entry["steps"] == 2 and entry["config"]["M"] == 2 and entry["n_eval"] == 2
+    assert 0 <= entry["rca"] <= 1 and 0 <= entry["rca_uniform_s"] <= 1 and entry["fidelity"]["fd_ratio"] > 0
+    assert 0 <= entry["mos_proxy"] <= 1 and 0 <= entry["mos_proxy_random"] <= 1  # scored on the committed thresholds
+    assert entry["mos_proxy_random_size"]["target"] == entry["interpretability"]["median_change_half"]
     assert len(entry["interpretability"]["top_rho"]) == 32 and 1 <= entry["effects"]["distinct_effects"] <= 32
     assert "overlap_curve" in entry  # the effect penalty's own measure, recorded when it is on
     assert json.loads((tmp_path / "runs" / "probe" / "tiny" / "probe@2.json").read_text())["name"] == "tiny@2"
     probe.main("tiny", "evaluate=true", *settings)  # a point along the run, beside the probe
     names = [p["name"] for p in json.loads(record.read_text())["probes"]]
-    assert names == ["tiny@2", "tiny@2-n1"]
-    probe.main("tiny", "evaluate=true", "n_eval=1")  # scored with the run's own settings when none are given
+    assert names == ["tiny@2", "tiny@2-n2"]
+    probe.main("tiny", "evaluate=true", "n_eval=2")  # scored with the run's own settings when none are given
     again = json.loads(record.read_text())["probes"]
     assert [p["name"] for p in again] == names and again[1]["config"] == entry["config"]
     with pytest.raises(ValueError, match="another discovery config"):
-        probe.main("tiny", "evaluate=true", "n_eval=1", "M=3")
+        probe.main("tiny", "evaluate=true", "n_eval=2", "M=3")
 
 
 def test_a_probe_on_another_dm_records_which_and_is_scored_on_it_again(tmp_path, monkeypatch):
