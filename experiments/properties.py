@@ -54,6 +54,7 @@ typed_parameters("properties", globals())
 # %% tags=["hide-input"]
 import torch
 
+from hdisc.chapter import check_directions
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet
 from hdisc.directions import compare_shifts, invert, ranked_order
@@ -67,6 +68,7 @@ out = run_dir(out_dir, cfg)
 shape = (unet.in_channels, unet.image_size, unet.image_size)
 gen = torch.Generator().manual_seed(seed)
 dirs = DirectionSet.of(model.shift, d, unet)
+check_directions("properties", ks, d.K)
 ks = ks or ranked_order(out / "directions.json", files, unet, dirs, model.discriminator, n_rank, seed=seed,
                         device=dev)[:n_dirs]
 real = held_out_images(cfg.data, data_dir, n_real).to(dev)

@@ -46,6 +46,7 @@ typed_parameters("real_editing", globals())
 # %% tags=["hide-input"]
 import torch
 
+from hdisc.chapter import check_directions
 from hdisc.data import held_out_images
 from hdisc.direction_set import DirectionSet, shifted_steps, strengths
 from hdisc.directions import invert, ranked_order
@@ -57,6 +58,7 @@ dev = resolve_device(device)
 cfg, unet, model, d, files = open_trained(dataset, preset, directions, dm_checkpoint, dev)
 out = run_dir(out_dir, cfg)
 dirs = DirectionSet.of(model.shift, d, unet)
+check_directions("real_editing", ks, d.K)
 ks = ks or ranked_order(out / "directions.json", files, unet, dirs, model.discriminator, n_rank, seed=seed,
                         device=dev)[:n_dirs]
 print("directions:", ks)

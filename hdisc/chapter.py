@@ -86,10 +86,76 @@ def typed(chapter: str, name: str, value: object, default: object) -> object:
         raise refuse() from None
 
 
+BIG = 10**7
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "seed": (0, 2**63 - 1, "a seed in [0, 2**63)"),
+    "n_rank": (1, 4096, "noises the directions are ranked on, e.g. 16"),
+    "n_real": (1, 10_000, "real images to edit, e.g. 8"),
+    "n_examples": (1, 64, "examples per direction in a figure, e.g. 4"),
+    "n_show": (1, 4096, "directions shown, e.g. 8"),
+    "n_dirs": (1, 4096, "directions to edit with, e.g. 4"),
+    "n_rca": (1, BIG, "fresh pairs the RCA is measured on, e.g. 1000"),
+    "n_interp": (0, 100_000, "noises per direction (0: skip the evaluation), e.g. 16"),
+    "n_mean": (1, 100_000, "samples averaged into the mean direction, e.g. 32"),
+    "invert_steps": (1, 100_000, "DDIM steps of the inversion, e.g. 100 (at most the DM's T)"),
+    "n_pca": (2, BIG, "samples for PCA and the supervised directions, e.g. 1000"),
+    "jacobian_iters": (1, 1000, "subspace iterations, e.g. 10"),
+    "n_train": (1, BIG, "training edits of the post-hoc reconstructor, e.g. 128"),
+    "n_test": (1, BIG, "held-out edits, e.g. 64"),
+    "epochs": (1, 10_000, "passes over the training edits, e.g. 8"),
+    "n_sources": (0, BIG, "samples for the training-free directions (0: none), e.g. 256"),
+    "rel": (1e-6, 100, "|dh| relative to rms(h) at strength 1, e.g. 0.5"),
+    "n_samples": (1, 100_000, "samples in the grid, e.g. 64"),
+    "n_eval": (0, BIG, "samples scored (0: skip), e.g. 1000"),
+    "batch": (1, 16_384, "images per batch, e.g. 8"),
+    "repeats": (1, 1000, "timed repeats, e.g. 2"),
+    "head_init_std": (0, 10, "the heads' initial std (0: the paper's zero heads)"),
+    "target": (1e-6, 2, "the mean |pixel change| at S/2 every set is rescaled to, e.g. 0.05"),
+}
+"""Valid ranges of the chapters' numeric parameters, with what each means (the fix a refusal
+names); ``steps`` and ``sample_steps`` take -1 (the preset's) or a positive count."""
+CHAPTER_BOUNDS: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("fid", "n"): (10, BIG, "samples per set, e.g. 1000 (an FD from fewer means nothing)"),
+    ("truth", "n"): (2, 100_000, "noises per direction, e.g. 32 (the intervals bootstrap over them)"),
+    ("compare", "n_interp"): (2, 100_000, "noises per direction, e.g. 4"),
+}
+
+
+def check_bounds(chapter: str, name: str, value: object) -> None:
+    """Refuse a numeric parameter outside its range (:data:`BOUNDS`, :data:`CHAPTER_BOUNDS`),
+    naming the range and what the parameter means; list parameters are checked per element."""
+    if name in ("steps", "sample_steps"):
+        if value != -1 and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"chapter {chapter}: parameter {name}={value!r} is out of range: valid -1 (the "
+                             "preset's) or a positive count; nothing was run")
+        return
+    if name == "ks":
+        bad = [k for k in value if isinstance(k, bool) or not isinstance(k, int) or k < 0]
+        if bad:
+            raise ValueError(f"chapter {chapter}: parameter ks={value!r} holds {bad}: valid direction indices are "
+                             "whole numbers from 0 to K - 1 ([] for the leading ones); nothing was run")
+        return
+    bounds = CHAPTER_BOUNDS.get((chapter, name), BOUNDS.get(name))
+    if bounds is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high, what = bounds
+    if not low <= value <= high:  # NaN fails too
+        raise ValueError(f"chapter {chapter}: parameter {name}={value!r} is out of range: valid [{low:g}, {high:g}], "
+                         f"{what}; nothing was run")
+
+
+def check_directions(chapter: str, ks: list[int], K: int) -> None:
+    """Refuse direction indices ``ks`` a model of K directions does not have."""
+    bad = [k for k in ks if not 0 <= k < K]
+    if bad:
+        raise ValueError(f"chapter {chapter}: ks={ks} names {bad}, but the model has directions 0 to {K - 1}")
+
+
 def typed_parameters(chapter: str, namespace: dict) -> dict[str, object]:
     """Check and type ``chapter``'s parameters in ``namespace`` (a notebook's ``globals()``)
     in place: an injected name the chapter does not declare is refused with the valid ones,
-    and each declared parameter is read as its default's type. Returns {name: value}."""
+    each declared parameter is read as its default's type and checked against its range
+    (:func:`check_bounds`). Returns {name: value}."""
     declared = defaults(chapter)
     unknown = sorted(set(injected(namespace)) - set(declared))
     if unknown:
@@ -97,4 +163,5 @@ def typed_parameters(chapter: str, namespace: dict) -> dict[str, object]:
                          f"{', '.join(declared)}. Nothing was run")
     for name, default in declared.items():
         namespace[name] = typed(chapter, name, namespace[name], default)
+        check_bounds(chapter, name, namespace[name])
     return {name: namespace[name] for name in declared}

@@ -5,7 +5,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from hdisc.chapter import defaults, typed, typed_parameters
+from hdisc.chapter import BOUNDS, check_directions, defaults, typed, typed_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py")) + ["reproduction"]
@@ -42,6 +42,36 @@ def test_an_injected_parameter_the_chapter_does_not_take_is_refused():
     namespace["In"][-1] = "# Parameters\npreset = 'smoke'\nn_rca = '16'\n"
     namespace["n_rca"] = "16"
     assert typed_parameters("rca_mos", namespace)["n_rca"] == 16 and namespace["n_rca"] == 16
+
+
+@pytest.mark.parametrize("chapter, name, value, named", [
+    ("rca_mos", "n_rca", 0, r"n_rca=0 is out of range: valid \[1, 1e\+07\], fresh pairs"),
+    ("rca_mos", "n_rca", -5, r"n_rca=-5 is out of range"),
+    ("fid", "n", 2, r"n=2 is out of range: valid \[10, .*an FD from fewer means nothing"),
+    ("directions", "n_rank", 0, r"n_rank=0 is out of range"),
+    ("compare", "n_interp", 0, r"n_interp=0 is out of range: valid \[2, "),
+    ("explore", "rel", float("nan"), r"rel=nan is out of range"),
+    ("truth", "n", 1, r"n=1 is out of range: valid \[2, .*bootstrap"),
+    ("train", "steps", -5, r"steps=-5 is out of range: valid -1 \(the preset's\) or a positive count"),
+    ("properties", "ks", [1, -2], r"ks=\[1, -2\] holds \[-2\]: valid direction indices"),
+    ("train", "seed", -1, r"seed=-1 is out of range: valid \[0, "),
+])
+def test_parameters_out_of_range_are_refused_before_the_chapter_runs(chapter, name, value, named):
+    namespace = {**defaults(chapter), "In": ["", f"# Parameters\n{name} = {value!r}\n"], name: value}
+    with pytest.raises(ValueError, match=f"chapter {chapter}: parameter {named}.*nothing was run"):
+        typed_parameters(chapter, namespace)
+
+
+def test_every_default_is_within_its_range_and_zero_means_skip_where_it_may():
+    for chapter in CHAPTERS:
+        typed_parameters(chapter, {**defaults(chapter), "In": []})  # no default is refused
+    assert BOUNDS["n_interp"][0] == 0 and BOUNDS["n_eval"][0] == 0 and BOUNDS["n_sources"][0] == 0
+
+
+def test_direction_indices_beyond_the_model_are_refused():
+    check_directions("real_editing", [0, 3], 4)
+    with pytest.raises(ValueError, match=r"ks=\[0, 99\] names \[99\], but the model has directions 0 to 3"):
+        check_directions("real_editing", [0, 99], 4)
 
 
 @pytest.mark.slow  # papermill
