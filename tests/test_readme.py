@@ -77,9 +77,8 @@ def test_the_readme_comparison_quotes_the_compare_record():
     rand = equal["random"]
     assert (f"random directions fall to {pct(rand)} ({count(rand)}; only {rand['signed_fraction']:.0%} of them are "
             f"signed), while the learned set passes "
-            f"{pct(learned)}, Jacobian {pct(equal['Jacobian (one image)'])}, PCA and supervised "
-            f"{pct(equal['PCA (pooled)'])}") in text
-    assert pct(equal["PCA (pooled)"]) == pct(equal["supervised"])
+            f"{pct(learned)}, Jacobian {pct(equal['Jacobian (one image)'])}, PCA {pct(equal['PCA (pooled)'])} "
+            f"and supervised {pct(equal['supervised'])}") in text
 
 
 def test_the_readme_says_how_many_distinct_effects_the_directions_have():
