@@ -63,11 +63,11 @@ lane_a() {  # the directions first: the chapters after it read its ranking from 
     $([ "$RENDER" = committed ] && [ -f "$results/directions.json" ] && echo "-p interp_from $results/directions.json")
   pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
   pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
+  pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
   pm explore "${trained[@]}"
 }
 lane_b() {
   pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
-  pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
   if [ "$RENDER" = committed ] && [ -f "$results/compare.json" ] && [ -f "$results/compare_directions.png" ]; then
     pm compare -p out_dir "$results" "${trained[@]}" -p from_record "$results/compare.json"
   else
