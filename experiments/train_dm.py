@@ -51,7 +51,7 @@ from hdisc.factors import load_shape_net, shapes_quality
 from hdisc.files import project_path, shown_path
 from hdisc.metrics import digit_quality, mnist_net
 from hdisc.presets import get_preset
-from hdisc.runs import released_record, resolve_device, run_dir, write_record
+from hdisc.runs import recorded, released_record, resolve_device, run_dir, write_record
 from hdisc.sampling import generate
 from hdisc.training import DM_CHECKPOINT, checkpoint_step, train_dm
 from hdisc.viz import plot_curves, save_grid, show_grid
@@ -69,6 +69,7 @@ print(f"{cfg.name}: UNet {cfg.unet}\ntraining {cfg.dm}\nwriting to {shown_path(o
 
 # %% tags=["hide-input"]
 summary = None if train else released_record(out, DM_CHECKPOINT, "train_dm.json")
+released = summary is not None
 if summary is None:
     if not train:
         steps = checkpoint_step(out / DM_CHECKPOINT)
@@ -86,7 +87,10 @@ plot_curves([{"step": s, "loss": v} for s, v in summary["loss_curve"]], "step", 
 # %% tags=["hide-input"]
 unet = load_dm(out / "dm_ema.pt")
 unet.to(dev)
-n_gen = max(n_samples, n_eval if dataset in ("mnist32", "shapes32") else 0)
+# a released model's evaluation of these weights on as many samples is shown from its record, not redone
+reuse = recorded(out / "train_dm.json", {"dm": out / "dm_ema.pt"}, "quality", seed=seed) if released else None
+reuse = reuse if reuse and reuse.get("n") == n_eval else None
+n_gen = max(n_samples, n_eval if dataset in ("mnist32", "shapes32") and reuse is None else 0)
 samples = generate(unet, n_gen, (cfg.unet.in_channels, cfg.unet.image_size, cfg.unet.image_size),
                    unet.steps(cfg.sample_steps), seed=seed, batch=min(64, cfg.unet.sample_batch()),
                    device=dev)
@@ -106,18 +110,21 @@ show_grid(samples[:n_samples], nrow=8, title=f"{cfg.name}: DDIM-{cfg.sample_step
 # the best a model can get at this sample size.
 
 # %% tags=["hide-input"]
-quality = None
-if dataset == "mnist32" and n_eval > 0:
+quality = reuse
+if quality is not None:
+    print(f"the evaluation of these weights on {n_eval} samples, from {shown_path(out / 'train_dm.json')}")
+elif dataset == "mnist32" and n_eval > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
-    real = load_mnist("test")[0][:2 * n_eval]
-    quality = digit_quality(net, samples[:n_eval], real) | {"n": n_eval}
+    quality = digit_quality(net, samples[:n_eval], load_mnist("test")[0][:2 * n_eval]) | {"n": n_eval}
+elif dataset == "shapes32" and n_eval > 0:
+    quality = shapes_quality(load_shape_net(), samples[:n_eval], held_out_images(cfg.data, None, 2 * n_eval))
+    quality["n"] = n_eval
+if quality is not None and dataset == "mnist32":
     for row in ("samples", "real"):
         q = quality[row]
         print(f"{row:8s} confidence {q['mean_confidence']:.3f}  FD-MnistNet {q['fd_mnistnet']:.2f}  "
               f"labels {q['label_hist']}")
-elif dataset == "shapes32" and n_eval > 0:
-    quality = shapes_quality(load_shape_net(), samples[:n_eval], held_out_images(cfg.data, None, 2 * n_eval))
-    quality["n"] = n_eval
+elif quality is not None and dataset == "shapes32":
     for row in ("samples", "real"):
         q = quality[row]
         print(f"{row:8s} confidence {q['mean_confidence']:.3f}  FD-ShapeNet {q['fd_shapenet']:.2f}  shape TV "

@@ -64,7 +64,6 @@ lane_a() {  # the directions first: the chapters after it read its ranking from 
   pm real_editing -p out_dir "$results" "${trained[@]}" "${small[@]}"
   pm properties -p out_dir "$results" "${trained[@]}" "${small[@]}" $([ "$PRESET" = smoke ] && echo "-p n_mean 8")
   pm fid -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n 128")
-  pm explore "${trained[@]}"
 }
 lane_b() {
   pm rca_mos -p out_dir "$results" "${trained[@]}" $([ "$PRESET" = smoke ] && echo "-p n_rca 64")
@@ -99,6 +98,7 @@ lane_b() {
   pm_to truth truth -p dataset shapes32 -p preset "$tp" -p out_dir "$truth_results" -p dm_checkpoint "$truth_dm" \
     $([ "$RENDER" = committed ] && [ -f "$truth_results/truth.json" ] && echo "-p from_record $truth_results/truth.json") \
     $([ "$tp" = smoke ] && echo "-p n 3 -p n_pca 12")
+  pm explore "${trained[@]}"  # reads the directions chapter's ranking when lane A has written it (else ranks: the same order)
 }
 export OMP_NUM_THREADS=1
 lane_a & a=$!
