@@ -91,7 +91,7 @@ change, real, sim, by_change_realism = ranking.change, ranking.realism, ranking.
 
 # %% tags=["hide-input"]
 interp = recorded(interp_from, files, "interpretability", n_interp=n_interp, seed=seed) if interp_from else None
-if interp is not None:  # the main job's committed render: K x n_interp x 9 edits (about 6 minutes) not redone
+if interp is not None:  # the main job's committed render: the K x n_interp x 9 edits are not redone
     print(f"the evaluation of these models recorded in {shown_path(project_path(interp_from))} (same noises)")
 elif dataset == "mnist32" and n_interp > 0:
     net = mnist_net(project_path("models/mnist_net.pt"))
@@ -177,7 +177,8 @@ show_matrix(sim[top][:, top], top, title="similarity of the 16 leading direction
 # Directions that pass first, each group by change x realism. Each panel: one direction on
 # `n_examples` noises (rows), columns $s = -S, -S/2, 0, S/2, S$, then the difference between
 # the two ends (mid grey: unchanged; white: ink the edit adds at $+S$; black: ink it
-# removes). The first four panels are saved as `directions.png` beside the record (the
+# removes; scaled to the panel's own largest change, so compare sizes by the titles' change).
+# The first four panels are saved as `directions.png` beside the record (the
 # README's figure).
 
 # %% tags=["hide-input"]

@@ -85,7 +85,6 @@ if dm_path is None:
     train_dm(cfg.unet, cfg.dm, open_dataset(cfg.data, data_dir), out, seed=seed, device=dev)
     dm_path = out / "dm_ema.pt"
 unet = open_dm(dm_path, cfg)  # a diffusers folder brings its own UNet configuration
-unet_cfg = unet.config
 print(f"DM: {shown_path(dm_path)}")
 
 # %% [markdown]
@@ -97,7 +96,7 @@ print(f"DM: {shown_path(dm_path)}")
 # %% tags=["hide-input"]
 summary = None if train else released_record(out, DISCOVERY_CHECKPOINT, "train.json")
 if summary is not None:  # a released model: weights and record, no checkpoint
-    load_directions(out / "directions.pt", unet_cfg, d, dm=unet)  # refuses weights of another config or DM
+    load_directions(out / "directions.pt", cfg=d, dm=unet)  # refuses weights of another config or DM
 else:
     if not train:
         steps = checkpoint_step(out / DISCOVERY_CHECKPOINT)
@@ -115,7 +114,7 @@ plot_curves(log, "step", {"D(x_0)": "d_real", "D(x'_0)": "d_fake", "running accu
 # Chance is $1/K$.
 
 # %% tags=["hide-input"]
-model, _ = load_directions(out / "directions.pt", unet_cfg, d)
+model, _ = load_directions(out / "directions.pt", unet.config, d)
 rca = reconstructor_accuracy(unet.to(dev), model.to(dev), d, unet.steps(d.M), n_rca, d.batch,
                              torch.Generator().manual_seed(seed + 1), device=dev)
 print(f"RCA {rca['rca']:.3f} (chance {1 / d.K:.3f}; paper, at its own settings: "

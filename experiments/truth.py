@@ -101,13 +101,12 @@ else:
         print(f"{from_record} was made from other model files: computing again")
     start = time.perf_counter()
     unet = open_dm(dm_path, cfg)
-    unet_cfg = unet.config
     unet.to(dev)
     d = cfg.discovery
-    base = DirectionSet.of(FixedDirections(torch.zeros(d.K, *unet_cfg.h_shape), REL), d, unet)
+    base = DirectionSet.of(FixedDirections(torch.zeros(d.K, *unet.config.h_shape), REL), d, unet)
     learned = None
     if directions:
-        model, dcfg = load_directions(files["directions"], unet_cfg, dm=unet)
+        model, dcfg = load_directions(files["directions"], dm=unet)
         learned = DirectionSet.of(model.shift.to(dev), dcfg, unet)
     chosen = resolve_precision(precision, dev)
     with compute_in(chosen, dev):

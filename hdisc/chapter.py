@@ -123,7 +123,8 @@ CHAPTER_BOUNDS: dict[tuple[str, str], tuple[float, float, str]] = {
 
 def check_bounds(chapter: str, name: str, value: object) -> None:
     """Refuse a numeric parameter outside its range (:data:`BOUNDS`, :data:`CHAPTER_BOUNDS`),
-    naming the range and what the parameter means; list parameters are checked per element."""
+    naming the range and what the parameter means; ``ks`` (direction indices) must be whole
+    numbers >= 0 (:func:`check_directions` checks them against K once a model is loaded)."""
     if name in ("steps", "sample_steps"):
         if value != -1 and not (isinstance(value, int) and value >= 1):
             raise ValueError(f"chapter {chapter}: parameter {name}={value!r} is out of range: valid -1 (the "

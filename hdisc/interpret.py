@@ -228,6 +228,13 @@ def realism(classify: Callable[[torch.Tensor], torch.Tensor], features: Callable
             "confidence_raw": c_raw, "confidence_edits": c_edit, "confidence_ratio": c_edit / max(c_raw, 1e-12)}
 
 
+def evaluation_noises(unet: torch.nn.Module, n: int, seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """The ``n`` noises [n, C, H, W] of seed ``seed`` that :func:`interpretability` edits: what
+    another set is scored on when it must see the same noises (a random floor, say)."""
+    shape = (unet.in_channels, unet.image_size, unet.image_size)
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+
+
 def interpretability(unet: torch.nn.Module, dirs: DirectionSet, n: int, classifier: torch.nn.Module, *,
                      seed: int = 0, n_strengths: int = 9, device: str | torch.device = "cpu",
                      progress: bool | None = None) -> dict:
@@ -235,8 +242,7 @@ def interpretability(unet: torch.nn.Module, dirs: DirectionSet, n: int, classifi
     :func:`hdisc.baselines.every_method`'s): every direction's sweep over ``n_strengths``
     strengths in [-S, S] on ``n`` noises drawn from ``seed``, on the set's chain. Returns
     evaluate's record with ``"sweeps"`` [K, n, n_strengths, C, H, W] (images on the CPU) added."""
-    shape = (unet.in_channels, unet.image_size, unet.image_size)
-    z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    z = evaluation_noises(unet, n, seed, device)
     svals = strengths(dirs.S, n_strengths)
     sweeps = dirs.sweeps(unet, z, svals, progress)
     return evaluate(sweeps, svals, classifier.cpu(), dirs.S) | {"sweeps": sweeps}

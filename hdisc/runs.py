@@ -184,7 +184,7 @@ def open_trained(dataset: str, preset: str, directions: str | os.PathLike = "",
                                 f"(papermill experiments/train.ipynb out.ipynb -p dataset {dataset} "
                                 f"-p preset {preset}), or pass directions")
     unet = open_dm(dm_path, cfg)
-    model, dcfg = load_directions(dir_path, unet.config, dm=unet)
+    model, dcfg = load_directions(dir_path, dm=unet)
     differ = {f: {"file": getattr(dcfg, f), "preset": getattr(cfg.discovery, f)} for f in USE_SETTINGS
               if getattr(dcfg, f) != getattr(cfg.discovery, f)}
     if differ and settings == "preset":

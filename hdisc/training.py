@@ -471,12 +471,15 @@ def load_directions(path: str | os.PathLike, unet_cfg: UNetConfig | None = None,
                     ) -> tuple[DiscoveryModel, DiscoveryConfig]:
     """Load a trained discovery model written by :func:`train_discovery`.
 
-    If ``unet_cfg`` or ``cfg`` are given they must match the file's (e.g. the same K; the
+    ``unet_cfg`` defaults to ``dm.config`` when a DM is given. If ``unet_cfg`` or ``cfg`` are
+    given they must match the file's (e.g. the same K; the
     step budget may differ: a run stopped early or extended is the same model); if ``dm`` is
     given, it must be the DM the file was trained on (its weights' fingerprint, recorded by
     :func:`train_discovery`; files from before that record pass).
     """
     path = Path(path)
+    if unet_cfg is None and dm is not None:
+        unet_cfg = dm.config
     if not path.is_file():
         raise FileNotFoundError(f"no direction model at {path}: run experiments/train.ipynb first "
                                 "(it writes out_dir/directions.pt)")

@@ -50,7 +50,7 @@ from hdisc.directions import alike_groups, distinct_effects, edit_pairs, mean_ab
 from hdisc.discovery import reconstructor_accuracy
 from hdisc.dm import DM
 from hdisc.files import load_file, project_path, sha256, shown_path, write_json
-from hdisc.interpret import interpretability, realism
+from hdisc.interpret import evaluation_noises, interpretability, realism
 from hdisc.metrics import mnist_net
 from hdisc.mos_proxy import Thresholds, score
 from hdisc.precision import resolve_precision
@@ -59,6 +59,8 @@ from hdisc.runs import find_dm
 from hdisc.training import DISCOVERY_CHECKPOINT, load_directions, train_discovery, trained_on
 
 SCORE = {"rca_pairs": 256, "fd_samples": 500, "effect_noises": 16}
+EVAL_SEED = 2
+"""The seed of the interpretability evaluation's noises, which the random floor edits too."""
 RANDOM_REL = 0.25
 """Where the search for random directions at a probe's image change starts: |dh| = 0.25 rms(h)
 changes an image as much as the committed model's directions do (equal_change.json: 0.248)."""
@@ -112,7 +114,7 @@ def mos_proxy_of(unet: DM, dirs: DirectionSet, scores: dict, net: torch.nn.Modul
                  device: str) -> dict:
     """The MOS proxy (:mod:`hdisc.mos_proxy`) of a probe's directions, on the sweeps of its
     interpretability evaluation (``scores``, :func:`hdisc.interpret.interpretability` on
-    ``n_eval`` noises of seed 2), with the thresholds of ``results/mnist32-cpu/mos_proxy.json``
+    ``n_eval`` noises of :data:`EVAL_SEED`), with the thresholds of ``results/mnist32-cpu/mos_proxy.json``
     (set on random directions at the committed model's image change: one yardstick for every
     probe); beside it, as ``mos_proxy_random``, random directions at this probe's own image
     change (:func:`hdisc.baselines.matched_size`) on the same noises, scored with the same
@@ -125,8 +127,7 @@ def mos_proxy_of(unet: DM, dirs: DirectionSet, scores: dict, net: torch.nn.Modul
     svals = strengths(dirs.S, len(scores["svals"]))
     learned, _ = score(scores["sweeps"], svals, net.cpu(), th)
     target = scores["summary"]["median_change_half"]
-    z = torch.randn((n_eval, unet.in_channels, unet.image_size, unet.image_size),
-                    generator=torch.Generator().manual_seed(2)).to(device)  # the evaluation's noises
+    z = evaluation_noises(unet, n_eval, EVAL_SEED, device)
     rand = random_set(dirs, unet.config.h_shape, RANDOM_REL, seed=101)
     size, change = matched_size(unet, rand, target, RANDOM_REL, device=device) if target > 0 else (RANDOM_REL, 0.0)
     floor, _ = score(rand.at_size(size).sweeps(unet, z, svals, progress=False), svals, net.cpu(), th)
@@ -185,7 +186,7 @@ def main(name: str, *overrides: str) -> None:
         unet, model, dataclasses.replace(cfg, s_min=0.0), dirs.steps, SCORE["rca_pairs"], 32,
         torch.Generator().manual_seed(1), device)
     net = mnist_net(project_path("models/mnist_net.pt"))
-    scores = interpretability(unet, dirs, n_eval, net, seed=2, device=device)
+    scores = interpretability(unet, dirs, n_eval, net, seed=EVAL_SEED, device=device)
     proxy = mos_proxy_of(unet, dirs, scores, net, n_eval, device)
     real = held_out_images(preset.data, None, SCORE["fd_samples"])
     raw, shifted, _, _ = edit_pairs(unet, dirs, SCORE["fd_samples"], 1, seed=3, batch=100, device=device)

@@ -50,8 +50,9 @@ pm train -p out_dir "$models" -p dm_checkpoint "$models/dm_ema.pt" -p train "$tr
 # The chapters below read the trained models and write their own records, so they run in two
 # lanes, one thread each (both cores at work; records name the thread count they ran with).
 # A committed render computes no research analysis: the directions chapter's interpretability
-# evaluation, the comparison with the training-free families (about 45 minutes at the cpu
-# preset) and the shapes truth comparison (an hour) are shown from records made from these
+# evaluation, the comparison with the training-free families (over an hour at one thread),
+# the shapes truth comparison (not yet finished at the cpu preset: over 100 minutes at one
+# thread) and a released DM's 1,000-sample evaluation are shown from records made from these
 # model files (each chapter refuses a record of other files); RENDER=full computes them again.
 lane_a() {  # the directions first: the chapters after it read its ranking from its record
   if [ "$RENDER" = committed ] && [ -f "$results/benchmark.json" ]; then
@@ -100,13 +101,11 @@ lane_b() {
     $([ "$tp" = smoke ] && echo "-p n 3 -p n_pca 12")
   pm explore "${trained[@]}"  # reads the directions chapter's ranking when lane A has written it (else ranks: the same order)
 }
-export OMP_NUM_THREADS=1
-lane_a & a=$!
-lane_b & b=$!
+(export OMP_NUM_THREADS=1; lane_a) & a=$!
+(export OMP_NUM_THREADS=1; lane_b) & b=$!
 failed=0
 wait $a || failed=1
 wait $b || failed=1
-unset OMP_NUM_THREADS
 if [ $failed = 1 ]; then echo "a chapter failed (its error is above)" >&2; exit 1; fi
 echo "== reproduction tables"
 start=$SECONDS

@@ -48,3 +48,8 @@ def test_a_dm_moves_with_its_schedule_tensors(smoke):
     v = Schedule(kind="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction="v")
     dm = DM(perturb_zero_params(build_unet(smoke.unet), 0.05), smoke.unet, v).to(torch.float32)
     assert dm.abar.dtype == torch.float32 and "abar" not in dm.state_dict()  # not saved with the weights
+    assert set(dm.state_dict()) == {f"net.{k}" for k in dm.net.state_dict()}  # the weights, and nothing else
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([999, 3])
+    with torch.no_grad():  # the schedule's abar, where the conversion reads it
+        want = v.alphas_cumprod().float()[t].view(-1, 1, 1, 1)
+        assert torch.allclose(dm(x, t), want.sqrt() * dm.net(x, t) + (1 - want).sqrt() * x, atol=1e-6)
